@@ -1,0 +1,1 @@
+//! chatvault-benches (work in progress).

@@ -1,0 +1,1 @@
+//! chatvault-collector (work in progress).

@@ -1,0 +1,80 @@
+//! # chatvault-core
+//!
+//! The vocabulary every chatvault crate shares: domain types (workspaces, channels, users,
+//! messages and what hangs off them), the three traits — [`MetadataStore`], [`ContentStore`],
+//! [`Embedder`] — and the one [`Error`] type.
+//!
+//! A message is split in two: its **metadata** (who, where, when, reactions, links, files, thread)
+//! goes to a [`MetadataStore`]; its **content** (text + filter attributes + embedding) goes to a
+//! [`ContentStore`]. The metadata store writes content changes into a transactional **outbox** in
+//! the same transaction as the metadata, and a relay delivers them to the content store.
+//!
+//! With the `testing` feature, [`testing`] offers the conformance suites every backend runs,
+//! in-memory reference stores, and mockall mocks of the three traits.
+//!
+//! ```
+//! use chatvault_core::{Embedder, HashingEmbedder, MessageKey};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> chatvault_core::Result<()> {
+//! let key = MessageKey::parse("T1", "C1", "1700000000.000100")?;
+//! assert_eq!(key.content_id(), "C1:1700000000.000100");
+//!
+//! let embedder = HashingEmbedder::new(384)?;
+//! let vectors = embedder.embed(&["deploy failed".to_string()]).await?;
+//! assert_eq!(vectors[0].len(), 384);
+//! # Ok(()) }
+//! ```
+
+mod aggregate;
+mod batch;
+mod channel;
+mod content_store;
+mod embedder;
+mod error;
+mod filter;
+mod ids;
+mod message;
+mod metadata_store;
+mod outbox;
+mod secret;
+mod sync;
+mod user;
+mod workspace;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use aggregate::{
+    AggregateOptions, ChannelActivity, ContentIndexEntry, DomainCount, LinkCount, LinkQuery,
+    ReactedMessage, SharedLink, ThreadActivity, UserActivity, WorkspaceStats,
+};
+pub use batch::{ApplyReport, ChannelScope, WriteBatch};
+pub use channel::{Bookmark, Channel, ChannelKind, MembershipChange};
+pub use content_store::{
+    CollectionInfo, CollectionSpec, ContentCapabilities, ContentDelete, ContentDocument,
+    ContentStore, ContentVersion, ScoredKey, SearchOptions, WriteOutcome,
+};
+pub use embedder::{cosine, Embedder, HashingEmbedder};
+pub use error::{Error, ErrorKind, Result};
+pub use filter::{ContentFilter, MessageFilter, PageRequest, ThreadFilter, TimeRange};
+pub use ids::{ChannelId, MessageKey, TeamId, Ts, UserId, WorkspaceId, MAX_ID_LEN};
+pub use message::{
+    ContentAttributes, FileRef, Link, LinkSource, MessageContent, MessageDetails, MessageMeta,
+    MessageRecord, Reaction, ReactionChange, ThreadParticipant, MAX_TEXT_BYTES,
+};
+pub use metadata_store::MetadataStore;
+pub use outbox::{
+    ClaimRequest, FailOutcome, OutboxEntry, OutboxFailure, OutboxId, OutboxOp, OutboxStats,
+    RetryPolicy,
+};
+pub use secret::SecretString;
+pub use sync::{ProcessingQueueEntry, SyncState, SyncStatus};
+pub use user::User;
+pub use workspace::{BotConfig, Installation, Team, Workspace};
+
+#[cfg(feature = "testing")]
+pub use content_store::MockContentStore;
+#[cfg(feature = "testing")]
+pub use embedder::MockEmbedder;
+#[cfg(feature = "testing")]
+pub use metadata_store::MockMetadataStore;

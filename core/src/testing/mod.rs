@@ -1,0 +1,1 @@
+//! Test kit (feature `testing`): conformance suites, in-memory reference stores and helpers.

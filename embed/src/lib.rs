@@ -1,0 +1,1 @@
+//! chatvault-embed (work in progress).

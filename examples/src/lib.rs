@@ -1,0 +1,1 @@
+//! chatvault-examples (work in progress).

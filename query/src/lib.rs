@@ -1,0 +1,1 @@
+//! chatvault-query (work in progress).

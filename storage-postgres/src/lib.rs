@@ -1,0 +1,1 @@
+//! chatvault-storage-postgres (work in progress).

@@ -1,0 +1,1 @@
+//! chatvault-storage-vector (work in progress).
