@@ -1,1 +1,27 @@
-//! chatvault-collector (work in progress).
+#![doc = include_str!("../README.md")]
+
+mod backfill;
+mod events;
+mod export;
+mod import;
+mod markup;
+mod processor;
+mod progress;
+mod reconcile;
+mod relay;
+pub mod subtype;
+mod write;
+
+pub use backfill::{Backfill, BackfillOptions, BackfillReport, WEB_API_SOURCE};
+pub use events::{EventHandler, EventOutcome};
+pub use export::{ExportArchive, MAX_EXPORT_FILE_BYTES};
+pub use import::{
+    ChannelCounts, Collector, ImportIssue, ImportOptions, ImportSummary, EXPORT_SOURCE,
+};
+pub use markup::NameBook;
+pub use processor::{process_message, ChannelContext, Processed, ProcessedMessage, UnknownSubtype};
+pub use progress::{ChannelProgress, FnProgress, NoProgress, Progress, ProgressUpdate, Stage};
+pub use reconcile::{reconcile, reconcile_with, ReconcileOptions, ReconcileReport};
+pub use relay::{Relay, RelayHandle, RelayOptions, RelayReport};
+pub use subtype::SubtypeHandling;
+pub use write::apply_with_retry;

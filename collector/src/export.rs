@@ -1,0 +1,209 @@
+//! Reading a Slack export, a directory or a `.zip`, one file at a time.
+//!
+//! Nothing is read ahead: [`ExportArchive::read`] loads one file (a day file is small), so memory
+//! stays flat whatever the archive's size.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use chatvault_core::{Error, Result};
+
+/// The largest single file read from an export (a day file, `users.json`).
+pub const MAX_EXPORT_FILE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// An opened export: a directory or a zip archive in Slack's export layout.
+pub struct ExportArchive {
+    inner: Inner,
+}
+
+enum Inner {
+    Dir(PathBuf),
+    Zip {
+        archive: Box<zip::ZipArchive<BufReader<File>>>,
+        /// A folder all entries sit in (`export-name/`), stripped from names.
+        prefix: String,
+    },
+}
+
+impl std::fmt::Debug for ExportArchive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Inner::Dir(p) => write!(f, "ExportArchive(dir {})", p.display()),
+            Inner::Zip { prefix, .. } => write!(f, "ExportArchive(zip, prefix {prefix:?})"),
+        }
+    }
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::invalid_input(format!("cannot read export {}: {e}", path.display()))
+        .with_context("file", path.display())
+}
+
+impl ExportArchive {
+    /// Opens a directory, or a `.zip` file.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the path when it does not exist or is not a readable zip.
+    pub fn open(path: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+        if meta.is_dir() {
+            return Ok(ExportArchive {
+                inner: Inner::Dir(path.to_path_buf()),
+            });
+        }
+        let file = File::open(path).map_err(|e| io_err(path, e))?;
+        let archive = zip::ZipArchive::new(BufReader::new(file))
+            .map_err(|e| io_err(path, format!("not a zip archive: {e}")))?;
+        // The export may sit inside one folder of the zip: find where channels.json/users.json are.
+        let mut prefix: Option<String> = None;
+        for name in archive.file_names() {
+            let base = name.rsplit('/').next().unwrap_or(name);
+            if matches!(base, "channels.json" | "users.json") {
+                let p = &name[..name.len() - base.len()];
+                if prefix.as_ref().is_none_or(|q| p.len() < q.len()) {
+                    prefix = Some(p.to_string());
+                }
+            }
+        }
+        Ok(ExportArchive {
+            inner: Inner::Zip {
+                archive: Box::new(archive),
+                prefix: prefix.unwrap_or_default(),
+            },
+        })
+    }
+
+    /// Every `.json` file at the top level or one folder down, as `"name.json"` or
+    /// `"folder/name.json"`, sorted.
+    ///
+    /// # Errors
+    /// `InvalidInput` when a directory cannot be listed.
+    pub fn json_files(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        match &self.inner {
+            Inner::Dir(root) => {
+                for entry in std::fs::read_dir(root).map_err(|e| io_err(root, e))? {
+                    let entry = entry.map_err(|e| io_err(root, e))?;
+                    let name = entry.file_name().to_string_lossy().to_string();
+                    let ft = entry.file_type().map_err(|e| io_err(&entry.path(), e))?;
+                    if ft.is_dir() {
+                        let dir = entry.path();
+                        for sub in std::fs::read_dir(&dir).map_err(|e| io_err(&dir, e))? {
+                            let sub = sub.map_err(|e| io_err(&dir, e))?;
+                            let sname = sub.file_name().to_string_lossy().to_string();
+                            if sname.ends_with(".json") {
+                                out.push(format!("{name}/{sname}"));
+                            }
+                        }
+                    } else if name.ends_with(".json") {
+                        out.push(name);
+                    }
+                }
+            }
+            Inner::Zip { archive, prefix } => {
+                for name in archive.file_names() {
+                    let Some(rel) = name.strip_prefix(prefix.as_str()) else {
+                        continue;
+                    };
+                    if rel.ends_with(".json")
+                        && rel.matches('/').count() <= 1
+                        && !rel.starts_with("__MACOSX")
+                    {
+                        out.push(rel.to_string());
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The bytes of one file (`None` if the export has no such file).
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the file when it cannot be read or is too large.
+    pub fn read(&mut self, rel: &str) -> Result<Option<Vec<u8>>> {
+        let ctx = |e: Error| e.with_context("file", rel);
+        match &mut self.inner {
+            Inner::Dir(root) => {
+                let path = root.join(rel);
+                let file = match File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(io_err(&path, e)),
+                };
+                let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                if len > MAX_EXPORT_FILE_BYTES {
+                    return Err(ctx(Error::invalid_input(format!(
+                        "{rel} is {len} bytes, more than {MAX_EXPORT_FILE_BYTES}"
+                    ))));
+                }
+                let mut buf = Vec::with_capacity(len as usize);
+                BufReader::new(file)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| io_err(&path, e))?;
+                Ok(Some(buf))
+            }
+            Inner::Zip { archive, prefix } => {
+                let name = format!("{prefix}{rel}");
+                let mut entry = match archive.by_name(&name) {
+                    Ok(e) => e,
+                    Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+                    Err(e) => {
+                        return Err(ctx(Error::invalid_input(format!(
+                            "cannot read {rel} from the zip: {e}"
+                        ))))
+                    }
+                };
+                let len = entry.size();
+                if len > MAX_EXPORT_FILE_BYTES {
+                    return Err(ctx(Error::invalid_input(format!(
+                        "{rel} is {len} bytes, more than {MAX_EXPORT_FILE_BYTES}"
+                    ))));
+                }
+                let mut buf = Vec::with_capacity(len as usize);
+                entry.read_to_end(&mut buf).map_err(|e| {
+                    ctx(Error::invalid_input(format!(
+                        "cannot read {rel} from the zip: {e}"
+                    )))
+                })?;
+                Ok(Some(buf))
+            }
+        }
+    }
+}
+
+/// Parses a JSON file's bytes. Invalid UTF-8 is replaced (U+FFFD) rather than losing the whole
+/// file; the returned warning says where it was.
+///
+/// # Errors
+/// `InvalidInput` naming the file, line and column of a syntax error.
+pub(crate) fn parse_json(
+    rel: &str,
+    bytes: &[u8],
+) -> Result<(serde_json::Value, Option<String>)> {
+    let (text, warning) = match std::str::from_utf8(bytes) {
+        Ok(s) => (std::borrow::Cow::Borrowed(s), None),
+        Err(e) => {
+            let at = e.valid_up_to();
+            let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+            (
+                String::from_utf8_lossy(bytes),
+                Some(format!(
+                    "invalid UTF-8 at byte {at} (line {line}); invalid bytes replaced with U+FFFD"
+                )),
+            )
+        }
+    };
+    let value = serde_json::from_str(&text).map_err(|e| {
+        Error::invalid_input(format!(
+            "malformed JSON in {rel} at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+        .with_context("file", rel)
+        .with_context("line", e.line())
+    })?;
+    Ok((value, warning))
+}

@@ -1,0 +1,684 @@
+//! Importing a Slack export into the metadata store (content goes through the outbox).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tracing::{info, info_span, warn, Instrument};
+
+use chatvault_core::{
+    Channel, ChannelId, ChannelKind, Error, MembershipChange, MessageRecord, MetadataStore,
+    Result, SyncState, SyncStatus, ThreadParticipant, Ts, User, UserId, Workspace, WorkspaceId,
+    WriteBatch,
+};
+
+use crate::export::{parse_json, ExportArchive};
+use crate::markup::NameBook;
+use crate::processor::{process_message, ChannelContext, Processed, UnknownSubtype};
+use crate::progress::{NoProgress, Progress, ProgressUpdate, Stage};
+use crate::subtype::SubtypeHandling;
+use crate::write::apply_with_retry;
+
+/// The `source` name export imports write to `sync_status`.
+pub const EXPORT_SOURCE: &str = "export";
+
+/// How an export is imported.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Messages per metadata transaction (default 500).
+    pub batch_size: usize,
+    /// What to do with subtypes the table does not know (default: skip and report).
+    pub unknown_subtypes: UnknownSubtype,
+    /// The workspace's display name if it must be created (default: its id).
+    pub workspace_name: Option<String>,
+    /// Only these conversations (folder names); `None`: all.
+    pub only_channels: Option<Vec<String>>,
+    /// How many times a transient store failure is retried before the import stops.
+    pub store_retries: u32,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            batch_size: 500,
+            unknown_subtypes: UnknownSubtype::Skip,
+            workspace_name: None,
+            only_channels: None,
+            store_retries: 5,
+        }
+    }
+}
+
+/// Something the import skipped or repaired, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportIssue {
+    /// The file, relative to the export root (`general/2016-01-02.json`).
+    pub file: String,
+    /// Where in it (`message 3 (ts 1452837318.000002)`), when it concerns one item.
+    pub position: Option<String>,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ImportIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.position {
+            Some(p) => write!(f, "{}, {p}: {}", self.file, self.reason),
+            None => write!(f, "{}: {}", self.file, self.reason),
+        }
+    }
+}
+
+/// Counts for one conversation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelCounts {
+    /// Messages stored (replies included).
+    pub messages: u64,
+    /// Of which thread replies.
+    pub replies: u64,
+    /// Of which with content for the content store.
+    pub with_content: u64,
+    /// Reactions (sum of counts).
+    pub reactions: u64,
+    /// Files.
+    pub files: u64,
+    /// Links.
+    pub links: u64,
+}
+
+impl ChannelCounts {
+    fn add_record(&mut self, r: &MessageRecord) {
+        self.messages += 1;
+        self.replies += u64::from(r.meta.is_reply());
+        self.with_content += u64::from(r.content.is_some());
+        self.reactions += r.reactions.iter().map(|x| u64::from(x.count)).sum::<u64>();
+        self.files += r.files.len() as u64;
+        self.links += r.links.len() as u64;
+    }
+
+    fn add(&mut self, o: &ChannelCounts) {
+        self.messages += o.messages;
+        self.replies += o.replies;
+        self.with_content += o.with_content;
+        self.reactions += o.reactions;
+        self.files += o.files;
+        self.links += o.links;
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default)]
+pub struct ImportSummary {
+    /// Files read (metadata files and day files).
+    pub files_read: u64,
+    /// Users written.
+    pub users: u64,
+    /// Conversations written.
+    pub channels: u64,
+    /// Totals over all conversations.
+    pub totals: ChannelCounts,
+    /// Metadata-only messages (joins, topic changes, tombstones…).
+    pub metadata_only: u64,
+    /// Per conversation (by folder name).
+    pub per_channel: BTreeMap<String, ChannelCounts>,
+    /// Per subtype (`""` for plain messages): messages stored.
+    pub per_subtype: BTreeMap<String, u64>,
+    /// Outbox entries enqueued (0 when re-importing unchanged content).
+    pub outbox_enqueued: u64,
+    /// Message writes the store ignored as older than what it holds.
+    pub messages_stale: u64,
+    /// Items not imported, and why.
+    pub skipped: Vec<ImportIssue>,
+    /// Items imported after a repair (invalid UTF-8 replaced), and where.
+    pub warnings: Vec<ImportIssue>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl ImportSummary {
+    /// Messages per second, end to end into the metadata store.
+    pub fn messages_per_second(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.totals.messages as f64 / s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Imports Slack data of one workspace into a [`MetadataStore`]; content reaches the content
+/// store through the outbox and a [`Relay`](crate::Relay).
+#[derive(Debug, Clone)]
+pub struct Collector {
+    meta: Arc<dyn MetadataStore>,
+    workspace: WorkspaceId,
+    progress: Arc<dyn Progress>,
+}
+
+struct Conversation {
+    id: ChannelId,
+    kind: ChannelKind,
+}
+
+fn lenient_time(v: Option<&Value>) -> Option<chrono::DateTime<chrono::Utc>> {
+    let secs = match v? {
+        Value::Number(n) => n.as_i64()?,
+        Value::String(s) => s.split('.').next()?.parse().ok()?,
+        _ => return None,
+    };
+    chrono::DateTime::from_timestamp(secs, 0).filter(|_| secs > 0)
+}
+
+fn nested_value(v: &Value, field: &str) -> Option<String> {
+    match v.get(field)? {
+        Value::Object(o) => o.get("value")?.as_str(),
+        Value::String(s) => Some(s.as_str()),
+        _ => None,
+    }
+    .filter(|s| !s.is_empty())
+    .map(str::to_string)
+}
+
+fn str_field(v: &Value, f: &str) -> Option<String> {
+    v.get(f)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// Parses one `users.json` entry (also a `users.list` member or a `user_change` user).
+pub(crate) fn parse_user(v: &Value) -> Result<User> {
+    let id = v
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::invalid_input("user without an `id`"))?;
+    let mut u = User::new(
+        UserId::new(id)?,
+        str_field(v, "name").unwrap_or_else(|| id.to_string()),
+    );
+    u.team = str_field(v, "team_id").and_then(|t| chatvault_core::TeamId::new(t).ok());
+    let profile = v.get("profile");
+    u.real_name =
+        str_field(v, "real_name").or_else(|| profile.and_then(|p| str_field(p, "real_name")));
+    u.display_name = profile.and_then(|p| str_field(p, "display_name"));
+    u.is_bot = v.get("is_bot").and_then(Value::as_bool).unwrap_or(false);
+    u.is_deleted = v.get("deleted").and_then(Value::as_bool).unwrap_or(false);
+    u.is_admin = v.get("is_admin").and_then(Value::as_bool).unwrap_or(false);
+    u.tz = str_field(v, "tz");
+    Ok(u)
+}
+
+/// Parses a conversation object (export metadata file, `conversations.list`, `channel_created`).
+/// Returns the channel and its member list when given.
+pub(crate) fn parse_channel(
+    v: &Value,
+    default_kind: ChannelKind,
+) -> Result<(Channel, Option<Vec<UserId>>)> {
+    let id = v
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::invalid_input("conversation without an `id`"))?;
+    let flag = |f: &str| v.get(f).and_then(Value::as_bool).unwrap_or(false);
+    let kind = if flag("is_im") {
+        ChannelKind::Im
+    } else if flag("is_mpim") {
+        ChannelKind::Mpim
+    } else if flag("is_private") || flag("is_group") {
+        ChannelKind::Private
+    } else if flag("is_channel") {
+        ChannelKind::Public
+    } else {
+        default_kind
+    };
+    let members: Option<Vec<UserId>> = match v.get("members").and_then(Value::as_array) {
+        Some(ms) => Some(
+            ms.iter()
+                .filter_map(Value::as_str)
+                .map(UserId::new)
+                .collect::<Result<_>>()?,
+        ),
+        None => None,
+    };
+    let name = str_field(v, "name")
+        .or_else(|| str_field(v, "user"))
+        .or_else(|| {
+            members
+                .as_ref()
+                .map(|m| m.iter().map(UserId::as_str).collect::<Vec<_>>().join("-"))
+        })
+        .unwrap_or_else(|| id.to_string());
+    let mut c = Channel::new(ChannelId::new(id)?, name, kind);
+    c.is_archived = flag("is_archived");
+    c.is_general = flag("is_general");
+    c.topic = nested_value(v, "topic");
+    c.purpose = nested_value(v, "purpose");
+    c.creator = str_field(v, "creator").and_then(|u| UserId::new(u).ok());
+    c.created = lenient_time(v.get("created"));
+    Ok((c, members))
+}
+
+impl Collector {
+    /// A collector writing `workspace`'s data into `meta`.
+    pub fn new(meta: Arc<dyn MetadataStore>, workspace: WorkspaceId) -> Self {
+        Collector {
+            meta,
+            workspace,
+            progress: Arc::new(NoProgress),
+        }
+    }
+
+    /// Reports progress to `progress`.
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The workspace written to.
+    pub fn workspace(&self) -> &WorkspaceId {
+        &self.workspace
+    }
+
+    /// Imports a Slack export (a directory or a `.zip`): users, conversations with visibility and
+    /// members, then every day file of every conversation, one file at a time.
+    ///
+    /// Bad items (a malformed day file, a message without `ts`, an oversized message, an unknown
+    /// subtype…) are skipped and listed in the summary with their file and position; the rest
+    /// continues. Re-importing the same export changes nothing and enqueues nothing.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the path is not a readable export; the store's error when it fails
+    /// for good (transient failures are retried). What was committed before stays committed.
+    pub async fn import_export(
+        &self,
+        path: impl AsRef<Path>,
+        options: ImportOptions,
+    ) -> Result<ImportSummary> {
+        let path = path.as_ref();
+        let span = info_span!("import_export", workspace = %self.workspace, path = %path.display());
+        self.import_inner(path, options).instrument(span).await
+    }
+
+    async fn import_inner(&self, path: &Path, options: ImportOptions) -> Result<ImportSummary> {
+        let start = Instant::now();
+        let mut summary = ImportSummary::default();
+        let mut archive = ExportArchive::open(path)?;
+        let files = archive.json_files()?;
+        self.ensure_workspace(options.workspace_name.as_deref())
+            .await?;
+        let batch_size = options.batch_size.max(1);
+
+        // users
+        let mut names = NameBook::default();
+        if let Some(users) = self.read_array(&mut archive, "users.json", &mut summary)? {
+            let mut batch = WriteBatch::new(self.workspace.clone());
+            for (i, u) in users.iter().enumerate() {
+                match parse_user(u) {
+                    Ok(u) => {
+                        names.users.insert(u.id.to_string(), u.best_name().to_string());
+                        batch.users.push(u);
+                    }
+                    Err(e) => summary.skipped.push(ImportIssue {
+                        file: "users.json".into(),
+                        position: Some(format!("user {i}")),
+                        reason: e.to_string(),
+                    }),
+                }
+                if batch.users.len() >= batch_size {
+                    summary.users += batch.users.len() as u64;
+                    self.apply(std::mem::replace(&mut batch, WriteBatch::new(self.workspace.clone())), &options, &mut summary).await?;
+                }
+            }
+            summary.users += batch.users.len() as u64;
+            self.apply(batch, &options, &mut summary).await?;
+            self.report(Stage::Users, summary.users, None, start, None);
+        }
+
+        // conversations: folder name -> channel
+        let mut folders: HashMap<String, Conversation> = HashMap::new();
+        for (file, kind) in [
+            ("channels.json", ChannelKind::Public),
+            ("groups.json", ChannelKind::Private),
+            ("dms.json", ChannelKind::Im),
+            ("mpims.json", ChannelKind::Mpim),
+        ] {
+            let Some(items) = self.read_array(&mut archive, file, &mut summary)? else {
+                continue;
+            };
+            let mut batch = WriteBatch::new(self.workspace.clone());
+            for (i, v) in items.iter().enumerate() {
+                match parse_channel(v, kind) {
+                    Ok((mut c, members)) => {
+                        // The kind comes from the file it is listed in.
+                        c.kind = kind;
+                        // DMs are stored in folders named by id, the others by name.
+                        let folder = if kind == ChannelKind::Im {
+                            c.id.to_string()
+                        } else {
+                            str_field(v, "name").unwrap_or_else(|| c.id.to_string())
+                        };
+                        names.channels.insert(c.id.to_string(), c.name.clone());
+                        folders.insert(
+                            folder,
+                            Conversation {
+                                id: c.id.clone(),
+                                kind,
+                            },
+                        );
+                        if let Some(users) = members {
+                            batch.memberships.push(MembershipChange::Replace {
+                                channel: c.id.clone(),
+                                users,
+                            });
+                        }
+                        batch.channels.push(c);
+                    }
+                    Err(e) => summary.skipped.push(ImportIssue {
+                        file: file.into(),
+                        position: Some(format!("conversation {i}")),
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+            summary.channels += batch.channels.len() as u64;
+            self.apply(batch, &options, &mut summary).await?;
+        }
+        self.report(Stage::Channels, summary.channels, None, start, None);
+
+        // day files, folder by folder
+        let mut by_folder: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for f in &files {
+            if let Some((folder, _)) = f.split_once('/') {
+                by_folder.entry(folder).or_default().push(f.as_str());
+            }
+        }
+        let total_day_files: u64 = by_folder.values().map(|v| v.len() as u64).sum();
+        let mut day_files_done = 0u64;
+        for (folder, day_files) in by_folder {
+            if let Some(only) = &options.only_channels {
+                if !only.iter().any(|o| o == folder) {
+                    continue;
+                }
+            }
+            let Some(conv) = folders.get(folder) else {
+                summary.skipped.push(ImportIssue {
+                    file: format!("{folder}/"),
+                    position: None,
+                    reason: "folder is not listed in channels.json, groups.json, dms.json or mpims.json; its messages were not imported".into(),
+                });
+                day_files_done += day_files.len() as u64;
+                continue;
+            };
+            let ctx = ChannelContext {
+                workspace: self.workspace.clone(),
+                channel: conv.id.clone(),
+                kind: conv.kind,
+            };
+            let mut counts = ChannelCounts::default();
+            let mut oldest: Option<Ts> = None;
+            let mut latest: Option<Ts> = None;
+            let span = info_span!("conversation", folder, channel = %conv.id);
+            async {
+                for file in day_files {
+                    day_files_done += 1;
+                    let Some(value) = self.read_value(&mut archive, file, &mut summary)? else {
+                        continue;
+                    };
+                    summary.files_read += 1;
+                    let Value::Array(messages) = value else {
+                        summary.skipped.push(ImportIssue {
+                            file: file.to_string(),
+                            position: None,
+                            reason: "a day file must hold a JSON array of messages".into(),
+                        });
+                        continue;
+                    };
+                    let mut batch = WriteBatch::new(self.workspace.clone());
+                    for (i, m) in messages.iter().enumerate() {
+                        let ts_hint = m.get("ts").and_then(Value::as_str).unwrap_or("?");
+                        let position = format!("message {i} (ts {ts_hint})");
+                        match process_message(&ctx, m, &names, options.unknown_subtypes) {
+                            Ok(Processed::Message(p)) => {
+                                let ts = &p.record.meta.key.ts;
+                                if oldest.as_ref().is_none_or(|o| ts < o) {
+                                    oldest = Some(ts.clone());
+                                }
+                                if latest.as_ref().is_none_or(|l| ts > l) {
+                                    latest = Some(ts.clone());
+                                }
+                                counts.add_record(&p.record);
+                                if p.handling == SubtypeHandling::MetadataOnly {
+                                    summary.metadata_only += 1;
+                                }
+                                *summary
+                                    .per_subtype
+                                    .entry(p.record.meta.subtype.clone().unwrap_or_default())
+                                    .or_default() += 1;
+                                batch.messages.push(p.record);
+                                batch.thread_participants.extend(p.participants);
+                            }
+                            Ok(Processed::Skipped { reason, .. }) => {
+                                summary.skipped.push(ImportIssue {
+                                    file: file.to_string(),
+                                    position: Some(position),
+                                    reason,
+                                });
+                            }
+                            Err(e) => {
+                                warn!(file, %position, error = %e, "message skipped");
+                                summary.skipped.push(ImportIssue {
+                                    file: file.to_string(),
+                                    position: Some(position),
+                                    reason: e.to_string(),
+                                });
+                            }
+                        }
+                        if batch.messages.len() >= batch_size {
+                            let full = std::mem::replace(
+                                &mut batch,
+                                WriteBatch::new(self.workspace.clone()),
+                            );
+                            self.apply_messages(full, file, &options, &mut summary).await?;
+                        }
+                    }
+                    self.apply_messages(batch, file, &options, &mut summary).await?;
+                    self.report(
+                        Stage::DayFiles,
+                        day_files_done,
+                        Some(total_day_files),
+                        start,
+                        Some(file),
+                    );
+                    self.report(
+                        Stage::Messages,
+                        summary.totals.messages + counts.messages,
+                        None,
+                        start,
+                        None,
+                    );
+                }
+                Ok::<_, Error>(())
+            }
+            .instrument(span)
+            .await?;
+            let mut batch = WriteBatch::new(self.workspace.clone());
+            batch.sync_status.push(SyncStatus {
+                channel: conv.id.clone(),
+                source: EXPORT_SOURCE.into(),
+                cursor: None,
+                oldest_ts: oldest,
+                latest_ts: latest,
+                state: SyncState::Complete,
+                updated_at: Some(chrono::Utc::now()),
+                error: None,
+            });
+            self.apply(batch, &options, &mut summary).await?;
+            summary.totals.add(&counts);
+            summary.per_channel.insert(folder.to_string(), counts);
+        }
+        summary.elapsed = start.elapsed();
+        info!(
+            messages = summary.totals.messages,
+            skipped = summary.skipped.len(),
+            enqueued = summary.outbox_enqueued,
+            elapsed_ms = summary.elapsed.as_millis() as u64,
+            "export imported"
+        );
+        Ok(summary)
+    }
+
+    fn report(&self, stage: Stage, done: u64, total: Option<u64>, start: Instant, detail: Option<&str>) {
+        self.progress.update(&ProgressUpdate {
+            stage,
+            done,
+            total,
+            elapsed: start.elapsed(),
+            detail: detail.map(str::to_string),
+        });
+    }
+
+    async fn ensure_workspace(&self, name: Option<&str>) -> Result<()> {
+        if self.meta.get_workspace(&self.workspace).await?.is_none() {
+            let name = name.unwrap_or(self.workspace.as_str());
+            self.meta
+                .upsert_workspace(&Workspace::new(self.workspace.clone(), name))
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn read_value(
+        &self,
+        archive: &mut ExportArchive,
+        file: &str,
+        summary: &mut ImportSummary,
+    ) -> Result<Option<Value>> {
+        let bytes = match archive.read(file) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                summary.skipped.push(ImportIssue {
+                    file: file.into(),
+                    position: None,
+                    reason: e.to_string(),
+                });
+                return Ok(None);
+            }
+        };
+        match parse_json(file, &bytes) {
+            Ok((v, warning)) => {
+                if let Some(w) = warning {
+                    summary.warnings.push(ImportIssue {
+                        file: file.into(),
+                        position: None,
+                        reason: w,
+                    });
+                }
+                Ok(Some(v))
+            }
+            Err(e) => {
+                warn!(file, error = %e, "file skipped");
+                summary.skipped.push(ImportIssue {
+                    file: file.into(),
+                    position: e.context("line").map(|l| format!("line {l}")),
+                    reason: e.to_string(),
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    fn read_array(
+        &self,
+        archive: &mut ExportArchive,
+        file: &str,
+        summary: &mut ImportSummary,
+    ) -> Result<Option<Vec<Value>>> {
+        match self.read_value(archive, file, summary)? {
+            None => Ok(None),
+            Some(Value::Array(a)) => {
+                summary.files_read += 1;
+                Ok(Some(a))
+            }
+            Some(_) => {
+                summary.skipped.push(ImportIssue {
+                    file: file.into(),
+                    position: None,
+                    reason: "expected a JSON array".into(),
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    async fn apply(
+        &self,
+        batch: WriteBatch,
+        options: &ImportOptions,
+        summary: &mut ImportSummary,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let report = apply_with_retry(self.meta.as_ref(), batch, options.store_retries).await?;
+        summary.outbox_enqueued += report.outbox_enqueued;
+        summary.messages_stale += report.messages_stale;
+        Ok(())
+    }
+
+    /// Applies a batch of messages; if the store rejects it as invalid, applies them one by one
+    /// so that only the offending messages are skipped.
+    async fn apply_messages(
+        &self,
+        batch: WriteBatch,
+        file: &str,
+        options: &ImportOptions,
+        summary: &mut ImportSummary,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match apply_with_retry(self.meta.as_ref(), batch.clone(), options.store_retries).await {
+            Ok(report) => {
+                summary.outbox_enqueued += report.outbox_enqueued;
+                summary.messages_stale += report.messages_stale;
+                Ok(())
+            }
+            Err(e) if e.kind() == chatvault_core::ErrorKind::InvalidInput => {
+                warn!(file, error = %e, "batch rejected; retrying message by message");
+                let participants: Vec<ThreadParticipant> = batch.thread_participants;
+                for record in batch.messages {
+                    let key = record.meta.key.clone();
+                    let mut one = WriteBatch::new(self.workspace.clone());
+                    one.thread_participants = participants
+                        .iter()
+                        .filter(|p| {
+                            p.channel == key.channel
+                                && (record.meta.thread_ts.as_ref() == Some(&p.thread_ts))
+                        })
+                        .cloned()
+                        .collect();
+                    one.messages.push(record);
+                    match apply_with_retry(self.meta.as_ref(), one, options.store_retries).await {
+                        Ok(report) => {
+                            summary.outbox_enqueued += report.outbox_enqueued;
+                            summary.messages_stale += report.messages_stale;
+                        }
+                        Err(e) if e.kind() == chatvault_core::ErrorKind::InvalidInput => {
+                            summary.skipped.push(ImportIssue {
+                                file: file.into(),
+                                position: Some(format!("message ts {}", key.ts)),
+                                reason: e.to_string(),
+                            });
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! The outbox relay: claims outbox batches, embeds text, writes the content store, acks.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Mutex};
+use tracing::{debug, info_span, warn, Instrument};
+
+use chatvault_core::{
+    ClaimRequest, CollectionSpec, ContentDelete, ContentDocument, ContentStore, Embedder, Error,
+    ErrorKind, FailOutcome, MessageKey, MetadataStore, OutboxEntry, OutboxFailure, OutboxId,
+    OutboxOp, Result, RetryPolicy, WorkspaceId,
+};
+
+use crate::progress::{NoProgress, Progress, ProgressUpdate, Stage};
+
+/// How a relay works.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Only this workspace's entries (`None`: all workspaces).
+    pub workspace: Option<WorkspaceId>,
+    /// Entries claimed per batch (default 256).
+    pub batch_size: usize,
+    /// How long a claim holds (default 60 s): a relay that dies loses its batch to the next one
+    /// after this long.
+    pub lease: Duration,
+    /// Retries and dead-lettering of failed deliveries.
+    pub retry: RetryPolicy,
+    /// Who claims (diagnostics).
+    pub owner: String,
+    /// How long an idle relay waits before claiming again (default 200 ms).
+    pub poll_interval: Duration,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions {
+            workspace: None,
+            batch_size: 256,
+            lease: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+            owner: format!("relay-{}", std::process::id()),
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// What a relay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayReport {
+    /// Claims that returned entries.
+    pub batches: u64,
+    /// Entries claimed.
+    pub claimed: u64,
+    /// Texts sent to the embedder.
+    pub embedded: u64,
+    /// Upserts whose stored embedding was reused (text unchanged).
+    pub embeddings_reused: u64,
+    /// Documents written (upserts and attribute updates).
+    pub upserted: u64,
+    /// Attribute-only updates among them.
+    pub attributes_updated: u64,
+    /// Deletes applied.
+    pub deleted: u64,
+    /// Writes the content store ignored as older than what it holds (redelivery).
+    pub stale: u64,
+    /// Entries acknowledged (delivered).
+    pub acked: u64,
+    /// Failed deliveries scheduled for a retry.
+    pub retried: u64,
+    /// Entries dead-lettered.
+    pub dead_lettered: u64,
+}
+
+impl RelayReport {
+    fn merge(&mut self, o: &RelayReport) {
+        self.batches += o.batches;
+        self.claimed += o.claimed;
+        self.embedded += o.embedded;
+        self.embeddings_reused += o.embeddings_reused;
+        self.upserted += o.upserted;
+        self.attributes_updated += o.attributes_updated;
+        self.deleted += o.deleted;
+        self.stale += o.stale;
+        self.acked += o.acked;
+        self.retried += o.retried;
+        self.dead_lettered += o.dead_lettered;
+    }
+}
+
+/// Delivers outbox entries from a [`MetadataStore`] to a [`ContentStore`], embedding text with
+/// an [`Embedder`].
+///
+/// Delivery is at-least-once; every content write carries the entry's version, so redelivery
+/// and concurrent relays are harmless. Unchanged text is never embedded twice: the stored
+/// document's embedding is reused when [`text_hash`](chatvault_core::MessageContent::text_hash)
+/// matches.
+#[derive(Debug)]
+pub struct Relay {
+    meta: Arc<dyn MetadataStore>,
+    content: Arc<dyn ContentStore>,
+    embedder: Arc<dyn Embedder>,
+    options: RelayOptions,
+    progress: Arc<dyn Progress>,
+    ready: Mutex<HashSet<WorkspaceId>>,
+}
+
+/// A running relay task (from [`Relay::spawn`]).
+#[derive(Debug)]
+pub struct RelayHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<RelayReport>>,
+}
+
+impl RelayHandle {
+    /// Asks the task to stop after its current batch.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Waits for the task to end and returns what it did.
+    ///
+    /// # Errors
+    /// `Backend` if the task panicked.
+    pub async fn join(self) -> Result<RelayReport> {
+        self.task
+            .await
+            .map_err(|e| Error::backend_error(format!("relay task failed: {e}")))?
+    }
+
+    /// [`stop`](Self::stop) then [`join`](Self::join).
+    ///
+    /// # Errors
+    /// As [`join`](Self::join).
+    pub async fn shutdown(self) -> Result<RelayReport> {
+        self.stop();
+        self.join().await
+    }
+}
+
+impl Relay {
+    /// A relay from `meta`'s outbox to `content`, embedding with `embedder`.
+    pub fn new(
+        meta: Arc<dyn MetadataStore>,
+        content: Arc<dyn ContentStore>,
+        embedder: Arc<dyn Embedder>,
+        options: RelayOptions,
+    ) -> Self {
+        Relay {
+            meta,
+            content,
+            embedder,
+            options,
+            progress: Arc::new(NoProgress),
+            ready: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Reports progress (stages `Relay` and `Embedded`) to `progress`.
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Delivers until nothing is left to deliver: waits out retry delays and other relays'
+    /// leases, and returns once the outbox holds only dead letters (for this relay's workspace,
+    /// or all). For batch jobs and tests.
+    ///
+    /// # Errors
+    /// The metadata store's error when claiming or acknowledging fails (the claimed entries are
+    /// redelivered after their lease).
+    pub async fn drain(&self) -> Result<RelayReport> {
+        let start = Instant::now();
+        let mut total = RelayReport::default();
+        loop {
+            let r = self.run_once().await?;
+            total.merge(&r);
+            self.report(&total, start);
+            if r.claimed == 0 {
+                let stats = self
+                    .meta
+                    .outbox_stats(self.options.workspace.clone())
+                    .await?;
+                if stats.pending == 0 && stats.leased == 0 {
+                    return Ok(total);
+                }
+                tokio::time::sleep(self.options.poll_interval).await;
+            }
+        }
+    }
+
+    /// Runs the relay as a tokio task until [`RelayHandle::stop`]. Store failures are logged and
+    /// retried after a pause.
+    pub fn spawn(self) -> RelayHandle {
+        let (stop, mut stopped) = watch::channel(false);
+        let relay = self;
+        let task = tokio::spawn(
+            async move {
+                let start = Instant::now();
+                let mut total = RelayReport::default();
+                let mut pause = relay.options.poll_interval;
+                loop {
+                    if *stopped.borrow() {
+                        return Ok(total);
+                    }
+                    match relay.run_once().await {
+                        Ok(r) => {
+                            total.merge(&r);
+                            if r.claimed > 0 {
+                                relay.report(&total, start);
+                                pause = relay.options.poll_interval;
+                                continue;
+                            }
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "relay batch failed; pausing");
+                            pause = (pause * 2).min(Duration::from_secs(30));
+                        }
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = stopped.changed() => {}
+                    }
+                }
+            }
+            .instrument(info_span!("relay")),
+        );
+        RelayHandle { stop, task }
+    }
+
+    /// Dead-lettered entries of this relay's workspace (or all), oldest first.
+    ///
+    /// # Errors
+    /// The metadata store's error.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+        self.meta
+            .dead_letters(self.options.workspace.clone(), limit)
+            .await
+    }
+
+    /// Puts dead letters back in the queue (these ids, or all of the workspace's).
+    ///
+    /// # Errors
+    /// The metadata store's error.
+    pub async fn requeue_dead_letters(&self, ids: Option<Vec<OutboxId>>) -> Result<u64> {
+        self.meta
+            .requeue_dead_letters(self.options.workspace.clone(), ids)
+            .await
+    }
+
+    fn report(&self, total: &RelayReport, start: Instant) {
+        for (stage, done) in [(Stage::Relay, total.acked), (Stage::Embedded, total.embedded)] {
+            self.progress.update(&ProgressUpdate {
+                stage,
+                done,
+                total: None,
+                elapsed: start.elapsed(),
+                detail: None,
+            });
+        }
+    }
+
+    /// Claims one batch and delivers it. `claimed == 0` in the report means there was nothing due.
+    ///
+    /// # Errors
+    /// The metadata store's error (claim, ack or fail).
+    pub async fn run_once(&self) -> Result<RelayReport> {
+        let mut report = RelayReport::default();
+        let entries = self
+            .meta
+            .claim_outbox(&ClaimRequest {
+                workspace: self.options.workspace.clone(),
+                limit: self.options.batch_size.max(1),
+                lease: self.options.lease,
+                owner: self.options.owner.clone(),
+            })
+            .await?;
+        if entries.is_empty() {
+            return Ok(report);
+        }
+        report.batches = 1;
+        report.claimed = entries.len() as u64;
+        let mut by_ws: BTreeMap<WorkspaceId, Vec<OutboxEntry>> = BTreeMap::new();
+        for e in entries {
+            by_ws.entry(e.key.workspace.clone()).or_default().push(e);
+        }
+        let mut acks = Vec::new();
+        let mut failures = Vec::new();
+        for (ws, entries) in by_ws {
+            self.deliver(&ws, entries, &mut acks, &mut failures, &mut report)
+                .instrument(info_span!("deliver", workspace = %ws))
+                .await;
+        }
+        if !acks.is_empty() {
+            self.meta.ack_outbox(&acks).await?;
+            report.acked = acks.len() as u64;
+        }
+        if !failures.is_empty() {
+            for o in self.meta.fail_outbox(&failures, &self.options.retry).await? {
+                match o {
+                    FailOutcome::Retry { .. } => report.retried += 1,
+                    FailOutcome::DeadLettered { .. } => report.dead_lettered += 1,
+                    FailOutcome::Missing { .. } => {}
+                }
+            }
+        }
+        debug!(?report, "batch delivered");
+        Ok(report)
+    }
+
+    async fn ensure_collection(&self, ws: &WorkspaceId) -> Result<()> {
+        let mut ready = self.ready.lock().await;
+        if ready.contains(ws) {
+            return Ok(());
+        }
+        let spec = CollectionSpec {
+            dimension: self.embedder.dimension(),
+            model_id: self.embedder.model_id().to_string(),
+        };
+        match self.content.collection_info(ws).await? {
+            Some(info) if info.spec != spec => {
+                return Err(Error::conflict(format!(
+                    "the collection of workspace {ws} holds {}-d vectors of model {:?}, the embedder makes {}-d vectors of {:?}",
+                    info.spec.dimension, info.spec.model_id, spec.dimension, spec.model_id
+                )));
+            }
+            Some(_) => {}
+            None => self.content.create_collection(ws, &spec).await?,
+        }
+        ready.insert(ws.clone());
+        Ok(())
+    }
+
+    async fn deliver(
+        &self,
+        ws: &WorkspaceId,
+        entries: Vec<OutboxEntry>,
+        acks: &mut Vec<OutboxId>,
+        failures: &mut Vec<OutboxFailure>,
+        report: &mut RelayReport,
+    ) {
+        let fail_all = |entries: &[OutboxEntry], e: &Error, failures: &mut Vec<OutboxFailure>| {
+            for en in entries {
+                failures.push(failure(en.id, e));
+            }
+        };
+        if let Err(e) = self.ensure_collection(ws).await {
+            warn!(error = %e, "collection unavailable");
+            fail_all(&entries, &e, failures);
+            return;
+        }
+        // Stored documents, to reuse embeddings and to update attributes.
+        let keys: Vec<MessageKey> = entries
+            .iter()
+            .filter(|e| !matches!(e.op, OutboxOp::Delete))
+            .map(|e| e.key.clone())
+            .collect();
+        let stored: HashMap<MessageKey, ContentDocument> = if keys.is_empty() {
+            HashMap::new()
+        } else {
+            match self.content.get(ws, &keys).await {
+                Ok(docs) => docs.into_iter().map(|d| (d.key().clone(), d)).collect(),
+                Err(e) => {
+                    warn!(error = %e, "reading stored documents failed");
+                    fail_all(&entries, &e, failures);
+                    return;
+                }
+            }
+        };
+        let dim = self.embedder.dimension();
+        let mut docs: Vec<(OutboxId, ContentDocument, bool)> = Vec::new();
+        let mut deletes: Vec<(OutboxId, ContentDelete)> = Vec::new();
+        for en in entries {
+            let version = en.version();
+            match en.op {
+                OutboxOp::Upsert { content } => {
+                    let reuse = stored.get(&en.key).filter(|s| {
+                        s.embedding.len() == dim && s.content.text_hash() == content.text_hash()
+                    });
+                    match reuse {
+                        Some(s) => {
+                            report.embeddings_reused += 1;
+                            docs.push((
+                                en.id,
+                                ContentDocument {
+                                    content,
+                                    embedding: s.embedding.clone(),
+                                    version,
+                                },
+                                false,
+                            ));
+                        }
+                        None => docs.push((
+                            en.id,
+                            ContentDocument {
+                                content,
+                                embedding: Vec::new(),
+                                version,
+                            },
+                            true,
+                        )),
+                    }
+                }
+                OutboxOp::Attributes { attributes } => match stored.get(&en.key) {
+                    Some(s) if s.version < version => {
+                        let mut d = s.clone();
+                        d.content.attributes = attributes;
+                        d.version = version;
+                        report.attributes_updated += 1;
+                        docs.push((en.id, d, false));
+                    }
+                    // Absent (deleted or never delivered) or newer: nothing to update.
+                    _ => acks.push(en.id),
+                },
+                OutboxOp::Delete => deletes.push((
+                    en.id,
+                    ContentDelete {
+                        key: en.key,
+                        version,
+                    },
+                )),
+            }
+        }
+
+        // Embed what needs it, in the embedder's batch size.
+        let need: Vec<usize> = (0..docs.len()).filter(|i| docs[*i].2).collect();
+        let mut failed: HashSet<usize> = HashSet::new();
+        for chunk in need.chunks(self.embedder.max_batch().max(1)) {
+            let texts: Vec<String> = chunk.iter().map(|i| docs[*i].1.content.text.clone()).collect();
+            match self.embedder.embed(&texts).await {
+                Ok(vectors) if vectors.len() == texts.len() => {
+                    report.embedded += texts.len() as u64;
+                    for (i, v) in chunk.iter().zip(vectors) {
+                        docs[*i].1.embedding = v;
+                    }
+                }
+                Ok(vectors) => {
+                    let e = Error::backend_error(format!(
+                        "embedder returned {} vectors for {} texts",
+                        vectors.len(),
+                        texts.len()
+                    ));
+                    for i in chunk {
+                        failures.push(failure(docs[*i].0, &e));
+                        failed.insert(*i);
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, texts = texts.len(), "embedding failed");
+                    for i in chunk {
+                        failures.push(failure(docs[*i].0, &e));
+                        failed.insert(*i);
+                    }
+                }
+            }
+        }
+        let docs: Vec<(OutboxId, ContentDocument)> = docs
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !failed.contains(i))
+            .map(|(_, (id, d, _))| (id, d))
+            .collect();
+
+        if !docs.is_empty() {
+            let batch: Vec<ContentDocument> = docs.iter().map(|(_, d)| d.clone()).collect();
+            match self.content.upsert(ws, &batch).await {
+                Ok(o) => {
+                    report.upserted += o.applied;
+                    report.stale += o.stale;
+                    acks.extend(docs.iter().map(|(id, _)| *id));
+                }
+                Err(e) if e.kind() == ErrorKind::InvalidInput && docs.len() > 1 => {
+                    // One bad document must not hold back the others.
+                    for (id, d) in docs {
+                        match self.content.upsert(ws, std::slice::from_ref(&d)).await {
+                            Ok(o) => {
+                                report.upserted += o.applied;
+                                report.stale += o.stale;
+                                acks.push(id);
+                            }
+                            Err(e) => failures.push(failure(id, &e)),
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, docs = docs.len(), "content upsert failed");
+                    for (id, _) in docs {
+                        failures.push(failure(id, &e));
+                    }
+                }
+            }
+        }
+        if !deletes.is_empty() {
+            let batch: Vec<ContentDelete> = deletes.iter().map(|(_, d)| d.clone()).collect();
+            match self.content.delete(ws, &batch).await {
+                Ok(o) => {
+                    report.deleted += o.applied;
+                    report.stale += o.stale;
+                    acks.extend(deletes.iter().map(|(id, _)| *id));
+                }
+                Err(e) => {
+                    warn!(error = %e, deletes = deletes.len(), "content delete failed");
+                    for (id, _) in deletes {
+                        failures.push(failure(id, &e));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn failure(id: OutboxId, e: &Error) -> OutboxFailure {
+    OutboxFailure {
+        id,
+        error: e.to_string(),
+        retryable: e.is_retryable(),
+    }
+}

@@ -1,0 +1,189 @@
+//! Imports the two real exports (and synthetic bad ones) into the in-memory reference stores.
+
+mod common;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatvault_collector::{Collector, ImportOptions, Relay, RelayOptions};
+use chatvault_core::testing::{MemoryContentStore, MemoryMetadataStore};
+use chatvault_core::{ContentStore, MetadataStore, PageRequest, RetryPolicy, WorkspaceId};
+use common::*;
+
+fn fast_relay() -> RelayOptions {
+    RelayOptions {
+        retry: RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+        },
+        poll_interval: Duration::from_millis(5),
+        ..Default::default()
+    }
+}
+
+async fn import_and_check(name: &str) {
+    let path = testdata(name);
+    let expected = expected_counts(&path);
+    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let content: Arc<dyn ContentStore> = Arc::new(MemoryContentStore::new());
+    let embedder = CountingEmbedder::new();
+    let ws = WorkspaceId::new("T1").unwrap();
+    let collector = Collector::new(meta.clone(), ws.clone());
+    let summary = collector
+        .import_export(&path, ImportOptions::default())
+        .await
+        .unwrap();
+    assert!(summary.skipped.is_empty(), "{:?}", summary.skipped);
+
+    // the summary and the store both agree with the JSON, channel by channel
+    let stored = stored_counts(meta.as_ref(), &ws).await;
+    for (folder, exp) in &expected {
+        let got = summary.per_channel.get(folder).copied().unwrap_or_default();
+        assert_eq!(
+            (got.messages, got.replies, got.reactions, got.files, got.links),
+            (exp.messages, exp.replies, exp.reactions, exp.files, exp.links),
+            "summary of {folder}"
+        );
+        let st = stored.get(folder).copied().unwrap_or_default();
+        assert_eq!(st, *exp, "store of {folder}");
+    }
+    let total: u64 = expected.values().map(|e| e.messages).sum();
+    assert_eq!(summary.totals.messages, total);
+
+    let relay = Relay::new(meta.clone(), content.clone(), embedder.clone(), fast_relay());
+    let report = relay.drain().await.unwrap();
+    assert_eq!(report.acked, summary.outbox_enqueued);
+    let docs = content
+        .list_versions(&ws, &PageRequest::first(1_000_000))
+        .await
+        .unwrap();
+    assert_eq!(docs.len() as u64, summary.totals.with_content);
+    assert_eq!(embedder.texts(), summary.totals.with_content);
+    let stats = meta.stats(&ws).await.unwrap();
+    assert_eq!(stats.messages, total);
+    assert_eq!(stats.with_content, summary.totals.with_content);
+    let ob = meta.outbox_stats(Some(ws.clone())).await.unwrap();
+    assert_eq!((ob.pending, ob.leased, ob.dead), (0, 0, 0));
+
+    // re-import: nothing changes, nothing is enqueued or embedded again
+    let again = collector
+        .import_export(&path, ImportOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(again.outbox_enqueued, 0);
+    let r2 = relay.drain().await.unwrap();
+    assert_eq!(r2.claimed, 0);
+    assert_eq!(embedder.texts(), summary.totals.with_content);
+    assert_eq!(meta.stats(&ws).await.unwrap(), stats);
+}
+
+#[tokio::test]
+async fn testarchive_imports_with_exact_counts() {
+    import_and_check("slack-export-viewer-testarchive").await;
+}
+
+#[tokio::test]
+async fn houstondatavis_imports_with_exact_counts() {
+    import_and_check("slack-export-houstondatavis").await;
+}
+
+#[tokio::test]
+async fn a_zip_imports_like_the_directory() {
+    let dir = testdata("slack-export-viewer-testarchive");
+    let tmp = tempfile::tempdir().unwrap();
+    let zip_path = tmp.path().join("export.zip");
+    {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        for entry in walk(&dir) {
+            let rel = entry.strip_prefix(&dir).unwrap().to_string_lossy().to_string();
+            // inside a top folder, as Slack's zips sometimes are
+            zip.start_file(format!("My Export/{rel}"), opts).unwrap();
+            zip.write_all(&std::fs::read(&entry).unwrap()).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+    let ws = WorkspaceId::new("T1").unwrap();
+    let m1: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let m2: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let s1 = Collector::new(m1.clone(), ws.clone())
+        .import_export(&dir, ImportOptions::default())
+        .await
+        .unwrap();
+    let s2 = Collector::new(m2.clone(), ws.clone())
+        .import_export(&zip_path, ImportOptions::default())
+        .await
+        .unwrap();
+    assert!(s2.skipped.is_empty(), "{:?}", s2.skipped);
+    assert_eq!(s1.per_channel, s2.per_channel);
+    assert_eq!(
+        m1.stats(&ws).await.unwrap(),
+        m2.stats(&ws).await.unwrap()
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn bad_input_is_skipped_reported_and_the_rest_imported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::write(
+        root.join("channels.json"),
+        r#"[{"id":"C1","name":"general","members":["U1"]}]"#,
+    )
+    .unwrap();
+    std::fs::write(root.join("users.json"), r#"[{"id":"U1","name":"ann"},{"name":"no id"}]"#).unwrap();
+    let ch = root.join("general");
+    std::fs::create_dir(&ch).unwrap();
+    std::fs::write(ch.join("2020-01-01.json"), "[{\"ts\": \"1.0\", \"text\": \"ok\"},\n {broken").unwrap();
+    std::fs::write(
+        ch.join("2020-01-02.json"),
+        r#"[{"text":"no ts"},{"ts":"2.0","text":"fine","user":"U1"},{"ts":"3.0","subtype":"weird_new","text":"x"}]"#,
+    )
+    .unwrap();
+    let mut bad_utf8 = br#"[{"ts":"4.0","text":"caf"#.to_vec();
+    bad_utf8.extend_from_slice(&[0xff, 0xfe]);
+    bad_utf8.extend_from_slice(br#"e"}]"#);
+    std::fs::write(ch.join("2020-01-03.json"), bad_utf8).unwrap();
+    let big = format!(r#"[{{"ts":"5.0","text":"{}"}},{{"ts":"6.0","text":"after big"}}]"#, "a".repeat(2 * 1024 * 1024));
+    std::fs::write(ch.join("2020-01-04.json"), big).unwrap();
+    std::fs::create_dir(root.join("unlisted")).unwrap();
+    std::fs::write(root.join("unlisted/2020-01-01.json"), "[]").unwrap();
+
+    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let ws = WorkspaceId::new("T1").unwrap();
+    let s = Collector::new(meta.clone(), ws.clone())
+        .import_export(root, ImportOptions::default())
+        .await
+        .unwrap();
+    let issues: Vec<String> = s.skipped.iter().map(|i| i.to_string()).collect();
+    let has = |needle: &str| issues.iter().any(|i| i.contains(needle));
+    assert!(has("users.json, user 1"), "{issues:#?}");
+    assert!(has("general/2020-01-01.json, line 2"), "{issues:#?}");
+    assert!(has("general/2020-01-02.json, message 0 (ts ?)") && has("`ts`"), "{issues:#?}");
+    assert!(has("message 2 (ts 3.0)") && has("weird_new"), "{issues:#?}");
+    assert!(has("general/2020-01-04.json, message 0 (ts 5.0)") && has("bytes"), "{issues:#?}");
+    assert!(has("unlisted/"), "{issues:#?}");
+    assert_eq!(s.skipped.len(), 6, "{issues:#?}");
+    assert_eq!(s.warnings.len(), 1);
+    assert!(s.warnings[0].to_string().contains("general/2020-01-03.json"));
+    assert!(s.warnings[0].reason.contains("UTF-8"));
+    // 2.0, 4.0 (repaired) and 6.0 are stored
+    assert_eq!(s.totals.messages, 3);
+    assert_eq!(meta.stats(&ws).await.unwrap().messages, 3);
+}
