@@ -36,6 +36,7 @@ async fn import_and_check(name: &str) {
         .await
         .unwrap();
     assert!(summary.skipped.is_empty(), "{:?}", summary.skipped);
+    eprintln!("{name}: {:?} metadata-only {} per subtype {:?}", summary.totals, summary.metadata_only, summary.per_subtype);
 
     // the summary and the store both agree with the JSON, channel by channel
     let stored = stored_counts(meta.as_ref(), &ws).await;
@@ -87,6 +88,62 @@ async fn testarchive_imports_with_exact_counts() {
 #[tokio::test]
 async fn houstondatavis_imports_with_exact_counts() {
     import_and_check("slack-export-houstondatavis").await;
+}
+
+#[tokio::test]
+async fn modern_export_with_threads_files_blocks_and_all_conversation_kinds() {
+    import_and_check("modern-export").await;
+    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let content: Arc<dyn ContentStore> = Arc::new(MemoryContentStore::new());
+    let ws = WorkspaceId::new("T1").unwrap();
+    let s = Collector::new(meta.clone(), ws.clone())
+        .import_export(testdata("modern-export"), ImportOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((s.users, s.channels, s.totals.messages, s.totals.replies), (3, 4, 12, 4));
+    Relay::new(meta.clone(), content.clone(), CountingEmbedder::new(), fast_relay())
+        .drain()
+        .await
+        .unwrap();
+    use chatvault_core::{ChannelId, ChannelKind, MessageKey, UserId};
+    let kinds: Vec<(String, ChannelKind)> = meta
+        .list_channels(&ws)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.id.to_string(), c.kind))
+        .collect();
+    assert!(kinds.contains(&("C1".into(), ChannelKind::Public)));
+    assert!(kinds.contains(&("G1".into(), ChannelKind::Private)));
+    assert!(kinds.contains(&("D1".into(), ChannelKind::Im)));
+    assert!(kinds.contains(&("G2".into(), ChannelKind::Mpim)));
+    let c1 = ChannelId::new("C1").unwrap();
+    assert_eq!(
+        meta.channel_members(&ws, &c1).await.unwrap(),
+        vec![UserId::new("U1").unwrap(), UserId::new("U2").unwrap()]
+    );
+    let parent = MessageKey::parse("T1", "C1", "1600000100.000100").unwrap();
+    let d = meta.get_messages(&ws, &[parent.clone()]).await.unwrap().remove(0);
+    assert_eq!((d.meta.reply_count, d.meta.reaction_count, d.meta.mention_count), (3, 3, 1));
+    assert_eq!(d.links.len(), 1);
+    assert_eq!(meta.thread_participants(&ws, &parent).await.unwrap().len(), 2);
+    // text lives in the content store only, rendered: names instead of ids
+    let doc = content.get(&ws, &[parent]).await.unwrap().remove(0);
+    assert_eq!(doc.content.text, "Deploy plan: PR 42 (https://github.com/acme/app/pull/42) cc @Bob B");
+    // the tombstone is metadata only; its reply is content
+    let tomb = MessageKey::parse("T1", "C1", "1600086400.000100").unwrap();
+    assert!(content.get(&ws, &[tomb.clone()]).await.unwrap().is_empty());
+    assert_eq!(meta.get_messages(&ws, &[tomb]).await.unwrap().len(), 1);
+    // the bot message: attachment and block text, links from both
+    let bot = MessageKey::parse("T1", "C1", "1600086600.000100").unwrap();
+    let doc = content.get(&ws, &[bot.clone()]).await.unwrap().remove(0);
+    assert!(doc.content.text.contains("Build 7 passed") && doc.content.text.contains("Details at the log"));
+    assert_eq!(meta.get_messages(&ws, &[bot]).await.unwrap()[0].links.len(), 3);
+    // private visibility reaches the content attributes
+    let private = MessageKey::parse("T1", "G1", "1600000500.000100").unwrap();
+    let doc = content.get(&ws, &[private]).await.unwrap().remove(0);
+    assert_eq!(doc.content.attributes.visibility, ChannelKind::Private);
+    assert!(doc.content.text.contains("#general"));
 }
 
 #[tokio::test]

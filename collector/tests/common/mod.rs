@@ -9,6 +9,10 @@ use regex::Regex;
 use serde_json::Value;
 
 pub fn testdata(name: &str) -> PathBuf {
+    let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name);
+    if own.exists() {
+        return own;
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("testdata")
@@ -223,7 +227,13 @@ pub async fn stored_counts(meta: &dyn MetadataStore, ws: &WorkspaceId) -> BTreeM
             e.links += m.links.len() as u64;
         }
         if e.messages > 0 {
-            out.insert(c.name.clone(), e);
+            // export folders: DMs by id, the others by name
+            let folder = if c.kind == chatvault_core::ChannelKind::Im {
+                c.id.to_string()
+            } else {
+                c.name.clone()
+            };
+            out.insert(folder, e);
         }
     }
     out
