@@ -94,7 +94,10 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
     ///   [`content_hash`](crate::MessageContent::content_hash) with the one recorded, and only when
     ///   it changed enqueues an `Upsert` outbox entry (or a `Delete` when content became `None`
     ///   and content had been enqueued before). Deletes enqueue a `Delete` when the message had
-    ///   content. Reaction changes to a message with content enqueue an `Attributes` entry.
+    ///   content. Reaction changes enqueue one `Attributes` entry per message with content whose
+    ///   attributes ([`ContentAttributes::from_meta`](crate::ContentAttributes::from_meta) with the
+    ///   channel's kind, `Public` if the channel is unknown) differ after the batch from before it —
+    ///   so re-applying a batch enqueues nothing.
     ///   Outbox ids only grow, and are the versions of the changes.
     /// - Message text is stored only in outbox rows.
     ///
@@ -104,7 +107,7 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Clears the recorded content hash and content id of these messages, so that their next write
     /// enqueues their content again (reconcile uses it when content went missing). Unknown keys are
-    /// ignored.
+    /// ignored. Returns how many stored messages were reset.
     ///
     /// # Errors
     /// `InvalidInput` if a key names another workspace.
@@ -239,8 +242,10 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
     /// `Unavailable`/`Backend` when the store fails.
     async fn stats(&self, workspace: &WorkspaceId) -> Result<WorkspaceStats>;
 
-    /// Messages that should have content, ordered by (channel, ts) as in `PageRequest` — for
-    /// reconcile. `page.after` continues after that key in the same order.
+    /// Messages that should have content (a content hash is recorded), ordered by (channel, ts) —
+    /// the order of [`ContentStore::list_versions`](crate::ContentStore::list_versions), so
+    /// reconcile can merge the two — for reconcile. `page.after` continues after that key in the
+    /// same (channel, ts) order (not `PageRequest`'s usual (ts, channel)).
     ///
     /// # Errors
     /// `Unavailable`/`Backend` when the store fails.
@@ -252,7 +257,8 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
 
     // ----- aggregates -----
 
-    /// Messages with the most reactions, most first (ties: older first).
+    /// Messages with at least one reaction, most reactions first (ties: older first, then
+    /// channel).
     ///
     /// # Errors
     /// `Unavailable`/`Backend` when the store fails.
@@ -263,6 +269,8 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<ReactedMessage>>;
 
     /// Threads with the most replies posted in the range, most first (ties: older parent first).
+    /// Counted from stored replies (`thread_ts` set and not the message's own ts); the parent need
+    /// not be stored.
     ///
     /// # Errors
     /// `Unavailable`/`Backend` when the store fails.

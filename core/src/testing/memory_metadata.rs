@@ -343,6 +343,18 @@ impl MetadataStore for MemoryMetadataStore {
         // Everything that can fail was checked above: from here on every step succeeds, so the
         // batch is written entirely or (on an error above) not at all.
         let mut report = ApplyReport::default();
+        let mut attributes_before: Vec<(MessageKey, Option<ContentAttributes>)> = Vec::new();
+        for rc in &batch.reaction_changes {
+            if attributes_before.iter().any(|(k, _)| k == &rc.key) {
+                continue;
+            }
+            let before = ws
+                .messages
+                .get(&rc.key)
+                .filter(|m| m.meta.content_hash.is_some())
+                .map(|m| ContentAttributes::from_meta(&m.meta, ws.kind_of(&rc.key.channel)));
+            attributes_before.push((rc.key.clone(), before));
+        }
         for t in batch.teams {
             ws.teams.insert(t.id.clone(), t);
         }
@@ -420,22 +432,30 @@ impl MetadataStore for MemoryMetadataStore {
             report.messages_written += 1;
         }
         for rc in batch.reaction_changes {
-            let kind = ws.kind_of(&rc.key.channel);
-            let Some(m) = ws.messages.get_mut(&rc.key) else {
+            if let Some(m) = ws.messages.get_mut(&rc.key) {
+                if apply_reaction_change(&mut m.reactions, &rc.name, &rc.user, rc.added) {
+                    let total: u32 = m.reactions.iter().map(|r| r.count).sum();
+                    m.meta.reaction_count = total;
+                    m.meta.has_reactions = total > 0;
+                }
+            }
+        }
+        // One `Attributes` entry per message with content whose attributes differ from what they
+        // were before the batch: re-applying a batch enqueues nothing.
+        for (key, before) in attributes_before {
+            let kind = ws.kind_of(&key.channel);
+            let Some(m) = ws.messages.get(&key) else {
                 continue;
             };
-            if !apply_reaction_change(&mut m.reactions, &rc.name, &rc.user, rc.added) {
+            if m.meta.content_hash.is_none() {
                 continue;
             }
-            let total: u32 = m.reactions.iter().map(|r| r.count).sum();
-            m.meta.reaction_count = total;
-            m.meta.has_reactions = total > 0;
-            if m.meta.content_hash.is_some() {
-                let attributes = ContentAttributes::from_meta(&m.meta, kind);
+            let attributes = ContentAttributes::from_meta(&m.meta, kind);
+            if before.as_ref() != Some(&attributes) {
                 enqueue(
                     outbox,
                     last_outbox_id,
-                    rc.key.clone(),
+                    key,
                     OutboxOp::Attributes { attributes },
                     now,
                 );

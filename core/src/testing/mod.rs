@@ -10,8 +10,10 @@
 //!   retryable `Unavailable` error, for testing retries.
 //! - [`MockMetadataStore`], [`MockContentStore`], [`MockEmbedder`]: mockall mocks.
 
+pub mod fixtures;
 mod memory_content;
 mod memory_metadata;
+pub mod metadata_suite;
 
 pub use memory_content::MemoryContentStore;
 pub use memory_metadata::MemoryMetadataStore;
