@@ -225,12 +225,21 @@ impl Backfill {
             if let Some(c) = &cursor {
                 params.push(("cursor", c.clone()));
             }
-            let page = self.call("users.list", &params, &mut report, &mut prog).await?;
+            let page = self
+                .call("users.list", &params, &mut report, &mut prog)
+                .await?;
             let mut batch = WriteBatch::new(self.workspace.clone());
-            for m in page.get("members").and_then(Value::as_array).into_iter().flatten() {
+            for m in page
+                .get("members")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 match parse_user(m) {
                     Ok(u) => {
-                        names.users.insert(u.id.to_string(), u.best_name().to_string());
+                        names
+                            .users
+                            .insert(u.id.to_string(), u.best_name().to_string());
                         batch.users.push(u);
                     }
                     Err(e) => report.skipped.push(format!("users.list: {e}")),
@@ -260,7 +269,12 @@ impl Backfill {
                 .call("conversations.list", &params, &mut report, &mut prog)
                 .await?;
             let mut batch = WriteBatch::new(self.workspace.clone());
-            for c in page.get("channels").and_then(Value::as_array).into_iter().flatten() {
+            for c in page
+                .get("channels")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 match parse_channel(c, ChannelKind::Public) {
                     Ok((ch, members)) => {
                         names.channels.insert(ch.id.to_string(), ch.name.clone());
@@ -329,7 +343,9 @@ impl Backfill {
                     let mut batch = WriteBatch::new(self.workspace.clone());
                     batch.sync_status.push(failed);
                     self.apply(batch, &mut report).await?;
-                    report.channels_failed.push((channel.clone(), e.to_string()));
+                    report
+                        .channels_failed
+                        .push((channel.clone(), e.to_string()));
                     if e.kind() == ErrorKind::Conflict || e.kind() == ErrorKind::Unavailable {
                         return Err(e);
                     }
@@ -401,7 +417,12 @@ impl Backfill {
             let mut batch = WriteBatch::new(self.workspace.clone());
             let mut page_messages = 0u64;
             let mut page_replies = 0u64;
-            for m in page.get("messages").and_then(Value::as_array).into_iter().flatten() {
+            for m in page
+                .get("messages")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let Some((ts, thread)) = self.add(&ctx, m, names, &mut batch, report) else {
                     continue;
                 };
@@ -427,7 +448,12 @@ impl Backfill {
                             .call("conversations.replies", &params, report, prog)
                             .await
                             .map_err(|e| (e, committed.clone()))?;
-                        for r in rpage.get("messages").and_then(Value::as_array).into_iter().flatten() {
+                        for r in rpage
+                            .get("messages")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
                             if r.get("ts").and_then(Value::as_str) == Some(ts.as_str()) {
                                 continue; // the parent, already in history
                             }

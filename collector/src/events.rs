@@ -174,12 +174,18 @@ impl EventHandler {
                                 .with_context("field", "message")
                         })?;
                         label = s.to_string();
-                        if !self.add_message(&mut batch, event, inner, channel, true).await? {
+                        if !self
+                            .add_message(&mut batch, event, inner, channel, true)
+                            .await?
+                        {
                             return ignored("subtype not stored");
                         }
                     }
                     _ => {
-                        if !self.add_message(&mut batch, event, event, channel, false).await? {
+                        if !self
+                            .add_message(&mut batch, event, event, channel, false)
+                            .await?
+                        {
                             return ignored("subtype not stored");
                         }
                     }
@@ -245,13 +251,21 @@ impl EventHandler {
             "member_joined_channel" | "member_left_channel" => {
                 let channel = ChannelId::new(need_str(event, "channel")?)?;
                 let user = UserId::new(need_str(event, "user")?)?;
-                if self.meta.get_channel(&self.workspace, &channel).await?.is_none() {
+                if self
+                    .meta
+                    .get_channel(&self.workspace, &channel)
+                    .await?
+                    .is_none()
+                {
                     let kind = kind_from_channel_type(
-                        event.get("channel_type").and_then(Value::as_str).map(|t| match t {
-                            "C" => "channel",
-                            "G" => "group",
-                            other => other,
-                        }),
+                        event
+                            .get("channel_type")
+                            .and_then(Value::as_str)
+                            .map(|t| match t {
+                                "C" => "channel",
+                                "G" => "group",
+                                other => other,
+                            }),
                     )
                     .unwrap_or(ChannelKind::Public);
                     batch
@@ -278,7 +292,9 @@ impl EventHandler {
                 batch.users.push(user);
             }
             "" => {
-                return Err(Error::invalid_input("event without a `type`").with_context("field", "type"))
+                return Err(
+                    Error::invalid_input("event without a `type`").with_context("field", "type")
+                )
             }
             _ => return ignored("event type not handled"),
         }
@@ -317,7 +333,12 @@ impl EventHandler {
         let processed = {
             let guard = self.names.read().await;
             let empty = NameBook::default();
-            process_message(&ctx, message, guard.as_ref().unwrap_or(&empty), self.unknown_subtypes)?
+            process_message(
+                &ctx,
+                message,
+                guard.as_ref().unwrap_or(&empty),
+                self.unknown_subtypes,
+            )?
         };
         let Processed::Message(mut p) = processed else {
             return Ok(false);
@@ -344,10 +365,8 @@ impl EventHandler {
                         p.record.files = stored.files;
                     }
                     if let Some(c) = p.record.content.as_mut() {
-                        c.attributes = chatvault_core::ContentAttributes::from_meta(
-                            &p.record.meta,
-                            ctx.kind,
-                        );
+                        c.attributes =
+                            chatvault_core::ContentAttributes::from_meta(&p.record.meta, ctx.kind);
                     }
                 }
             }
@@ -363,7 +382,8 @@ impl EventHandler {
         }
         let mut book = NameBook::default();
         for u in self.meta.list_users(&self.workspace).await? {
-            book.users.insert(u.id.to_string(), u.best_name().to_string());
+            book.users
+                .insert(u.id.to_string(), u.best_name().to_string());
         }
         for c in self.meta.list_channels(&self.workspace).await? {
             book.channels.insert(c.id.to_string(), c.name);

@@ -179,10 +179,7 @@ impl ExportArchive {
 ///
 /// # Errors
 /// `InvalidInput` naming the file, line and column of a syntax error.
-pub(crate) fn parse_json(
-    rel: &str,
-    bytes: &[u8],
-) -> Result<(serde_json::Value, Option<String>)> {
+pub(crate) fn parse_json(rel: &str, bytes: &[u8]) -> Result<(serde_json::Value, Option<String>)> {
     let (text, warning) = match std::str::from_utf8(bytes) {
         Ok(s) => (std::borrow::Cow::Borrowed(s), None),
         Err(e) => {

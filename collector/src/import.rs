@@ -9,9 +9,8 @@ use serde_json::Value;
 use tracing::{info, info_span, warn, Instrument};
 
 use chatvault_core::{
-    Channel, ChannelId, ChannelKind, Error, MembershipChange, MessageRecord, MetadataStore,
-    Result, SyncState, SyncStatus, ThreadParticipant, Ts, User, UserId, Workspace, WorkspaceId,
-    WriteBatch,
+    Channel, ChannelId, ChannelKind, Error, MembershipChange, MessageRecord, MetadataStore, Result,
+    SyncState, SyncStatus, ThreadParticipant, Ts, User, UserId, Workspace, WorkspaceId, WriteBatch,
 };
 
 use crate::export::{parse_json, ExportArchive};
@@ -317,7 +316,9 @@ impl Collector {
             for (i, u) in users.iter().enumerate() {
                 match parse_user(u) {
                     Ok(u) => {
-                        names.users.insert(u.id.to_string(), u.best_name().to_string());
+                        names
+                            .users
+                            .insert(u.id.to_string(), u.best_name().to_string());
                         batch.users.push(u);
                     }
                     Err(e) => summary.skipped.push(ImportIssue {
@@ -328,7 +329,12 @@ impl Collector {
                 }
                 if batch.users.len() >= batch_size {
                     summary.users += batch.users.len() as u64;
-                    self.apply(std::mem::replace(&mut batch, WriteBatch::new(self.workspace.clone())), &options, &mut summary).await?;
+                    self.apply(
+                        std::mem::replace(&mut batch, WriteBatch::new(self.workspace.clone())),
+                        &options,
+                        &mut summary,
+                    )
+                    .await?;
                 }
             }
             summary.users += batch.users.len() as u64;
@@ -480,10 +486,12 @@ impl Collector {
                                 &mut batch,
                                 WriteBatch::new(self.workspace.clone()),
                             );
-                            self.apply_messages(full, file, &options, &mut summary).await?;
+                            self.apply_messages(full, file, &options, &mut summary)
+                                .await?;
                         }
                     }
-                    self.apply_messages(batch, file, &options, &mut summary).await?;
+                    self.apply_messages(batch, file, &options, &mut summary)
+                        .await?;
                     self.report(
                         Stage::DayFiles,
                         day_files_done,
@@ -529,7 +537,14 @@ impl Collector {
         Ok(summary)
     }
 
-    fn report(&self, stage: Stage, done: u64, total: Option<u64>, start: Instant, detail: Option<&str>) {
+    fn report(
+        &self,
+        stage: Stage,
+        done: u64,
+        total: Option<u64>,
+        start: Instant,
+        detail: Option<&str>,
+    ) {
         self.progress.update(&ProgressUpdate {
             stage,
             done,

@@ -14,9 +14,15 @@ pub(crate) enum Token<'a> {
     /// `<#C123|general>`.
     Channel { id: &'a str, label: Option<&'a str> },
     /// `<!here>`, `<!channel>`, `<!everyone>`, `<!subteam^S1|@team>`, `<!date^…|fallback>`.
-    Special { name: &'a str, label: Option<&'a str> },
+    Special {
+        name: &'a str,
+        label: Option<&'a str>,
+    },
     /// `<https://…>` or `<https://…|label>` (and `mailto:` and other schemes).
-    Link { url: &'a str, label: Option<&'a str> },
+    Link {
+        url: &'a str,
+        label: Option<&'a str>,
+    },
 }
 
 impl Token<'_> {

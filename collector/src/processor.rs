@@ -88,7 +88,10 @@ fn opt_ts(v: &Value, field: &str) -> Result<Option<Ts>> {
         Some(Value::Number(n)) => Ts::new(n.to_string())
             .map(Some)
             .map_err(|e| field_err(field, e.message())),
-        Some(other) => Err(field_err(field, format!("expected a ts string, got {other}"))),
+        Some(other) => Err(field_err(
+            field,
+            format!("expected a ts string, got {other}"),
+        )),
     }
 }
 
@@ -190,7 +193,11 @@ fn walk_blocks(
             match ty {
                 "link" => {
                     if let Some(url) = map.get("url").and_then(Value::as_str) {
-                        links.add(url, LinkSource::Block, map.get("text").and_then(Value::as_str));
+                        links.add(
+                            url,
+                            LinkSource::Block,
+                            map.get("text").and_then(Value::as_str),
+                        );
                     }
                 }
                 "user" if rich => {
@@ -553,30 +560,37 @@ mod tests {
 
     #[test]
     fn subtypes_and_threads() {
-        let join = msg(json!({"type":"message","subtype":"channel_join","user":"U1","ts":"1.0","text":"<@U1> has joined the channel"}));
+        let join = msg(
+            json!({"type":"message","subtype":"channel_join","user":"U1","ts":"1.0","text":"<@U1> has joined the channel"}),
+        );
         assert!(join.record.content.is_none());
         assert_eq!(join.handling, SubtypeHandling::MetadataOnly);
 
-        let bot = msg(json!({"type":"message","subtype":"bot_message","bot_id":"B1","ts":"2.0","text":"",
-            "attachments":[{"fallback":"Build #3 failed"}]}));
+        let bot = msg(
+            json!({"type":"message","subtype":"bot_message","bot_id":"B1","ts":"2.0","text":"",
+            "attachments":[{"fallback":"Build #3 failed"}]}),
+        );
         assert_eq!(bot.record.content.unwrap().text, "Build #3 failed");
         assert_eq!(bot.record.meta.bot_id.as_deref(), Some("B1"));
 
-        let reply = msg(
-            json!({"type":"message","user":"U2","ts":"3.5","thread_ts":"3.0","text":"me too"}),
-        );
+        let reply =
+            msg(json!({"type":"message","user":"U2","ts":"3.5","thread_ts":"3.0","text":"me too"}));
         assert!(reply.record.meta.is_reply());
         assert_eq!(reply.participants.len(), 1);
         assert!(reply.record.content.unwrap().attributes.is_reply);
 
-        let parent = msg(json!({"type":"message","user":"U1","ts":"3.0","thread_ts":"3.0","reply_count":2,
-            "reply_users":["U2","U3"],"latest_reply":"3.6","text":"q?"}));
+        let parent = msg(
+            json!({"type":"message","user":"U1","ts":"3.0","thread_ts":"3.0","reply_count":2,
+            "reply_users":["U2","U3"],"latest_reply":"3.6","text":"q?"}),
+        );
         assert!(parent.record.meta.is_thread_parent());
         assert_eq!(parent.participants.len(), 2);
 
-        let old_file = msg(json!({"type":"message","subtype":"file_share","user":"U1","ts":"4.0",
+        let old_file = msg(
+            json!({"type":"message","subtype":"file_share","user":"U1","ts":"4.0",
             "text":"<@U1|ann> uploaded a file: <https://x.slack.com/files/ann/F1/plot.png|plot>",
-            "file":{"id":"F1","name":"plot.png","title":"plot","filetype":"png","size":10}}));
+            "file":{"id":"F1","name":"plot.png","title":"plot","filetype":"png","size":10}}),
+        );
         assert!(old_file.record.meta.has_files);
         assert_eq!(old_file.record.files[0].id, "F1");
 
@@ -593,16 +607,27 @@ mod tests {
     #[test]
     fn bad_input_names_the_field() {
         let n = NameBook::default();
-        let e = process_message(&ctx(), &json!({"text":"x"}), &n, UnknownSubtype::Skip).unwrap_err();
+        let e =
+            process_message(&ctx(), &json!({"text":"x"}), &n, UnknownSubtype::Skip).unwrap_err();
         assert!(e.to_string().contains("`ts`"), "{e}");
         let e = process_message(&ctx(), &json!({"ts":"x1"}), &n, UnknownSubtype::Skip).unwrap_err();
         assert!(e.to_string().contains("ts"), "{e}");
-        let e = process_message(&ctx(), &json!({"ts":"1.0","reactions":"no"}), &n, UnknownSubtype::Skip)
-            .unwrap_err();
+        let e = process_message(
+            &ctx(),
+            &json!({"ts":"1.0","reactions":"no"}),
+            &n,
+            UnknownSubtype::Skip,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("reactions"), "{e}");
         let big = "a".repeat(MAX_TEXT_BYTES + 1);
-        let e = process_message(&ctx(), &json!({"ts":"1.0","text":big}), &n, UnknownSubtype::Skip)
-            .unwrap_err();
+        let e = process_message(
+            &ctx(),
+            &json!({"ts":"1.0","text":big}),
+            &n,
+            UnknownSubtype::Skip,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("bytes"), "{e}");
         assert!(process_message(&ctx(), &json!([1]), &n, UnknownSubtype::Skip).is_err());
     }

@@ -250,7 +250,10 @@ impl Relay {
     }
 
     fn report(&self, total: &RelayReport, start: Instant) {
-        for (stage, done) in [(Stage::Relay, total.acked), (Stage::Embedded, total.embedded)] {
+        for (stage, done) in [
+            (Stage::Relay, total.acked),
+            (Stage::Embedded, total.embedded),
+        ] {
             self.progress.update(&ProgressUpdate {
                 stage,
                 done,
@@ -297,7 +300,11 @@ impl Relay {
             report.acked = acks.len() as u64;
         }
         if !failures.is_empty() {
-            for o in self.meta.fail_outbox(&failures, &self.options.retry).await? {
+            for o in self
+                .meta
+                .fail_outbox(&failures, &self.options.retry)
+                .await?
+            {
                 match o {
                     FailOutcome::Retry { .. } => report.retried += 1,
                     FailOutcome::DeadLettered { .. } => report.dead_lettered += 1,
@@ -427,7 +434,10 @@ impl Relay {
         let need: Vec<usize> = (0..docs.len()).filter(|i| docs[*i].2).collect();
         let mut failed: HashSet<usize> = HashSet::new();
         for chunk in need.chunks(self.embedder.max_batch().max(1)) {
-            let texts: Vec<String> = chunk.iter().map(|i| docs[*i].1.content.text.clone()).collect();
+            let texts: Vec<String> = chunk
+                .iter()
+                .map(|i| docs[*i].1.content.text.clone())
+                .collect();
             match self.embedder.embed(&texts).await {
                 Ok(vectors) if vectors.len() == texts.len() => {
                     report.embedded += texts.len() as u64;

@@ -24,7 +24,8 @@ pub async fn apply_with_retry(
             Ok(r) => return Ok(r),
             Err(e) if e.is_retryable() && attempt < retries => {
                 attempt += 1;
-                let delay = Duration::from_millis(50u64 << attempt.min(7)).min(Duration::from_secs(5));
+                let delay =
+                    Duration::from_millis(50u64 << attempt.min(7)).min(Duration::from_secs(5));
                 warn!(error = %e, attempt, ?delay, "metadata write failed; retrying");
                 tokio::time::sleep(delay).await;
             }

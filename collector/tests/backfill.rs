@@ -33,14 +33,21 @@ struct Fake {
 type Shared = Arc<Mutex<Fake>>;
 
 fn page(items: &[Value], params: &HashMap<String, String>, key: &str) -> Value {
-    let limit: usize = params.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+    let limit: usize = params
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100);
     let off: usize = params
         .get("cursor")
         .and_then(|c| c.strip_prefix("off:"))
         .and_then(|o| o.parse().ok())
         .unwrap_or(0);
     let end = (off + limit).min(items.len());
-    let next = if end < items.len() { format!("off:{end}") } else { String::new() };
+    let next = if end < items.len() {
+        format!("off:{end}")
+    } else {
+        String::new()
+    };
     json!({"ok": true, key: items[off.min(items.len())..end], "has_more": end < items.len(),
         "response_metadata": {"next_cursor": next}})
 }
@@ -51,7 +58,8 @@ async fn api(
     headers: HeaderMap,
     Form(params): Form<HashMap<String, String>>,
 ) -> Response {
-    if headers.get("authorization").and_then(|h| h.to_str().ok()) != Some("Bearer xoxb-test-secret") {
+    if headers.get("authorization").and_then(|h| h.to_str().ok()) != Some("Bearer xoxb-test-secret")
+    {
         return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
     }
     let mut f = fake.lock().unwrap();
@@ -77,7 +85,12 @@ async fn api(
                 return Json(json!({"ok": false, "error": "not_in_channel"})).into_response();
             }
             if std::mem::take(&mut f.rate_limit_next_history) {
-                return (StatusCode::TOO_MANY_REQUESTS, [("Retry-After", "1")], "slow down").into_response();
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("Retry-After", "1")],
+                    "slow down",
+                )
+                    .into_response();
             }
             if f.fail_history_page_with_cursor.is_some()
                 && params.get("cursor") == f.fail_history_page_with_cursor.as_ref()
@@ -89,7 +102,9 @@ async fn api(
             let msgs: Vec<Value> = f
                 .history
                 .iter()
-                .filter(|m| oldest.is_none_or(|o| m["ts"].as_str().unwrap().parse::<f64>().unwrap() > o))
+                .filter(|m| {
+                    oldest.is_none_or(|o| m["ts"].as_str().unwrap().parse::<f64>().unwrap() > o)
+                })
                 .cloned()
                 .collect();
             Json(page(&msgs, &params, "messages")).into_response()
@@ -109,7 +124,9 @@ async fn api(
 }
 
 async fn serve(fake: Shared) -> String {
-    let app = Router::new().route("/api/{method}", post(api)).with_state(fake);
+    let app = Router::new()
+        .route("/api/{method}", post(api))
+        .with_state(fake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -155,7 +172,13 @@ async fn backfill_paginates_retries_resumes_and_continues_incrementally() {
         ..Default::default()
     };
     let backfill = || {
-        Backfill::new(meta.clone(), ws.clone(), SecretString::new("xoxb-test-secret"), options.clone()).unwrap()
+        Backfill::new(
+            meta.clone(),
+            ws.clone(),
+            SecretString::new("xoxb-test-secret"),
+            options.clone(),
+        )
+        .unwrap()
     };
     let c1 = ChannelId::new("C1").unwrap();
 
@@ -166,7 +189,10 @@ async fn backfill_paginates_retries_resumes_and_continues_incrementally() {
     assert!(r1.retries >= 1);
     assert_eq!(r1.channels_failed.len(), 2, "{:?}", r1.channels_failed);
     assert!(r1.channels_failed.iter().all(|(_, e)| !e.contains("xoxb")));
-    assert!(r1.channels_failed.iter().any(|(c, e)| c.as_str() == "C2" && e.contains("not_in_channel")));
+    assert!(r1
+        .channels_failed
+        .iter()
+        .any(|(c, e)| c.as_str() == "C2" && e.contains("not_in_channel")));
     // page 1 (parent + "four") and the two replies were committed with the cursor
     assert_eq!(r1.messages, 4);
     let status = |meta: Arc<dyn MetadataStore>| {
@@ -192,7 +218,9 @@ async fn backfill_paginates_retries_resumes_and_continues_incrementally() {
         let f = fake.lock().unwrap();
         let hist: Vec<_> = f.log[before..]
             .iter()
-            .filter(|(m, p)| m == "conversations.history" && p.get("channel").map(String::as_str) == Some("C1"))
+            .filter(|(m, p)| {
+                m == "conversations.history" && p.get("channel").map(String::as_str) == Some("C1")
+            })
             .collect();
         assert_eq!(hist[0].1.get("cursor").map(String::as_str), Some("off:2"));
         assert_eq!(hist.len(), 2);
@@ -208,7 +236,10 @@ async fn backfill_paginates_retries_resumes_and_continues_incrementally() {
     assert_eq!(msgs.iter().map(|d| d.links.len()).sum::<usize>(), 1);
 
     // run 3: a finished channel fetches only what is new
-    fake.lock().unwrap().history.insert(0, m("1600000600.000100", "brand new"));
+    fake.lock()
+        .unwrap()
+        .history
+        .insert(0, m("1600000600.000100", "brand new"));
     let before = fake.lock().unwrap().log.len();
     let r3 = backfill().run().await.unwrap();
     assert_eq!(r3.messages, 1);
@@ -217,10 +248,15 @@ async fn backfill_paginates_retries_resumes_and_continues_incrementally() {
         let f = fake.lock().unwrap();
         let hist: Vec<_> = f.log[before..]
             .iter()
-            .filter(|(m, p)| m == "conversations.history" && p.get("channel").map(String::as_str) == Some("C1"))
+            .filter(|(m, p)| {
+                m == "conversations.history" && p.get("channel").map(String::as_str) == Some("C1")
+            })
             .collect();
         assert_eq!(hist.len(), 1);
-        assert_eq!(hist[0].1.get("oldest").map(String::as_str), Some("1600000500.000100"));
+        assert_eq!(
+            hist[0].1.get("oldest").map(String::as_str),
+            Some("1600000500.000100")
+        );
     }
     assert_eq!(channel_messages(meta.as_ref(), &ws, &c1).await.len(), 8);
 }
@@ -233,7 +269,10 @@ async fn bad_token_stops_the_run_without_leaking_it() {
         meta,
         WorkspaceId::new("T1").unwrap(),
         SecretString::new("xoxb-wrong-token"),
-        BackfillOptions { api_url: url, ..Default::default() },
+        BackfillOptions {
+            api_url: url,
+            ..Default::default()
+        },
     )
     .unwrap();
     assert!(!format!("{b:?}").contains("xoxb-wrong"));

@@ -9,15 +9,16 @@ use serde_json::json;
 use chatvault_collector::{EventHandler, EventOutcome, Relay, RelayOptions};
 use chatvault_core::testing::{MemoryContentStore, MemoryMetadataStore};
 use chatvault_core::{
-    ChannelId, ChannelKind, ContentStore, MessageKey, MetadataStore, UserId, Workspace,
-    WorkspaceId,
+    ChannelId, ChannelKind, ContentStore, MessageKey, MetadataStore, UserId, Workspace, WorkspaceId,
 };
 use common::*;
 
 async fn setup() -> (Arc<dyn MetadataStore>, EventHandler, WorkspaceId) {
     let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
     let ws = WorkspaceId::new("T1").unwrap();
-    meta.upsert_workspace(&Workspace::new(ws.clone(), "acme")).await.unwrap();
+    meta.upsert_workspace(&Workspace::new(ws.clone(), "acme"))
+        .await
+        .unwrap();
     let h = EventHandler::new(meta.clone(), ws.clone());
     (meta, h, ws)
 }
@@ -44,13 +45,23 @@ fn changed(ts: &str, text: &str, edited: &str) -> serde_json::Value {
 
 async fn text_of(meta: &Arc<dyn MetadataStore>, ws: &WorkspaceId, ts: &str) -> Option<String> {
     let content: Arc<dyn ContentStore> = Arc::new(MemoryContentStore::new());
-    Relay::new(meta.clone(), content.clone(), CountingEmbedder::new(), RelayOptions::default())
-        .drain()
-        .await
-        .unwrap();
+    Relay::new(
+        meta.clone(),
+        content.clone(),
+        CountingEmbedder::new(),
+        RelayOptions::default(),
+    )
+    .drain()
+    .await
+    .unwrap();
     // the outbox was just drained into a fresh store: only the latest versions survive there
     let key = MessageKey::parse(ws.as_str(), "C1", ts).unwrap();
-    content.get(ws, &[key]).await.ok()?.pop().map(|d| d.content.text)
+    content
+        .get(ws, &[key])
+        .await
+        .ok()?
+        .pop()
+        .map(|d| d.content.text)
 }
 
 #[tokio::test]
@@ -62,15 +73,25 @@ async fn the_same_event_twice_changes_nothing() {
     assert_eq!(enqueued(&h.handle(&e).await.unwrap()), 0);
     assert_eq!(meta.stats(&ws).await.unwrap(), stats);
 
-    let r = envelope("Ev2", json!({"type":"reaction_added","user":"U2","reaction":"tada",
-        "item":{"type":"message","channel":"C1","ts":"100.000001"}}));
+    let r = envelope(
+        "Ev2",
+        json!({"type":"reaction_added","user":"U2","reaction":"tada",
+        "item":{"type":"message","channel":"C1","ts":"100.000001"}}),
+    );
     h.handle(&r).await.unwrap();
     h.handle(&r).await.unwrap();
     let key = MessageKey::parse("T1", "C1", "100.000001").unwrap();
-    let d = meta.get_messages(&ws, &[key.clone()]).await.unwrap().remove(0);
+    let d = meta
+        .get_messages(&ws, std::slice::from_ref(&key))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(d.meta.reaction_count, 1);
-    let r = envelope("Ev3", json!({"type":"reaction_removed","user":"U2","reaction":"tada",
-        "item":{"type":"message","channel":"C1","ts":"100.000001"}}));
+    let r = envelope(
+        "Ev3",
+        json!({"type":"reaction_removed","user":"U2","reaction":"tada",
+        "item":{"type":"message","channel":"C1","ts":"100.000001"}}),
+    );
     h.handle(&r).await.unwrap();
     h.handle(&r).await.unwrap();
     let d = meta.get_messages(&ws, &[key]).await.unwrap().remove(0);
@@ -81,25 +102,48 @@ async fn the_same_event_twice_changes_nothing() {
 async fn an_edit_never_loses_to_the_message_it_edits() {
     let (meta, h, ws) = setup().await;
     // the edit arrives first, the original late
-    h.handle(&envelope("E2", changed("200.000001", "edited text", "201.0"))).await.unwrap();
-    h.handle(&envelope("E1", msg("200.000001", "original text"))).await.unwrap();
-    assert_eq!(text_of(&meta, &ws, "200.000001").await.as_deref(), Some("edited text"));
+    h.handle(&envelope(
+        "E2",
+        changed("200.000001", "edited text", "201.0"),
+    ))
+    .await
+    .unwrap();
+    h.handle(&envelope("E1", msg("200.000001", "original text")))
+        .await
+        .unwrap();
+    assert_eq!(
+        text_of(&meta, &ws, "200.000001").await.as_deref(),
+        Some("edited text")
+    );
     // an older edit after a newer one is ignored too
-    h.handle(&envelope("E3", changed("200.000001", "newest", "205.0"))).await.unwrap();
-    h.handle(&envelope("E4", changed("200.000001", "older", "203.0"))).await.unwrap();
-    assert_eq!(text_of(&meta, &ws, "200.000001").await.as_deref(), Some("newest"));
+    h.handle(&envelope("E3", changed("200.000001", "newest", "205.0")))
+        .await
+        .unwrap();
+    h.handle(&envelope("E4", changed("200.000001", "older", "203.0")))
+        .await
+        .unwrap();
+    assert_eq!(
+        text_of(&meta, &ws, "200.000001").await.as_deref(),
+        Some("newest")
+    );
 }
 
 #[tokio::test]
 async fn a_delete_wins_over_anything_older() {
     let (meta, h, ws) = setup().await;
-    h.handle(&envelope("E1", msg("300.000001", "doomed"))).await.unwrap();
+    h.handle(&envelope("E1", msg("300.000001", "doomed")))
+        .await
+        .unwrap();
     let del = json!({"type":"message","subtype":"message_deleted","channel":"C1","ts":"301.0","deleted_ts":"300.000001"});
     h.handle(&envelope("E2", del.clone())).await.unwrap();
     h.handle(&envelope("E2", del)).await.unwrap();
     // late redelivery of the original and of an edit
-    h.handle(&envelope("E1", msg("300.000001", "doomed"))).await.unwrap();
-    h.handle(&envelope("E3", changed("300.000001", "zombie", "302.0"))).await.unwrap();
+    h.handle(&envelope("E1", msg("300.000001", "doomed")))
+        .await
+        .unwrap();
+    h.handle(&envelope("E3", changed("300.000001", "zombie", "302.0")))
+        .await
+        .unwrap();
     let key = MessageKey::parse("T1", "C1", "300.000001").unwrap();
     assert!(meta.get_messages(&ws, &[key]).await.unwrap().is_empty());
     assert_eq!(text_of(&meta, &ws, "300.000001").await, None);
@@ -111,24 +155,58 @@ async fn channel_member_and_user_events() {
     let c1 = ChannelId::new("C9").unwrap();
     h.handle(&envelope("E1", json!({"type":"channel_created","channel":{"id":"C9","name":"new-stuff","created":1600000000,"creator":"U1"}}))).await.unwrap();
     h.handle(&envelope("E2", json!({"type":"channel_rename","channel":{"id":"C9","name":"renamed","created":1600000000}}))).await.unwrap();
-    h.handle(&envelope("E3", json!({"type":"channel_archive","channel":"C9","user":"U1"}))).await.unwrap();
+    h.handle(&envelope(
+        "E3",
+        json!({"type":"channel_archive","channel":"C9","user":"U1"}),
+    ))
+    .await
+    .unwrap();
     let c = meta.get_channel(&ws, &c1).await.unwrap().unwrap();
-    assert_eq!((c.name.as_str(), c.is_archived, c.kind), ("renamed", true, ChannelKind::Public));
+    assert_eq!(
+        (c.name.as_str(), c.is_archived, c.kind),
+        ("renamed", true, ChannelKind::Public)
+    );
 
-    let join = envelope("E4", json!({"type":"member_joined_channel","user":"U7","channel":"C9","channel_type":"C"}));
+    let join = envelope(
+        "E4",
+        json!({"type":"member_joined_channel","user":"U7","channel":"C9","channel_type":"C"}),
+    );
     h.handle(&join).await.unwrap();
     h.handle(&join).await.unwrap();
-    assert_eq!(meta.channel_members(&ws, &c1).await.unwrap(), vec![UserId::new("U7").unwrap()]);
-    h.handle(&envelope("E5", json!({"type":"member_left_channel","user":"U7","channel":"C9","channel_type":"C"}))).await.unwrap();
+    assert_eq!(
+        meta.channel_members(&ws, &c1).await.unwrap(),
+        vec![UserId::new("U7").unwrap()]
+    );
+    h.handle(&envelope(
+        "E5",
+        json!({"type":"member_left_channel","user":"U7","channel":"C9","channel_type":"C"}),
+    ))
+    .await
+    .unwrap();
     assert!(meta.channel_members(&ws, &c1).await.unwrap().is_empty());
 
     h.handle(&envelope("E6", json!({"type":"user_change","user":{"id":"U7","name":"zed","real_name":"Zed Z","profile":{"display_name":"zz"}}}))).await.unwrap();
-    let u = meta.get_users(&ws, &[UserId::new("U7").unwrap()]).await.unwrap().remove(0);
+    let u = meta
+        .get_users(&ws, &[UserId::new("U7").unwrap()])
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(u.best_name(), "zz");
 
-    let v = h.handle(&json!({"type":"url_verification","challenge":"abc"})).await.unwrap();
-    assert_eq!(v, EventOutcome::UrlVerification { challenge: "abc".into() });
-    let ignored = h.handle(&envelope("E7", json!({"type":"emoji_changed"}))).await.unwrap();
+    let v = h
+        .handle(&json!({"type":"url_verification","challenge":"abc"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        EventOutcome::UrlVerification {
+            challenge: "abc".into()
+        }
+    );
+    let ignored = h
+        .handle(&envelope("E7", json!({"type":"emoji_changed"})))
+        .await
+        .unwrap();
     assert!(matches!(ignored, EventOutcome::Ignored { .. }));
 }
 
@@ -136,14 +214,26 @@ async fn channel_member_and_user_events() {
 async fn malformed_events_name_the_event_and_field() {
     let (_meta, h, _ws) = setup().await;
     let e = h
-        .handle(&envelope("EvBad", json!({"type":"message","channel":"C1","text":"no ts"})))
+        .handle(&envelope(
+            "EvBad",
+            json!({"type":"message","channel":"C1","text":"no ts"}),
+        ))
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("EvBad") && e.to_string().contains("ts"), "{e}");
+    assert!(
+        e.to_string().contains("EvBad") && e.to_string().contains("ts"),
+        "{e}"
+    );
     let e = h
-        .handle(&envelope("EvBad2", json!({"type":"reaction_added","item":{"type":"message","channel":"C1","ts":"1.0"}})))
+        .handle(&envelope(
+            "EvBad2",
+            json!({"type":"reaction_added","item":{"type":"message","channel":"C1","ts":"1.0"}}),
+        ))
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("EvBad2") && e.to_string().contains("reaction"), "{e}");
+    assert!(
+        e.to_string().contains("EvBad2") && e.to_string().contains("reaction"),
+        "{e}"
+    );
     assert!(h.handle_json(b"{not json").await.is_err());
 }

@@ -36,15 +36,30 @@ async fn import_and_check(name: &str) {
         .await
         .unwrap();
     assert!(summary.skipped.is_empty(), "{:?}", summary.skipped);
-    eprintln!("{name}: {:?} metadata-only {} per subtype {:?}", summary.totals, summary.metadata_only, summary.per_subtype);
+    eprintln!(
+        "{name}: {:?} metadata-only {} per subtype {:?}",
+        summary.totals, summary.metadata_only, summary.per_subtype
+    );
 
     // the summary and the store both agree with the JSON, channel by channel
     let stored = stored_counts(meta.as_ref(), &ws).await;
     for (folder, exp) in &expected {
         let got = summary.per_channel.get(folder).copied().unwrap_or_default();
         assert_eq!(
-            (got.messages, got.replies, got.reactions, got.files, got.links),
-            (exp.messages, exp.replies, exp.reactions, exp.files, exp.links),
+            (
+                got.messages,
+                got.replies,
+                got.reactions,
+                got.files,
+                got.links
+            ),
+            (
+                exp.messages,
+                exp.replies,
+                exp.reactions,
+                exp.files,
+                exp.links
+            ),
             "summary of {folder}"
         );
         let st = stored.get(folder).copied().unwrap_or_default();
@@ -53,7 +68,12 @@ async fn import_and_check(name: &str) {
     let total: u64 = expected.values().map(|e| e.messages).sum();
     assert_eq!(summary.totals.messages, total);
 
-    let relay = Relay::new(meta.clone(), content.clone(), embedder.clone(), fast_relay());
+    let relay = Relay::new(
+        meta.clone(),
+        content.clone(),
+        embedder.clone(),
+        fast_relay(),
+    );
     let report = relay.drain().await.unwrap();
     assert_eq!(report.acked, summary.outbox_enqueued);
     let docs = content
@@ -100,11 +120,19 @@ async fn modern_export_with_threads_files_blocks_and_all_conversation_kinds() {
         .import_export(testdata("modern-export"), ImportOptions::default())
         .await
         .unwrap();
-    assert_eq!((s.users, s.channels, s.totals.messages, s.totals.replies), (3, 4, 12, 4));
-    Relay::new(meta.clone(), content.clone(), CountingEmbedder::new(), fast_relay())
-        .drain()
-        .await
-        .unwrap();
+    assert_eq!(
+        (s.users, s.channels, s.totals.messages, s.totals.replies),
+        (3, 4, 12, 4)
+    );
+    Relay::new(
+        meta.clone(),
+        content.clone(),
+        CountingEmbedder::new(),
+        fast_relay(),
+    )
+    .drain()
+    .await
+    .unwrap();
     use chatvault_core::{ChannelId, ChannelKind, MessageKey, UserId};
     let kinds: Vec<(String, ChannelKind)> = meta
         .list_channels(&ws)
@@ -123,22 +151,45 @@ async fn modern_export_with_threads_files_blocks_and_all_conversation_kinds() {
         vec![UserId::new("U1").unwrap(), UserId::new("U2").unwrap()]
     );
     let parent = MessageKey::parse("T1", "C1", "1600000100.000100").unwrap();
-    let d = meta.get_messages(&ws, &[parent.clone()]).await.unwrap().remove(0);
-    assert_eq!((d.meta.reply_count, d.meta.reaction_count, d.meta.mention_count), (3, 3, 1));
+    let d = meta
+        .get_messages(&ws, std::slice::from_ref(&parent))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        (
+            d.meta.reply_count,
+            d.meta.reaction_count,
+            d.meta.mention_count
+        ),
+        (3, 3, 1)
+    );
     assert_eq!(d.links.len(), 1);
-    assert_eq!(meta.thread_participants(&ws, &parent).await.unwrap().len(), 2);
+    assert_eq!(
+        meta.thread_participants(&ws, &parent).await.unwrap().len(),
+        2
+    );
     // text lives in the content store only, rendered: names instead of ids
     let doc = content.get(&ws, &[parent]).await.unwrap().remove(0);
-    assert_eq!(doc.content.text, "Deploy plan: PR 42 (https://github.com/acme/app/pull/42) cc @Bob B");
+    assert_eq!(
+        doc.content.text,
+        "Deploy plan: PR 42 (https://github.com/acme/app/pull/42) cc @Bob B"
+    );
     // the tombstone is metadata only; its reply is content
     let tomb = MessageKey::parse("T1", "C1", "1600086400.000100").unwrap();
-    assert!(content.get(&ws, &[tomb.clone()]).await.unwrap().is_empty());
+    assert!(content.get(&ws, std::slice::from_ref(&tomb)).await.unwrap().is_empty());
     assert_eq!(meta.get_messages(&ws, &[tomb]).await.unwrap().len(), 1);
     // the bot message: attachment and block text, links from both
     let bot = MessageKey::parse("T1", "C1", "1600086600.000100").unwrap();
-    let doc = content.get(&ws, &[bot.clone()]).await.unwrap().remove(0);
-    assert!(doc.content.text.contains("Build 7 passed") && doc.content.text.contains("Details at the log"));
-    assert_eq!(meta.get_messages(&ws, &[bot]).await.unwrap()[0].links.len(), 3);
+    let doc = content.get(&ws, std::slice::from_ref(&bot)).await.unwrap().remove(0);
+    assert!(
+        doc.content.text.contains("Build 7 passed")
+            && doc.content.text.contains("Details at the log")
+    );
+    assert_eq!(
+        meta.get_messages(&ws, &[bot]).await.unwrap()[0].links.len(),
+        3
+    );
     // private visibility reaches the content attributes
     let private = MessageKey::parse("T1", "G1", "1600000500.000100").unwrap();
     let doc = content.get(&ws, &[private]).await.unwrap().remove(0);
@@ -155,7 +206,11 @@ async fn a_zip_imports_like_the_directory() {
         let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
         let opts = zip::write::SimpleFileOptions::default();
         for entry in walk(&dir) {
-            let rel = entry.strip_prefix(&dir).unwrap().to_string_lossy().to_string();
+            let rel = entry
+                .strip_prefix(&dir)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
             // inside a top folder, as Slack's zips sometimes are
             zip.start_file(format!("My Export/{rel}"), opts).unwrap();
             zip.write_all(&std::fs::read(&entry).unwrap()).unwrap();
@@ -175,10 +230,7 @@ async fn a_zip_imports_like_the_directory() {
         .unwrap();
     assert!(s2.skipped.is_empty(), "{:?}", s2.skipped);
     assert_eq!(s1.per_channel, s2.per_channel);
-    assert_eq!(
-        m1.stats(&ws).await.unwrap(),
-        m2.stats(&ws).await.unwrap()
-    );
+    assert_eq!(m1.stats(&ws).await.unwrap(), m2.stats(&ws).await.unwrap());
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -204,10 +256,18 @@ async fn bad_input_is_skipped_reported_and_the_rest_imported() {
         r#"[{"id":"C1","name":"general","members":["U1"]}]"#,
     )
     .unwrap();
-    std::fs::write(root.join("users.json"), r#"[{"id":"U1","name":"ann"},{"name":"no id"}]"#).unwrap();
+    std::fs::write(
+        root.join("users.json"),
+        r#"[{"id":"U1","name":"ann"},{"name":"no id"}]"#,
+    )
+    .unwrap();
     let ch = root.join("general");
     std::fs::create_dir(&ch).unwrap();
-    std::fs::write(ch.join("2020-01-01.json"), "[{\"ts\": \"1.0\", \"text\": \"ok\"},\n {broken").unwrap();
+    std::fs::write(
+        ch.join("2020-01-01.json"),
+        "[{\"ts\": \"1.0\", \"text\": \"ok\"},\n {broken",
+    )
+    .unwrap();
     std::fs::write(
         ch.join("2020-01-02.json"),
         r#"[{"text":"no ts"},{"ts":"2.0","text":"fine","user":"U1"},{"ts":"3.0","subtype":"weird_new","text":"x"}]"#,
@@ -217,7 +277,10 @@ async fn bad_input_is_skipped_reported_and_the_rest_imported() {
     bad_utf8.extend_from_slice(&[0xff, 0xfe]);
     bad_utf8.extend_from_slice(br#"e"}]"#);
     std::fs::write(ch.join("2020-01-03.json"), bad_utf8).unwrap();
-    let big = format!(r#"[{{"ts":"5.0","text":"{}"}},{{"ts":"6.0","text":"after big"}}]"#, "a".repeat(2 * 1024 * 1024));
+    let big = format!(
+        r#"[{{"ts":"5.0","text":"{}"}},{{"ts":"6.0","text":"after big"}}]"#,
+        "a".repeat(2 * 1024 * 1024)
+    );
     std::fs::write(ch.join("2020-01-04.json"), big).unwrap();
     std::fs::create_dir(root.join("unlisted")).unwrap();
     std::fs::write(root.join("unlisted/2020-01-01.json"), "[]").unwrap();
@@ -232,13 +295,21 @@ async fn bad_input_is_skipped_reported_and_the_rest_imported() {
     let has = |needle: &str| issues.iter().any(|i| i.contains(needle));
     assert!(has("users.json, user 1"), "{issues:#?}");
     assert!(has("general/2020-01-01.json, line 2"), "{issues:#?}");
-    assert!(has("general/2020-01-02.json, message 0 (ts ?)") && has("`ts`"), "{issues:#?}");
+    assert!(
+        has("general/2020-01-02.json, message 0 (ts ?)") && has("`ts`"),
+        "{issues:#?}"
+    );
     assert!(has("message 2 (ts 3.0)") && has("weird_new"), "{issues:#?}");
-    assert!(has("general/2020-01-04.json, message 0 (ts 5.0)") && has("bytes"), "{issues:#?}");
+    assert!(
+        has("general/2020-01-04.json, message 0 (ts 5.0)") && has("bytes"),
+        "{issues:#?}"
+    );
     assert!(has("unlisted/"), "{issues:#?}");
     assert_eq!(s.skipped.len(), 6, "{issues:#?}");
     assert_eq!(s.warnings.len(), 1);
-    assert!(s.warnings[0].to_string().contains("general/2020-01-03.json"));
+    assert!(s.warnings[0]
+        .to_string()
+        .contains("general/2020-01-03.json"));
     assert!(s.warnings[0].reason.contains("UTF-8"));
     // 2.0, 4.0 (repaired) and 6.0 are stored
     assert_eq!(s.totals.messages, 3);

@@ -29,7 +29,12 @@ fn opts(max_attempts: u32) -> RelayOptions {
     }
 }
 
-async fn imported() -> (Arc<dyn MetadataStore>, Arc<dyn ContentStore>, WorkspaceId, u64) {
+async fn imported() -> (
+    Arc<dyn MetadataStore>,
+    Arc<dyn ContentStore>,
+    WorkspaceId,
+    u64,
+) {
     let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
     let content: Arc<dyn ContentStore> = Arc::new(MemoryContentStore::new());
     let ws = WorkspaceId::new("T1").unwrap();
@@ -54,7 +59,15 @@ async fn content_store_failing_k_times_then_both_stores_agree() {
     assert!(report.retried >= 4, "{report:?}");
     assert_eq!(report.dead_lettered, 0);
     assert_stores_agree(meta.as_ref(), content.as_ref(), &ws).await;
-    assert_eq!(content.collection_info(&ws).await.unwrap().unwrap().documents, n);
+    assert_eq!(
+        content
+            .collection_info(&ws)
+            .await
+            .unwrap()
+            .unwrap()
+            .documents,
+        n
+    );
     // retried batches reuse nothing (nothing stored yet) but never embed a text twice after success
     assert!(embedder.texts() >= n);
 }
@@ -69,7 +82,11 @@ async fn embedder_failing_then_both_stores_agree() {
         .await
         .unwrap();
     assert!(report.retried >= 3);
-    assert_eq!(embedder.texts(), n, "each text embedded exactly once after the failures");
+    assert_eq!(
+        embedder.texts(),
+        n,
+        "each text embedded exactly once after the failures"
+    );
     assert_stores_agree(meta.as_ref(), content.as_ref(), &ws).await;
 }
 
@@ -99,14 +116,26 @@ async fn a_relay_dying_after_its_claim_is_replaced_after_the_lease() {
 async fn dead_letters_are_listed_and_requeued() {
     let (meta, content, ws, _) = imported().await;
     let flaky = FlakyContent::new(content.clone(), 1_000);
-    let relay = Relay::new(meta.clone(), flaky.clone(), CountingEmbedder::new(), opts(2));
+    let relay = Relay::new(
+        meta.clone(),
+        flaky.clone(),
+        CountingEmbedder::new(),
+        opts(2),
+    );
     let report = relay.drain().await.unwrap();
     assert!(report.dead_lettered > 0);
     let dead = relay.dead_letters(10_000).await.unwrap();
     assert_eq!(dead.len() as u64, report.dead_lettered);
-    assert!(dead[0].last_error.as_deref().unwrap_or("").contains("injected"));
+    assert!(dead[0]
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("injected"));
     flaky.fail_writes.store(0, Ordering::SeqCst);
-    assert_eq!(relay.requeue_dead_letters(None).await.unwrap(), dead.len() as u64);
+    assert_eq!(
+        relay.requeue_dead_letters(None).await.unwrap(),
+        dead.len() as u64
+    );
     relay.drain().await.unwrap();
     assert_stores_agree(meta.as_ref(), content.as_ref(), &ws).await;
 }
@@ -114,14 +143,23 @@ async fn dead_letters_are_listed_and_requeued() {
 #[tokio::test]
 async fn spawned_relay_delivers_and_stops() {
     let (meta, content, ws, n) = imported().await;
-    let handle = Relay::new(meta.clone(), content.clone(), CountingEmbedder::new(), opts(8)).spawn();
+    let handle = Relay::new(
+        meta.clone(),
+        content.clone(),
+        CountingEmbedder::new(),
+        opts(8),
+    )
+    .spawn();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let ob = meta.outbox_stats(Some(ws.clone())).await.unwrap();
         if ob.pending + ob.leased == 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "relay did not deliver");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "relay did not deliver"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let report = handle.shutdown().await.unwrap();
@@ -137,13 +175,23 @@ async fn reconcile_finds_and_repairs_missing_content_and_orphans() {
         .drain()
         .await
         .unwrap();
-    let clean = reconcile(meta.clone(), content.clone(), ws.clone()).await.unwrap();
+    let clean = reconcile(meta.clone(), content.clone(), ws.clone())
+        .await
+        .unwrap();
     assert!(clean.is_clean(), "{clean:?}");
     assert_eq!((clean.expected, clean.stored), (n, n));
 
     // an orphan: content for a message the metadata store does not know
     let mut doc = content
-        .get(&ws, &[meta.content_index(&ws, &PageRequest::first(1)).await.unwrap()[0].key.clone()])
+        .get(
+            &ws,
+            &[meta
+                .content_index(&ws, &PageRequest::first(1))
+                .await
+                .unwrap()[0]
+                .key
+                .clone()],
+        )
         .await
         .unwrap()
         .remove(0);
@@ -151,10 +199,14 @@ async fn reconcile_finds_and_repairs_missing_content_and_orphans() {
     doc.content.key.ts = chatvault_core::Ts::new("1.000001").unwrap();
     content.upsert(&ws, &[doc]).await.unwrap();
     // lost content: the whole collection is gone
-    let r = reconcile(meta.clone(), content.clone(), ws.clone()).await.unwrap();
+    let r = reconcile(meta.clone(), content.clone(), ws.clone())
+        .await
+        .unwrap();
     assert_eq!((r.orphans, r.orphans_deleted), (1, 1));
     content.drop_collection(&ws).await.unwrap();
-    let r = reconcile(meta.clone(), content.clone(), ws.clone()).await.unwrap();
+    let r = reconcile(meta.clone(), content.clone(), ws.clone())
+        .await
+        .unwrap();
     assert_eq!((r.missing, r.requeued, r.stored), (n, n, 0));
     // the next import re-enqueues exactly what was lost; a new relay delivers it
     let s = Collector::new(meta.clone(), ws.clone())

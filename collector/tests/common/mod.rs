@@ -9,7 +9,9 @@ use regex::Regex;
 use serde_json::Value;
 
 pub fn testdata(name: &str) -> PathBuf {
-    let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name);
+    let own = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name);
     if own.exists() {
         return own;
     }
@@ -74,7 +76,10 @@ pub fn expected_counts(export: &Path) -> BTreeMap<String, Expected> {
             let msgs: Vec<Value> = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
             for m in msgs {
                 let st = m.get("subtype").and_then(Value::as_str);
-                if matches!(st, Some("message_changed" | "message_deleted" | "message_replied")) {
+                if matches!(
+                    st,
+                    Some("message_changed" | "message_deleted" | "message_replied")
+                ) {
                     continue;
                 }
                 e.messages += 1;
@@ -84,11 +89,21 @@ pub fn expected_counts(export: &Path) -> BTreeMap<String, Expected> {
                         e.replies += 1;
                     }
                 }
-                for r in m.get("reactions").and_then(Value::as_array).into_iter().flatten() {
+                for r in m
+                    .get("reactions")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     e.reactions += r["count"].as_u64().unwrap();
                 }
                 let mut file_ids = HashSet::new();
-                for f in m.get("files").and_then(Value::as_array).into_iter().flatten() {
+                for f in m
+                    .get("files")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     file_ids.insert(f["id"].as_str().unwrap().to_string());
                 }
                 if let Some(f) = m.get("file") {
@@ -97,10 +112,19 @@ pub fn expected_counts(export: &Path) -> BTreeMap<String, Expected> {
                 e.files += file_ids.len() as u64;
                 let mut urls = Vec::new();
                 urls_in(m["text"].as_str().unwrap_or(""), &re, &mut urls);
-                if let Some(c) = m.get("comment").and_then(|c| c.get("comment")).and_then(Value::as_str) {
+                if let Some(c) = m
+                    .get("comment")
+                    .and_then(|c| c.get("comment"))
+                    .and_then(Value::as_str)
+                {
                     urls_in(c, &re, &mut urls);
                 }
-                for a in m.get("attachments").and_then(Value::as_array).into_iter().flatten() {
+                for a in m
+                    .get("attachments")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     for k in ["from_url", "title_link", "original_url"] {
                         if let Some(u) = a.get(k).and_then(Value::as_str) {
                             if !u.is_empty() {
@@ -113,7 +137,12 @@ pub fn expected_counts(export: &Path) -> BTreeMap<String, Expected> {
                             urls_in(t, &re, &mut urls);
                         }
                     }
-                    for fl in a.get("fields").and_then(Value::as_array).into_iter().flatten() {
+                    for fl in a
+                        .get("fields")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
                         for k in ["title", "value"] {
                             if let Some(t) = fl.get(k).and_then(Value::as_str) {
                                 urls_in(t, &re, &mut urls);
@@ -129,7 +158,12 @@ pub fn expected_counts(export: &Path) -> BTreeMap<String, Expected> {
                 }
                 let distinct: HashSet<String> = urls
                     .into_iter()
-                    .filter(|u| url::Url::parse(u).ok().and_then(|p| p.host_str().map(|_| ())).is_some())
+                    .filter(|u| {
+                        url::Url::parse(u)
+                            .ok()
+                            .and_then(|p| p.host_str().map(|_| ()))
+                            .is_some()
+                    })
                     .collect();
                 e.links += distinct.len() as u64;
             }
@@ -214,7 +248,10 @@ pub async fn channel_messages(
 }
 
 /// Counts as stored, per channel name.
-pub async fn stored_counts(meta: &dyn MetadataStore, ws: &WorkspaceId) -> BTreeMap<String, Expected> {
+pub async fn stored_counts(
+    meta: &dyn MetadataStore,
+    ws: &WorkspaceId,
+) -> BTreeMap<String, Expected> {
     let mut out = BTreeMap::new();
     for c in meta.list_channels(ws).await.unwrap() {
         let msgs = channel_messages(meta, ws, &c.id).await;
@@ -301,13 +338,27 @@ impl ContentStore for FlakyContent {
     async fn get(&self, ws: &WorkspaceId, keys: &[MessageKey]) -> Result<Vec<ContentDocument>> {
         self.inner.get(ws, keys).await
     }
-    async fn search_vector(&self, ws: &WorkspaceId, q: &[f32], o: &SearchOptions) -> Result<Vec<ScoredKey>> {
+    async fn search_vector(
+        &self,
+        ws: &WorkspaceId,
+        q: &[f32],
+        o: &SearchOptions,
+    ) -> Result<Vec<ScoredKey>> {
         self.inner.search_vector(ws, q, o).await
     }
-    async fn search_lexical(&self, ws: &WorkspaceId, q: &str, o: &SearchOptions) -> Result<Vec<ScoredKey>> {
+    async fn search_lexical(
+        &self,
+        ws: &WorkspaceId,
+        q: &str,
+        o: &SearchOptions,
+    ) -> Result<Vec<ScoredKey>> {
         self.inner.search_lexical(ws, q, o).await
     }
-    async fn list_versions(&self, ws: &WorkspaceId, p: &PageRequest) -> Result<Vec<ContentVersion>> {
+    async fn list_versions(
+        &self,
+        ws: &WorkspaceId,
+        p: &PageRequest,
+    ) -> Result<Vec<ContentVersion>> {
         self.inner.list_versions(ws, p).await
     }
 }
@@ -338,5 +389,9 @@ pub async fn assert_stores_agree(
     assert_eq!(a, b, "content index and content store differ");
     assert!(index.iter().all(|e| e.content_id.is_some()));
     let ob = meta.outbox_stats(Some(ws.clone())).await.unwrap();
-    assert_eq!((ob.pending, ob.leased, ob.dead), (0, 0, 0), "outbox not empty");
+    assert_eq!(
+        (ob.pending, ob.leased, ob.dead),
+        (0, 0, 0),
+        "outbox not empty"
+    );
 }
