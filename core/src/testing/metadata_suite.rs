@@ -14,6 +14,9 @@
 //! # }
 //! ```
 
+// Assertions compare with literal arrays (`[key.clone()]`): clearer than slice tricks.
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;

@@ -10,11 +10,15 @@
 //!   retryable `Unavailable` error, for testing retries.
 //! - [`MockMetadataStore`], [`MockContentStore`], [`MockEmbedder`]: mockall mocks.
 
+pub mod content_store_suite;
+pub mod embedder_suite;
+mod failing;
 pub mod fixtures;
 mod memory_content;
 mod memory_metadata;
 pub mod metadata_suite;
 
+pub use failing::{FailingContentStore, FailingEmbedder, FailurePlan};
 pub use memory_content::MemoryContentStore;
 pub use memory_metadata::MemoryMetadataStore;
 
