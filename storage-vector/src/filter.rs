@@ -1,0 +1,285 @@
+//! A [`ContentFilter`] as a tantivy query, and the collectors that turn a query into graph ids.
+
+use std::ops::Bound;
+
+use chatvault_core::{ContentFilter, Result, WorkspaceId};
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::Column;
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader, Term};
+
+use crate::error::tantivy_err;
+use crate::schema::Fields;
+
+/// The query matching the live documents that pass `filter`.
+///
+/// # Errors
+/// `InvalidInput` if the allow-list names a key of another workspace.
+pub(crate) fn filter_query(
+    fields: &Fields,
+    workspace: &WorkspaceId,
+    filter: &ContentFilter,
+) -> Result<Box<dyn Query>> {
+    let term_q = |t: Term| -> Box<dyn Query> {
+        Box::new(TermQuery::new(t, IndexRecordOption::Basic))
+    };
+    let set_q = |field: Field, values: Vec<String>| -> Box<dyn Query> {
+        Box::new(TermSetQuery::new(
+            values.into_iter().map(|v| Term::from_field_text(field, &v)),
+        ))
+    };
+    let mut must: Vec<Box<dyn Query>> = vec![term_q(Term::from_field_bool(fields.deleted, false))];
+    if let Some(keys) = &filter.keys {
+        for k in keys {
+            k.ensure_workspace(workspace)?;
+        }
+        must.push(set_q(fields.key, keys.iter().map(|k| k.content_id()).collect()));
+    }
+    if let Some(channels) = &filter.channels {
+        must.push(set_q(
+            fields.channel,
+            channels.iter().map(|c| c.to_string()).collect(),
+        ));
+    }
+    if let Some(users) = &filter.users {
+        must.push(set_q(fields.user, users.iter().map(|u| u.to_string()).collect()));
+    }
+    let (start, end) = (filter.time.start_micros(), filter.time.end_micros());
+    if start.is_some() || end.is_some() {
+        let lower = start.map_or(Bound::Unbounded, |s| {
+            Bound::Included(Term::from_field_i64(fields.ts, s))
+        });
+        let upper = end.map_or(Bound::Unbounded, |e| {
+            Bound::Excluded(Term::from_field_i64(fields.ts, e))
+        });
+        must.push(Box::new(RangeQuery::new(lower, upper)));
+    }
+    if let Some(t) = &filter.thread_ts {
+        must.push(Box::new(BooleanQuery::new(vec![
+            (Occur::Should, term_q(Term::from_field_text(fields.ts_raw, t.as_str()))),
+            (Occur::Should, term_q(Term::from_field_text(fields.thread_ts, t.as_str()))),
+        ])));
+    }
+    for (cond, field) in [
+        (filter.is_reply, fields.is_reply),
+        (filter.has_files, fields.has_files),
+        (filter.has_links, fields.has_links),
+    ] {
+        if let Some(b) = cond {
+            must.push(term_q(Term::from_field_bool(field, b)));
+        }
+    }
+    if let Some(n) = filter.min_reactions {
+        must.push(Box::new(RangeQuery::new(
+            Bound::Included(Term::from_field_u64(fields.reactions, u64::from(n))),
+            Bound::Unbounded,
+        )));
+    }
+    if let Some(kinds) = &filter.visibility {
+        must.push(set_q(
+            fields.visibility,
+            kinds.iter().map(|k| k.as_str().to_string()).collect(),
+        ));
+    }
+    Ok(Box::new(BooleanQuery::new(
+        must.into_iter().map(|q| (Occur::Must, q)).collect(),
+    )))
+}
+
+/// A set of graph ids (`vid`s).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct VidSet {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl VidSet {
+    pub(crate) fn from_vids(vids: &[u64]) -> Self {
+        let max = vids.iter().copied().max().map_or(0, |m| m as usize + 1);
+        let mut words = vec![0u64; max.div_ceil(64)];
+        let mut len = 0;
+        for &v in vids {
+            let (w, b) = ((v / 64) as usize, v % 64);
+            if words[w] & (1 << b) == 0 {
+                words[w] |= 1 << b;
+                len += 1;
+            }
+        }
+        VidSet { words, len }
+    }
+
+    #[inline]
+    pub(crate) fn contains(&self, vid: u64) -> bool {
+        self.words
+            .get((vid / 64) as usize)
+            .is_some_and(|w| w & (1 << (vid % 64)) != 0)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The ids in increasing order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let b = w.trailing_zeros();
+                w &= w - 1;
+                Some(i as u64 * 64 + u64::from(b))
+            })
+        })
+    }
+}
+
+/// Collects the `vid` of every matching document.
+pub(crate) struct VidCollector;
+
+pub(crate) struct VidSegmentCollector {
+    column: Column<u64>,
+    vids: Vec<u64>,
+}
+
+impl Collector for VidCollector {
+    type Fruit = Vec<u64>;
+    type Child = VidSegmentCollector;
+
+    fn for_segment(
+        &self,
+        _segment_local_id: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<VidSegmentCollector> {
+        Ok(VidSegmentCollector {
+            column: segment.fast_fields().u64("vid")?,
+            vids: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<u64>>) -> tantivy::Result<Vec<u64>> {
+        Ok(fruits.concat())
+    }
+}
+
+impl SegmentCollector for VidSegmentCollector {
+    type Fruit = Vec<u64>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        if let Some(v) = self.column.first(doc) {
+            self.vids.push(v);
+        }
+    }
+
+    fn harvest(self) -> Vec<u64> {
+        self.vids
+    }
+}
+
+/// Collects `(vid, address)` of every matching document.
+pub(crate) struct VidAddrCollector;
+
+pub(crate) struct VidAddrSegmentCollector {
+    segment: SegmentOrdinal,
+    column: Column<u64>,
+    out: Vec<(u64, DocAddress)>,
+}
+
+impl Collector for VidAddrCollector {
+    type Fruit = Vec<(u64, DocAddress)>;
+    type Child = VidAddrSegmentCollector;
+
+    fn for_segment(
+        &self,
+        segment_local_id: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<VidAddrSegmentCollector> {
+        Ok(VidAddrSegmentCollector {
+            segment: segment_local_id,
+            column: segment.fast_fields().u64("vid")?,
+            out: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(
+        &self,
+        fruits: Vec<Vec<(u64, DocAddress)>>,
+    ) -> tantivy::Result<Vec<(u64, DocAddress)>> {
+        Ok(fruits.concat())
+    }
+}
+
+impl SegmentCollector for VidAddrSegmentCollector {
+    type Fruit = Vec<(u64, DocAddress)>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        if let Some(v) = self.column.first(doc) {
+            self.out.push((v, DocAddress::new(self.segment, doc)));
+        }
+    }
+
+    fn harvest(self) -> Vec<(u64, DocAddress)> {
+        self.out
+    }
+}
+
+/// The first alive document holding `term`.
+pub(crate) fn find_doc(searcher: &Searcher, term: &Term) -> Result<Option<DocAddress>> {
+    for (ord, seg) in searcher.segment_readers().iter().enumerate() {
+        let inverted = seg.inverted_index(term.field()).map_err(tantivy_err)?;
+        let Some(mut postings) = inverted
+            .read_postings(term, IndexRecordOption::Basic)
+            .map_err(|e| tantivy_err(e.into()))?
+        else {
+            continue;
+        };
+        use tantivy::DocSet;
+        let mut doc = postings.doc();
+        while doc != tantivy::TERMINATED {
+            if seg.alive_bitset().is_none_or(|a| a.is_alive(doc)) {
+                return Ok(Some(DocAddress::new(ord as u32, doc)));
+            }
+            doc = postings.advance();
+        }
+    }
+    Ok(None)
+}
+
+/// Reads a u64 fast field of one document.
+pub(crate) fn fast_u64(searcher: &Searcher, addr: DocAddress, field: &str) -> Result<Option<u64>> {
+    let seg = searcher.segment_reader(addr.segment_ord);
+    let col = seg.fast_fields().u64(field).map_err(tantivy_err)?;
+    Ok(col.first(addr.doc_id))
+}
+
+/// Reads a bool fast field of one document.
+pub(crate) fn fast_bool(searcher: &Searcher, addr: DocAddress, field: &str) -> Result<Option<bool>> {
+    let seg = searcher.segment_reader(addr.segment_ord);
+    let col = seg.fast_fields().bool(field).map_err(tantivy_err)?;
+    Ok(col.first(addr.doc_id))
+}
+
+/// Reads the key (content id) of one document from its fast column.
+pub(crate) fn fast_key(searcher: &Searcher, addr: DocAddress) -> Result<Option<String>> {
+    let seg = searcher.segment_reader(addr.segment_ord);
+    let Some(col) = seg.fast_fields().str("key").map_err(tantivy_err)? else {
+        return Ok(None);
+    };
+    let Some(ord) = col.term_ords(addr.doc_id).next() else {
+        return Ok(None);
+    };
+    let mut s = String::new();
+    col.ord_to_str(ord, &mut s)
+        .map_err(|e| tantivy_err(e.into()))?;
+    Ok(Some(s))
+}

@@ -1,0 +1,427 @@
+//! [`VectorStore`]: the collections under one root directory, as a [`ContentStore`].
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chatvault_core::{
+    CollectionInfo, CollectionSpec, ContentDelete, ContentDocument, ContentStore, ContentVersion,
+    Error, MessageKey, PageRequest, Result, ScoredKey, SearchOptions, WorkspaceId, WriteOutcome,
+};
+use parking_lot::Mutex;
+
+use crate::collection::{dir_size, Collection};
+use crate::error::{io_err, BACKEND};
+
+/// Tuning of a [`VectorStore`]. `Default` suits collections of up to a few million messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorStoreOptions {
+    /// hnsw `M`: links per node (layer 0 keeps `2·M`). More links, better recall, more memory.
+    pub hnsw_m: usize,
+    /// hnsw `ef_construction`: the breadth of the search that links a new node.
+    pub ef_construction: usize,
+    /// hnsw `ef` of unfiltered searches (raised for `k > ef` and for selective filters).
+    pub ef_search: usize,
+    /// When a search's filter leaves at most this many candidates in the graph, they are scanned
+    /// exactly instead of walking the graph.
+    pub exact_scan_threshold: usize,
+    /// When more than this fraction of the graph's nodes are dead (replaced or deleted), the
+    /// graph is rebuilt from the live ones.
+    pub compaction_threshold: f64,
+    /// tantivy's indexing memory budget in bytes (at least 15 MB).
+    pub writer_memory: usize,
+    /// How many tail vectors the background indexer adds to the graph at once.
+    pub index_batch: usize,
+    /// The graph is written to disk after this many new nodes (or a quarter of the graph,
+    /// whichever is more), and when the collection closes.
+    pub persist_every: usize,
+    /// Index the graph in a background thread. When `false`, vectors join the graph only in
+    /// [`VectorStore::wait_for_graph`] (searches stay exact over the tail meanwhile).
+    pub background_indexing: bool,
+}
+
+impl Default for VectorStoreOptions {
+    fn default() -> Self {
+        VectorStoreOptions {
+            hnsw_m: 16,
+            ef_construction: 100,
+            ef_search: 64,
+            exact_scan_threshold: 4096,
+            compaction_threshold: 0.3,
+            writer_memory: 64 << 20,
+            index_batch: 8192,
+            persist_every: 50_000,
+            background_indexing: true,
+        }
+    }
+}
+
+/// Per-search overrides of [`VectorStoreOptions`], for tuning and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchTuning {
+    /// Overrides [`VectorStoreOptions::ef_search`].
+    pub ef_search: Option<usize>,
+    /// Overrides [`VectorStoreOptions::exact_scan_threshold`] (`Some(0)`: always walk the
+    /// graph; `Some(usize::MAX)`: always scan exactly).
+    pub exact_scan_threshold: Option<usize>,
+}
+
+/// The in-process content store: one collection per workspace under a root directory, each a
+/// tantivy index (text, BM25, filter attributes, embeddings: the source of truth) and an
+/// hnsw_rs graph derived from it. See the crate documentation.
+#[derive(Debug, Clone)]
+pub struct VectorStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    options: VectorStoreOptions,
+    open: Mutex<HashMap<WorkspaceId, Arc<Collection>>>,
+    /// Serialises creating, opening and dropping collections.
+    admin: Mutex<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for (_, c) in self.open.lock().drain() {
+            c.close();
+        }
+    }
+}
+
+const WS_PREFIX: &str = "ws-";
+
+/// How long the convenience waits below wait for the graph at most.
+const GRAPH_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        Error::backend_error(format!("a content-store task failed: {e}")).with_backend(BACKEND)
+    })?
+}
+
+impl VectorStore {
+    /// Opens (creating if needed) a store rooted at `root`. Collections open lazily, on first use;
+    /// each open collection holds an exclusive lock so that no other process writes it.
+    ///
+    /// # Errors
+    /// `Unavailable` if the directory cannot be created; `InvalidInput` for nonsensical options.
+    pub fn open(root: impl AsRef<Path>, options: VectorStoreOptions) -> Result<VectorStore> {
+        let root = root.as_ref().to_path_buf();
+        if options.hnsw_m < 2 || options.hnsw_m > 255 {
+            return Err(Error::invalid_input(format!(
+                "hnsw_m must be in 2..=255, not {}",
+                options.hnsw_m
+            )));
+        }
+        if options.ef_search == 0 || options.ef_construction == 0 {
+            return Err(Error::invalid_input("ef_search and ef_construction must be positive"));
+        }
+        fs::create_dir_all(&root).map_err(|e| io_err(root.display(), e))?;
+        Ok(VectorStore {
+            inner: Arc::new(Inner {
+                root,
+                options,
+                open: Mutex::new(HashMap::new()),
+                admin: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    fn dir_of(&self, workspace: &WorkspaceId) -> PathBuf {
+        self.inner.root.join(format!("{WS_PREFIX}{workspace}"))
+    }
+
+    /// The workspace's open collection, opening it if it exists.
+    fn collection(&self, workspace: &WorkspaceId) -> Result<Arc<Collection>> {
+        if let Some(c) = self.inner.open.lock().get(workspace) {
+            return Ok(Arc::clone(c));
+        }
+        let _admin = self.inner.admin.lock();
+        if let Some(c) = self.inner.open.lock().get(workspace) {
+            return Ok(Arc::clone(c));
+        }
+        let dir = self.dir_of(workspace);
+        let Some(spec) = Collection::read_spec(&dir)? else {
+            return Err(Error::not_found(format!("no collection for workspace {workspace}"))
+                .with_context("workspace", workspace)
+                .with_backend(BACKEND));
+        };
+        let spec = CollectionSpec {
+            dimension: spec.dimension,
+            model_id: spec.model_id,
+        };
+        let c = Collection::open(&dir, workspace, spec, &self.inner.options)?;
+        self.inner
+            .open
+            .lock()
+            .insert(workspace.clone(), Arc::clone(&c));
+        Ok(c)
+    }
+
+    /// Opens the workspace's collection now (taking its writer lock) rather than on first use.
+    ///
+    /// # Errors
+    /// `NotFound` if it does not exist; `Conflict` if another process has it open.
+    pub fn open_collection(&self, workspace: &WorkspaceId) -> Result<()> {
+        self.collection(workspace).map(|_| ())
+    }
+
+    /// Blocks until every committed vector of the workspace is in the graph. Searches never
+    /// need this (vectors not yet in the graph are scanned exactly); tests and benches do.
+    ///
+    /// # Errors
+    /// `NotFound` (no collection); `Unavailable` if the collection closes meanwhile.
+    pub fn wait_for_graph(&self, workspace: &WorkspaceId) -> Result<()> {
+        self.collection(workspace)?.wait_for_graph(GRAPH_WAIT)
+    }
+
+    /// [`wait_for_graph`](Self::wait_for_graph), then writes the graph to disk so that the next
+    /// open loads it instead of re-indexing.
+    ///
+    /// # Errors
+    /// As `wait_for_graph`; `Unavailable` if the graph cannot be written.
+    pub fn flush_graph(&self, workspace: &WorkspaceId) -> Result<()> {
+        self.collection(workspace)?.flush_graph(GRAPH_WAIT)
+    }
+
+    /// Rebuilds the workspace's graph without dead nodes and merges its index segments, so the
+    /// space of replaced and deleted documents returns to the disk.
+    ///
+    /// # Errors
+    /// `NotFound` (no collection); `Unavailable`/`Backend` on I/O failures.
+    pub fn compact(&self, workspace: &WorkspaceId) -> Result<()> {
+        self.collection(workspace)?.compact()
+    }
+
+    /// [`ContentStore::search_vector`] with per-search tuning, on the calling thread.
+    ///
+    /// # Errors
+    /// As `search_vector`.
+    pub fn search_vector_tuned(
+        &self,
+        workspace: &WorkspaceId,
+        query: &[f32],
+        options: &SearchOptions,
+        tuning: &SearchTuning,
+    ) -> Result<Vec<ScoredKey>> {
+        self.collection(workspace)?
+            .search_vector(query, options.k, &options.filter, tuning)
+    }
+
+    /// Vectors committed but not yet in the graph.
+    ///
+    /// # Errors
+    /// `NotFound` (no collection).
+    pub fn pending_vectors(&self, workspace: &WorkspaceId) -> Result<usize> {
+        Ok(self.collection(workspace)?.tail_len())
+    }
+
+    /// Bytes the workspace's collection takes on disk.
+    ///
+    /// # Errors
+    /// `NotFound` (no collection).
+    pub fn disk_usage(&self, workspace: &WorkspaceId) -> Result<u64> {
+        Ok(self.collection(workspace)?.disk_usage())
+    }
+
+    /// Closes every open collection (persisting graphs that changed) and releases their locks.
+    /// The store stays usable: collections reopen on next use.
+    pub fn close(&self) {
+        let open: Vec<_> = self.inner.open.lock().drain().collect();
+        for (_, c) in open {
+            c.close();
+        }
+    }
+
+    fn info(&self, workspace: &WorkspaceId) -> Result<Option<CollectionInfo>> {
+        match self.collection(workspace) {
+            Ok(c) => Ok(Some(CollectionInfo {
+                workspace: workspace.clone(),
+                spec: c.spec.clone(),
+                documents: c.documents(),
+            })),
+            Err(e) if e.kind() == chatvault_core::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl ContentStore for VectorStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn create_collection(&self, workspace: &WorkspaceId, spec: &CollectionSpec) -> Result<()> {
+        if spec.dimension == 0 {
+            return Err(Error::invalid_input("collection dimension is 0")
+                .with_context("workspace", workspace));
+        }
+        let this = self.clone();
+        let (workspace, spec) = (workspace.clone(), spec.clone());
+        blocking(move || {
+            match this.collection(&workspace) {
+                Ok(c) if c.spec == spec => return Ok(()),
+                Ok(c) => {
+                    return Err(Error::conflict(format!(
+                        "the collection exists with dimension {} and model {:?}, not {} and {:?}",
+                        c.spec.dimension, c.spec.model_id, spec.dimension, spec.model_id
+                    ))
+                    .with_context("workspace", &workspace)
+                    .with_backend(BACKEND))
+                }
+                Err(e) if e.kind() == chatvault_core::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            let _admin = this.inner.admin.lock();
+            let c = Collection::create(&this.dir_of(&workspace), &workspace, &spec, &this.inner.options)?;
+            this.inner.open.lock().insert(workspace, c);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn collection_info(&self, workspace: &WorkspaceId) -> Result<Option<CollectionInfo>> {
+        let (this, workspace) = (self.clone(), workspace.clone());
+        blocking(move || this.info(&workspace)).await
+    }
+
+    async fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
+        let this = self.clone();
+        blocking(move || {
+            let root = &this.inner.root;
+            let mut out = Vec::new();
+            for entry in fs::read_dir(root).map_err(|e| io_err(root.display(), e))? {
+                let entry = entry.map_err(|e| io_err(root.display(), e))?;
+                let name = entry.file_name().to_string_lossy().to_string();
+                let Some(ws) = name.strip_prefix(WS_PREFIX) else {
+                    continue;
+                };
+                let Ok(ws) = WorkspaceId::new(ws) else {
+                    continue;
+                };
+                if let Some(info) = this.info(&ws)? {
+                    out.push(info);
+                }
+            }
+            out.sort_by(|a, b| a.workspace.cmp(&b.workspace));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn drop_collection(&self, workspace: &WorkspaceId) -> Result<()> {
+        let (this, workspace) = (self.clone(), workspace.clone());
+        blocking(move || {
+            // hold the lock while deleting so no other process is writing it
+            let c = match this.collection(&workspace) {
+                Ok(c) => c,
+                Err(e) if e.kind() == chatvault_core::ErrorKind::NotFound => {
+                    let dir = this.dir_of(&workspace);
+                    if dir.exists() {
+                        // an interrupted creation: nothing worth keeping
+                        fs::remove_dir_all(&dir).map_err(|e| io_err(dir.display(), e))?;
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            let _admin = this.inner.admin.lock();
+            this.inner.open.lock().remove(&workspace);
+            c.close();
+            let dir = this.dir_of(&workspace);
+            let trash = this.inner.root.join(format!(
+                ".dropped-{workspace}-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ));
+            fs::rename(&dir, &trash).map_err(|e| io_err(dir.display(), e))?;
+            drop(c);
+            fs::remove_dir_all(&trash).map_err(|e| io_err(trash.display(), e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upsert(&self, workspace: &WorkspaceId, docs: &[ContentDocument]) -> Result<WriteOutcome> {
+        let c = {
+            let (this, ws) = (self.clone(), workspace.clone());
+            blocking(move || this.collection(&ws)).await?
+        };
+        if docs.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        let docs = docs.to_vec();
+        blocking(move || c.upsert(&docs)).await
+    }
+
+    async fn delete(&self, workspace: &WorkspaceId, deletes: &[ContentDelete]) -> Result<WriteOutcome> {
+        let c = {
+            let (this, ws) = (self.clone(), workspace.clone());
+            blocking(move || this.collection(&ws)).await?
+        };
+        if deletes.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        let deletes = deletes.to_vec();
+        blocking(move || c.delete(&deletes)).await
+    }
+
+    async fn get(&self, workspace: &WorkspaceId, keys: &[MessageKey]) -> Result<Vec<ContentDocument>> {
+        let (this, ws, keys) = (self.clone(), workspace.clone(), keys.to_vec());
+        blocking(move || this.collection(&ws)?.get(&keys)).await
+    }
+
+    async fn search_vector(
+        &self,
+        workspace: &WorkspaceId,
+        query: &[f32],
+        options: &SearchOptions,
+    ) -> Result<Vec<ScoredKey>> {
+        let (this, ws, query, options) =
+            (self.clone(), workspace.clone(), query.to_vec(), options.clone());
+        blocking(move || {
+            this.collection(&ws)?.search_vector(
+                &query,
+                options.k,
+                &options.filter,
+                &SearchTuning::default(),
+            )
+        })
+            .await
+    }
+
+    async fn search_lexical(
+        &self,
+        workspace: &WorkspaceId,
+        query: &str,
+        options: &SearchOptions,
+    ) -> Result<Vec<ScoredKey>> {
+        let (this, ws, query, options) =
+            (self.clone(), workspace.clone(), query.to_string(), options.clone());
+        blocking(move || this.collection(&ws)?.search_lexical(&query, options.k, &options.filter))
+            .await
+    }
+
+    async fn list_versions(&self, workspace: &WorkspaceId, page: &PageRequest) -> Result<Vec<ContentVersion>> {
+        let (this, ws, page) = (self.clone(), workspace.clone(), page.clone());
+        blocking(move || this.collection(&ws)?.list_versions(&page)).await
+    }
+}
+
+/// Bytes under a directory (for tests and benches measuring disk use).
+pub fn directory_size(dir: impl AsRef<Path>) -> u64 {
+    dir_size(dir.as_ref())
+}
