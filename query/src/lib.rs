@@ -1,1 +1,29 @@
-//! chatvault-query (work in progress).
+#![doc = include_str!("../README.md")]
+
+mod digest;
+mod engine;
+mod fusion;
+mod pr_review;
+mod qa;
+mod scope;
+mod search;
+mod snippet;
+mod view;
+
+pub use digest::{
+    Digest, DigestChannel, DigestMessage, DigestPerson, DigestRequest, DigestThread, NewChannel,
+};
+pub use engine::{Context, QueryEngine, Thread, MAX_LIMIT};
+pub use fusion::{FusionConfig, MatchExplanation, RankScore};
+pub use pr_review::{
+    is_question, Forge, OpenQuestion, PrReviewReport, PrReviewRequest, ReviewRef, ReviewRequest,
+    ReviewShare,
+};
+pub use qa::{Answer, Answerer, AskRequest, ExtractiveAnswerer, Passage, Retrieval};
+pub use scope::{Scope, Viewer};
+pub use search::{
+    ParentSummary, SearchFilter, SearchHit, SearchMode, SearchRequest, SearchResponse,
+    SearchTimings, ThreadPart,
+};
+pub use snippet::Snippet;
+pub use view::{app_link, permalink, MessageView};

@@ -1,0 +1,604 @@
+//! The query engine: permission-aware hybrid search, threads and context.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chatvault_core::{
+    ChannelId, ContentFilter, ContentStore, Embedder, Error, MessageFilter, MessageKey,
+    MetadataStore, PageRequest, Result, ScoredKey, SearchOptions, ThreadFilter, TimeRange, Ts,
+    Workspace, WorkspaceId,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::fusion::{fuse, single, FusionConfig};
+use crate::scope::{Allowed, Scope};
+use crate::search::{
+    ParentSummary, SearchFilter, SearchHit, SearchMode, SearchRequest, SearchResponse,
+    SearchTimings, ThreadPart,
+};
+use crate::snippet::{query_terms, snippet};
+use crate::view::{load_views, MessageView};
+
+/// The most hits one page may ask for.
+pub const MAX_LIMIT: usize = 1000;
+/// How many keys are read per metadata page.
+const PAGE: usize = 5000;
+
+/// Reads over one metadata store, one content store and one embedder.
+///
+/// Every call names one workspace and a [`Scope`]; nothing outside both ever comes back.
+#[derive(Debug, Clone)]
+pub struct QueryEngine {
+    pub(crate) meta: Arc<dyn MetadataStore>,
+    pub(crate) content: Arc<dyn ContentStore>,
+    pub(crate) embedder: Arc<dyn Embedder>,
+    pub(crate) fusion: FusionConfig,
+    pub(crate) snippet_chars: usize,
+}
+
+/// A message's whole thread, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thread {
+    /// The parent's key.
+    pub parent: MessageKey,
+    /// The parent (when stored) and its replies, oldest first.
+    pub messages: Vec<MessageView>,
+}
+
+/// Messages around one message in its channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Context {
+    /// The message asked about.
+    pub target: MessageKey,
+    /// Up to `n` top-level messages before it, the message, and up to `n` after it, oldest first.
+    pub messages: Vec<MessageView>,
+}
+
+impl QueryEngine {
+    /// An engine with the fusion [`FusionConfig::for_embedder`] picks for this embedder (RRF,
+    /// k = 60, equal weights for a real model).
+    pub fn new(
+        meta: Arc<dyn MetadataStore>,
+        content: Arc<dyn ContentStore>,
+        embedder: Arc<dyn Embedder>,
+    ) -> Self {
+        QueryEngine {
+            fusion: FusionConfig::for_embedder(embedder.model_id()),
+            meta,
+            content,
+            embedder,
+            snippet_chars: 200,
+        }
+    }
+
+    /// The same engine with another fusion configuration.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a negative or non-finite `k` or weight.
+    pub fn with_fusion(mut self, fusion: FusionConfig) -> Result<Self> {
+        let ok = |v: f64| v.is_finite() && v >= 0.0;
+        if !ok(fusion.k) || !ok(fusion.lexical_weight) || !ok(fusion.semantic_weight) {
+            return Err(Error::invalid_input(
+                "fusion k and weights must be finite and not negative",
+            ));
+        }
+        self.fusion = fusion;
+        Ok(self)
+    }
+
+    /// The fusion configuration in use.
+    pub fn fusion(&self) -> &FusionConfig {
+        &self.fusion
+    }
+
+    /// The metadata store.
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.meta
+    }
+
+    /// The content store.
+    pub fn content(&self) -> &Arc<dyn ContentStore> {
+        &self.content
+    }
+
+    pub(crate) async fn workspace(&self, id: &WorkspaceId) -> Result<Workspace> {
+        self.meta.get_workspace(id).await?.ok_or_else(|| {
+            Error::not_found(format!("workspace {id} does not exist")).with_context("workspace", id)
+        })
+    }
+
+    /// Searches one workspace. See the crate docs for the plan.
+    ///
+    /// # Errors
+    /// `NotFound` (no such workspace or collection), `InvalidInput` (empty query, limit out of
+    /// range, bad cursor, a key of another workspace), `Unsupported` (a single mode the content
+    /// backend cannot run), and whatever the stores and the embedder report.
+    pub async fn search(
+        &self,
+        workspace: &WorkspaceId,
+        request: SearchRequest,
+    ) -> Result<SearchResponse> {
+        let started = Instant::now();
+        let mut timings = SearchTimings::default();
+        if request.query.trim().is_empty() {
+            return Err(
+                Error::invalid_input("search query is empty").with_context("field", "query")
+            );
+        }
+        if request.limit == 0 || request.limit > MAX_LIMIT {
+            return Err(Error::invalid_input(format!(
+                "search limit {} is out of range 1..={MAX_LIMIT}",
+                request.limit
+            ))
+            .with_context("field", "limit"));
+        }
+        let offset = parse_cursor(request.cursor.as_deref())?;
+        let ws = self.workspace(workspace).await?;
+        let allowed = Allowed::compute(self.meta.as_ref(), workspace, &request.scope).await?;
+
+        // What the content store can run.
+        let caps = self.content.capabilities();
+        let backend = self.content.backend();
+        let (run_lexical, run_semantic, mode, degraded) = match request.mode {
+            SearchMode::Hybrid => match (caps.lexical_search, caps.vector_search) {
+                (true, true) => (true, true, SearchMode::Hybrid, None),
+                (false, true) => (
+                    false,
+                    true,
+                    SearchMode::Semantic,
+                    Some(format!("lexical search unsupported by backend {backend}")),
+                ),
+                (true, false) => (
+                    true,
+                    false,
+                    SearchMode::Lexical,
+                    Some(format!("vector search unsupported by backend {backend}")),
+                ),
+                (false, false) => {
+                    return Err(Error::unsupported(format!(
+                        "content backend {backend} supports neither lexical nor vector search"
+                    ))
+                    .with_backend(backend))
+                }
+            },
+            SearchMode::Lexical if !caps.lexical_search => {
+                return Err(Error::unsupported(format!(
+                    "lexical search unsupported by backend {backend}"
+                ))
+                .with_backend(backend))
+            }
+            SearchMode::Semantic if !caps.vector_search => {
+                return Err(Error::unsupported(format!(
+                    "vector search unsupported by backend {backend}"
+                ))
+                .with_backend(backend))
+            }
+            SearchMode::Lexical => (true, false, SearchMode::Lexical, None),
+            SearchMode::Semantic => (false, true, SearchMode::Semantic, None),
+        };
+
+        let channels = allowed.list(request.filter.channels.as_deref());
+        let empty = |timings: SearchTimings| SearchResponse {
+            hits: Vec::new(),
+            next_cursor: None,
+            mode,
+            degraded: degraded.clone(),
+            candidates: None,
+            timings,
+        };
+        if channels.is_empty() {
+            timings.total_us = micros(started);
+            return Ok(empty(timings));
+        }
+
+        // Metadata candidates, when a condition only metadata answers exactly is set (or the
+        // content backend cannot filter fully).
+        let push_all_to_metadata = !caps.full_filters;
+        let mut candidates: Option<Vec<MessageKey>> = None;
+        if request.filter.has_metadata_only_condition() || push_all_to_metadata {
+            let filter = message_filter(&request.filter, channels.clone());
+            let keys = self.all_keys(workspace, &filter).await?;
+            candidates = Some(keys);
+        }
+        let content_filter = match &candidates {
+            Some(keys) if push_all_to_metadata => ContentFilter {
+                keys: Some(keys.clone()),
+                ..ContentFilter::default()
+            },
+            Some(keys) => ContentFilter {
+                keys: Some(keys.clone()),
+                ..content_filter(&request.filter, channels.clone())
+            },
+            None => content_filter(&request.filter, channels.clone()),
+        };
+        timings.metadata_us = micros(started);
+        let candidate_count = candidates.as_ref().map(Vec::len);
+        if candidate_count == Some(0) {
+            let mut r = empty(timings);
+            r.candidates = Some(0);
+            r.timings.total_us = micros(started);
+            return Ok(r);
+        }
+
+        let needed = offset + request.limit + 1;
+        let depth = if mode == SearchMode::Hybrid {
+            needed.max(self.fusion.min_depth)
+        } else {
+            needed
+        };
+        let options = SearchOptions {
+            k: depth,
+            filter: content_filter,
+        };
+
+        let semantic_fut = async {
+            if !run_semantic {
+                return Ok::<_, Error>((Vec::new(), 0, 0));
+            }
+            let t = Instant::now();
+            let vectors = self.embedder.embed(std::slice::from_ref(&request.query)).await?;
+            let vector = vectors.into_iter().next().ok_or_else(|| {
+                Error::backend_error("the embedder returned no vector for the query")
+            })?;
+            let embed_us = micros(t);
+            let t = Instant::now();
+            let hits = self
+                .content
+                .search_vector(workspace, &vector, &options)
+                .await?;
+            Ok((hits, embed_us, micros(t)))
+        };
+        let lexical_fut = async {
+            if !run_lexical {
+                return Ok::<_, Error>((Vec::new(), 0));
+            }
+            let t = Instant::now();
+            let hits = self
+                .content
+                .search_lexical(workspace, &request.query, &options)
+                .await?;
+            Ok((hits, micros(t)))
+        };
+        let (sem, lex) = futures_join(semantic_fut, lexical_fut).await;
+        let (semantic, embed_us, semantic_us) = sem?;
+        let (lexical, lexical_us) = lex?;
+        timings.embed_us = embed_us;
+        timings.semantic_us = semantic_us;
+        timings.lexical_us = lexical_us;
+
+        // Defence in depth: whatever a backend returns, only allowed keys of this workspace (and,
+        // with candidates, only candidates) survive.
+        let candidate_set: Option<HashSet<&MessageKey>> =
+            candidates.as_ref().map(|c| c.iter().collect());
+        let keep = |h: &ScoredKey| {
+            &h.key.workspace == workspace
+                && allowed.allows(&h.key.channel)
+                && candidate_set.as_ref().is_none_or(|s| s.contains(&h.key))
+        };
+        let lexical: Vec<ScoredKey> = lexical.into_iter().filter(|h| keep(h)).collect();
+        let semantic: Vec<ScoredKey> = semantic.into_iter().filter(|h| keep(h)).collect();
+
+        let ranked = match mode {
+            SearchMode::Hybrid => fuse(&lexical, &semantic, &self.fusion),
+            SearchMode::Lexical => single(&lexical, true, &self.fusion),
+            SearchMode::Semantic => single(&semantic, false, &self.fusion),
+        };
+        let has_more = ranked.len() > offset + request.limit;
+        let page: Vec<_> = ranked
+            .into_iter()
+            .skip(offset)
+            .take(request.limit)
+            .collect();
+
+        let t = Instant::now();
+        let keys: Vec<MessageKey> = page.iter().map(|(k, _)| k.clone()).collect();
+        let views = load_views(
+            self.meta.as_ref(),
+            self.content.as_ref(),
+            &ws,
+            &allowed,
+            &keys,
+        )
+        .await?;
+        let parents = self.parent_summaries(&ws, &allowed, &views).await?;
+        let terms = query_terms(&request.query);
+        let mut hits = Vec::with_capacity(views.len());
+        for view in views {
+            let Some((_, why)) = page.iter().find(|(k, _)| k == &view.key) else {
+                continue;
+            };
+            let parent = view
+                .thread_parent
+                .as_ref()
+                .and_then(|p| parents.iter().find(|s| &s.key == p))
+                .cloned();
+            let snippet = snippet(
+                view.text.as_deref().unwrap_or_default(),
+                &terms,
+                self.snippet_chars,
+            );
+            hits.push(SearchHit {
+                message: view,
+                parent,
+                snippet,
+                why: *why,
+            });
+        }
+        timings.enrich_us = micros(t);
+        timings.total_us = micros(started);
+        Ok(SearchResponse {
+            hits,
+            next_cursor: has_more.then(|| format!("offset:{}", offset + request.limit)),
+            mode,
+            degraded,
+            candidates: candidate_count,
+            timings,
+        })
+    }
+
+    async fn parent_summaries(
+        &self,
+        ws: &Workspace,
+        allowed: &Allowed,
+        views: &[MessageView],
+    ) -> Result<Vec<ParentSummary>> {
+        let mut keys: Vec<MessageKey> = views
+            .iter()
+            .filter_map(|v| v.thread_parent.clone())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let parents = load_views(
+            self.meta.as_ref(),
+            self.content.as_ref(),
+            ws,
+            allowed,
+            &keys,
+        )
+        .await?;
+        Ok(parents
+            .into_iter()
+            .map(|p| ParentSummary {
+                excerpt: p.text.as_deref().map(|t| excerpt(t, 160)),
+                user_name: p.user_name,
+                permalink: p.permalink,
+                key: p.key,
+            })
+            .collect())
+    }
+
+    /// Every key matching a metadata filter, paging through the store.
+    pub(crate) async fn all_keys(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &MessageFilter,
+    ) -> Result<Vec<MessageKey>> {
+        let mut out = Vec::new();
+        let mut page = PageRequest::first(PAGE);
+        loop {
+            let keys = self.meta.filter_messages(workspace, filter, &page).await?;
+            let n = keys.len();
+            page.after = keys.last().cloned();
+            out.extend(keys);
+            if n < PAGE {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Checks a key names this workspace and a channel the scope may read; `NotFound` otherwise
+    /// (a viewer learns nothing about channels they cannot see).
+    async fn check_key(&self, key: &MessageKey, scope: &Scope) -> Result<(Workspace, Allowed)> {
+        let ws = self.workspace(&key.workspace).await?;
+        let allowed = Allowed::compute(self.meta.as_ref(), &key.workspace, scope).await?;
+        if !allowed.allows(&key.channel) {
+            return Err(
+                Error::not_found(format!("message {key} not found")).with_context("key", key)
+            );
+        }
+        Ok((ws, allowed))
+    }
+
+    /// A message's whole thread (its parent and every reply), oldest first. For a message that is
+    /// not in a thread, the thread is the message alone.
+    ///
+    /// # Errors
+    /// `NotFound` when the message does not exist or the scope may not read its channel.
+    pub async fn thread(&self, key: &MessageKey, scope: &Scope) -> Result<Thread> {
+        let (ws, allowed) = self.check_key(key, scope).await?;
+        let details = self
+            .meta
+            .get_messages(&ws.id, std::slice::from_ref(key))
+            .await?;
+        let Some(d) = details.into_iter().next() else {
+            return Err(
+                Error::not_found(format!("message {key} not found")).with_context("key", key)
+            );
+        };
+        let parent_ts = d.meta.thread_ts.clone().unwrap_or_else(|| key.ts.clone());
+        let parent = MessageKey::new(ws.id.clone(), key.channel.clone(), parent_ts.clone());
+        let filter = MessageFilter {
+            channels: Some(vec![key.channel.clone()]),
+            thread: Some(ThreadFilter::Thread(parent_ts)),
+            ..MessageFilter::default()
+        };
+        let mut keys = self.all_keys(&ws.id, &filter).await?;
+        if !keys.contains(key) {
+            keys.push(key.clone());
+        }
+        keys.sort_by(|a, b| a.ts.cmp(&b.ts));
+        let messages = load_views(
+            self.meta.as_ref(),
+            self.content.as_ref(),
+            &ws,
+            &allowed,
+            &keys,
+        )
+        .await?;
+        Ok(Thread { parent, messages })
+    }
+
+    /// The `n` top-level messages before and after a message in its channel, and the message.
+    ///
+    /// # Errors
+    /// `NotFound` when the message does not exist or the scope may not read its channel;
+    /// `InvalidInput` when `n` is over 500.
+    pub async fn context(&self, key: &MessageKey, n: usize, scope: &Scope) -> Result<Context> {
+        if n > 500 {
+            return Err(
+                Error::invalid_input(format!("context size {n} is over 500"))
+                    .with_context("field", "n"),
+            );
+        }
+        let (ws, allowed) = self.check_key(key, scope).await?;
+        if self
+            .meta
+            .get_messages(&ws.id, std::slice::from_ref(key))
+            .await?
+            .is_empty()
+        {
+            return Err(
+                Error::not_found(format!("message {key} not found")).with_context("key", key)
+            );
+        }
+        let mut keys = self.before(&ws.id, &key.channel, &key.ts, n).await?;
+        keys.push(key.clone());
+        if n > 0 {
+            let filter = MessageFilter {
+                channels: Some(vec![key.channel.clone()]),
+                thread: Some(ThreadFilter::TopLevel),
+                ..MessageFilter::default()
+            };
+            let page = PageRequest {
+                after: Some(key.clone()),
+                limit: n,
+            };
+            keys.extend(self.meta.filter_messages(&ws.id, &filter, &page).await?);
+        }
+        let messages = load_views(
+            self.meta.as_ref(),
+            self.content.as_ref(),
+            &ws,
+            &allowed,
+            &keys,
+        )
+        .await?;
+        Ok(Context {
+            target: key.clone(),
+            messages,
+        })
+    }
+
+    /// The `n` top-level messages of a channel just before `ts`, oldest first. Pages only go
+    /// forward, so this widens a time window backwards until it holds `n` (or everything).
+    async fn before(
+        &self,
+        workspace: &WorkspaceId,
+        channel: &ChannelId,
+        ts: &Ts,
+        n: usize,
+    ) -> Result<Vec<MessageKey>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let end = ts.as_micros();
+        let mut window: i64 = 3_600_000_000; // one hour
+        loop {
+            let start = end.saturating_sub(window).max(0);
+            let filter = MessageFilter {
+                channels: Some(vec![channel.clone()]),
+                thread: Some(ThreadFilter::TopLevel),
+                time: TimeRange {
+                    start: (start > 0).then(|| Ts::from_micros(start).to_datetime()),
+                    end: Some(ts.to_datetime()),
+                },
+                ..MessageFilter::default()
+            };
+            let count = self.meta.count_messages(workspace, &filter).await?;
+            if count as usize >= n || start == 0 {
+                let mut keys = self.all_keys(workspace, &filter).await?;
+                keys.retain(|k| &k.ts < ts);
+                let skip = keys.len().saturating_sub(n);
+                return Ok(keys.split_off(skip));
+            }
+            window = window.saturating_mul(4);
+        }
+    }
+}
+
+/// Builds the metadata filter for a search.
+pub(crate) fn message_filter(f: &SearchFilter, channels: Vec<ChannelId>) -> MessageFilter {
+    MessageFilter {
+        channels: Some(channels),
+        users: f.users.clone(),
+        channel_kinds: None,
+        time: f.time.clone(),
+        thread: f.thread.as_ref().map(ThreadPart::to_core),
+        has_reactions: f.has_reactions,
+        has_files: f.has_files,
+        has_links: f.has_links,
+        has_attachments: None,
+        min_reactions: f.min_reactions,
+    }
+}
+
+/// Builds the content filter for the conditions the content store answers exactly.
+fn content_filter(f: &SearchFilter, channels: Vec<ChannelId>) -> ContentFilter {
+    let (thread_ts, is_reply) = match &f.thread {
+        None => (None, None),
+        Some(ThreadPart::TopLevel) => (None, Some(false)),
+        Some(ThreadPart::InThread) => (None, Some(true)),
+        Some(ThreadPart::Thread(t)) => (Some(t.clone()), None),
+    };
+    ContentFilter {
+        keys: None,
+        channels: Some(channels),
+        users: f.users.clone(),
+        time: f.time.clone(),
+        thread_ts,
+        is_reply,
+        has_files: f.has_files,
+        has_links: f.has_links,
+        min_reactions: None,
+        visibility: None,
+    }
+}
+
+fn parse_cursor(cursor: Option<&str>) -> Result<usize> {
+    let Some(c) = cursor else { return Ok(0) };
+    c.strip_prefix("offset:")
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n <= 100_000)
+        .ok_or_else(|| {
+            Error::invalid_input(format!("search cursor {c:?} is not one this engine issued"))
+                .with_context("field", "cursor")
+        })
+}
+
+/// The first `max` characters of a text, on one line, with `…` when cut.
+pub(crate) fn excerpt(text: &str, max: usize) -> String {
+    let one_line = text.replace('\n', " ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(max).collect();
+        format!("{cut}…")
+    }
+}
+
+fn micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Runs two futures concurrently (both make progress while either waits on I/O).
+async fn futures_join<A, B>(a: A, b: B) -> (A::Output, B::Output)
+where
+    A: std::future::Future,
+    B: std::future::Future,
+{
+    futures::join!(a, b)
+}
