@@ -1,16 +1,4 @@
-//! # chatvault-core
-//!
-//! The vocabulary every chatvault crate shares: domain types (workspaces, channels, users,
-//! messages and what hangs off them), the three traits — [`MetadataStore`], [`ContentStore`],
-//! [`Embedder`] — and the one [`Error`] type.
-//!
-//! A message is split in two: its **metadata** (who, where, when, reactions, links, files, thread)
-//! goes to a [`MetadataStore`]; its **content** (text + filter attributes + embedding) goes to a
-//! [`ContentStore`]. The metadata store writes content changes into a transactional **outbox** in
-//! the same transaction as the metadata, and a relay delivers them to the content store.
-//!
-//! With the `testing` feature, [`testing`] offers the conformance suites every backend runs,
-//! in-memory reference stores, and mockall mocks of the three traits.
+#![doc = include_str!("../README.md")]
 //!
 //! ```
 //! use chatvault_core::{Embedder, HashingEmbedder, MessageKey};

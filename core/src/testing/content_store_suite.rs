@@ -1008,6 +1008,44 @@ pub async fn lexical_search_bm25_relevance(store: Store) {
         "unknown word"
     )
     .is_empty());
+    // Inverse document frequency: one hit of a rare word outweighs many of a word in every doc.
+    let w2 = collection(&store, "T2").await;
+    let texts = [
+        "team team team team",
+        "rollback plan for the release notes",
+        "team lunch",
+        "team meeting",
+        "team offsite",
+        "team sync",
+        "team rollback retro",
+    ];
+    let docs: Vec<_> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            doc(
+                &key("T2", "C1", &format!("{}.0", i + 1)),
+                t,
+                pseudo_vec(i as u64, DIM),
+                1,
+            )
+        })
+        .collect();
+    ok(store.upsert(&w2, &docs).await, "upsert");
+    let hits = ok(
+        store
+            .search_lexical(&w2, "team rollback", &SearchOptions::top(3))
+            .await,
+        "search_lexical(team rollback)",
+    );
+    let top: BTreeSet<_> = keys_of(&hits[..2.min(hits.len())]).into_iter().collect();
+    assert_eq!(
+        top,
+        [docs[1].key().clone(), docs[6].key().clone()]
+            .into_iter()
+            .collect(),
+        "the docs with the rare word 'rollback' rank above 'team team team team' (idf): {hits:?}"
+    );
 }
 
 /// Lexical matching ignores case and handles CJK, Cyrillic and right-to-left words.
