@@ -58,14 +58,37 @@ struct Collection {
 }
 
 enum Entry {
-    Live(Box<ContentDocument>),
+    Live(Box<Live>),
     Tombstone(u64),
+}
+
+/// A live document with its lexical index entry: term frequencies and length in tokens.
+struct Live {
+    doc: ContentDocument,
+    term_freqs: HashMap<String, u32>,
+    len: usize,
+}
+
+impl Live {
+    fn new(doc: ContentDocument) -> Self {
+        let tokens = tokenize(&doc.content.text);
+        let len = tokens.len();
+        let mut term_freqs: HashMap<String, u32> = HashMap::new();
+        for t in tokens {
+            *term_freqs.entry(t).or_default() += 1;
+        }
+        Live {
+            doc,
+            term_freqs,
+            len,
+        }
+    }
 }
 
 impl Entry {
     fn version(&self) -> u64 {
         match self {
-            Entry::Live(d) => d.version,
+            Entry::Live(l) => l.doc.version,
             Entry::Tombstone(v) => *v,
         }
     }
@@ -73,8 +96,12 @@ impl Entry {
 
 impl Collection {
     fn live(&self) -> impl Iterator<Item = &ContentDocument> {
+        self.indexed().map(|l| &l.doc)
+    }
+
+    fn indexed(&self) -> impl Iterator<Item = &Live> {
         self.entries.values().filter_map(|e| match e {
-            Entry::Live(d) => Some(&**d),
+            Entry::Live(l) => Some(&**l),
             Entry::Tombstone(_) => None,
         })
     }
@@ -224,7 +251,7 @@ impl ContentStore for MemoryContentStore {
                 out.stale += 1;
             } else {
                 col.entries
-                    .insert(key.clone(), Entry::Live(Box::new(d.clone())));
+                    .insert(key.clone(), Entry::Live(Box::new(Live::new(d.clone()))));
                 out.applied += 1;
             }
         }
@@ -271,7 +298,7 @@ impl ContentStore for MemoryContentStore {
         Ok(keys
             .iter()
             .filter_map(|k| match col.entries.get(k) {
-                Some(Entry::Live(d)) => Some(ContentDocument::clone(d)),
+                Some(Entry::Live(l)) => Some(l.doc.clone()),
                 _ => None,
             })
             .collect())
@@ -332,31 +359,31 @@ impl ContentStore for MemoryContentStore {
         }
         // Corpus statistics over every live document of the collection (as an inverted index
         // keeps them), scores only for the filtered ones.
-        let docs: Vec<(&ContentDocument, Vec<String>)> =
-            col.live().map(|d| (d, tokenize(&d.content.text))).collect();
+        let docs: Vec<&Live> = col.indexed().collect();
         let n = docs.len() as f32;
         let avgdl = if docs.is_empty() {
             1.0
         } else {
-            (docs.iter().map(|(_, t)| t.len()).sum::<usize>() as f32 / n).max(1e-6)
+            (docs.iter().map(|l| l.len).sum::<usize>() as f32 / n).max(1e-6)
         };
         let idf: Vec<f32> = terms
             .iter()
             .map(|t| {
-                let df = docs.iter().filter(|(_, toks)| toks.contains(t)).count() as f32;
+                let df = docs.iter().filter(|l| l.term_freqs.contains_key(t)).count() as f32;
                 (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
             })
             .collect();
         let mut hits = Vec::new();
-        for (d, toks) in &docs {
+        for l in docs {
+            let d = &l.doc;
             if !options.filter.matches(d.key(), &d.content.attributes) {
                 continue;
             }
-            let dl = toks.len() as f32;
+            let dl = l.len as f32;
             let mut score = 0f32;
             let mut matched = false;
             for (t, idf) in terms.iter().zip(&idf) {
-                let tf = toks.iter().filter(|x| *x == t).count() as f32;
+                let tf = l.term_freqs.get(t).copied().unwrap_or(0) as f32;
                 if tf > 0.0 {
                     matched = true;
                     score += idf * tf * (BM25_K1 + 1.0)

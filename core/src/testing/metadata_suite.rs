@@ -620,7 +620,7 @@ fn full_batch(ws: &WorkspaceId) -> (WriteBatch, Dataset) {
             oldest_ts: Some(ts("9.5")),
             latest_ts: Some(ts("10.0")),
             state: SyncState::InProgress,
-            updated_at: None,
+            updated_at: Some(at("1700000100.0")),
             error: None,
         },
         SyncStatus {
@@ -630,7 +630,7 @@ fn full_batch(ws: &WorkspaceId) -> (WriteBatch, Dataset) {
             oldest_ts: None,
             latest_ts: Some(ts("100.000003")),
             state: SyncState::Complete,
-            updated_at: None,
+            updated_at: Some(at("1700000200.5")),
             error: None,
         },
         SyncStatus {
@@ -640,7 +640,7 @@ fn full_batch(ws: &WorkspaceId) -> (WriteBatch, Dataset) {
             oldest_ts: None,
             latest_ts: None,
             state: SyncState::Failed,
-            updated_at: None,
+            updated_at: Some(at("1700000300.000001")),
             error: Some("bad file".into()),
         },
     ];
@@ -786,6 +786,11 @@ pub async fn batch_parts_round_trip(store: Store) {
     assert_eq!(sync[2].cursor.as_deref(), Some("abc"));
     assert_eq!(sync[2].state, SyncState::InProgress);
     assert_eq!(sync[0].error.as_deref(), Some("bad file"));
+    assert_eq!(
+        sync[0].updated_at,
+        Some(at("1700000300.000001")),
+        "updated_at round-trips"
+    );
     let q = ok(
         store.list_processing_queue(&ws, None).await,
         "list_processing_queue",
