@@ -1,1 +1,17 @@
-//! chatvault-storage-postgres (work in progress).
+#![doc = include_str!("../README.md")]
+
+mod apply;
+mod crypto;
+mod error;
+mod migration;
+mod outbox;
+mod read;
+mod sql;
+mod store;
+mod validate;
+
+pub use crypto::TokenKey;
+pub use store::{ConnectOptions, SqlMetadataStore};
+
+/// Every table of the schema, in creation order (the outbox last). For tools and schema tests.
+pub const TABLES: &[&str] = migration::TABLES;
