@@ -37,3 +37,25 @@ fn suites_list_their_cases() {
     assert_eq!(content_store_suite::CASES.len(), 20);
     assert_eq!(embedder_suite::CASES.len(), 8);
 }
+
+mod metadata_cases {
+    use std::sync::Arc;
+
+    use chatvault_core::testing::MemoryMetadataStore;
+    use chatvault_core::MetadataStore;
+
+    chatvault_core::metadata_suite_tests!(|| async {
+        Arc::new(MemoryMetadataStore::new()) as Arc<dyn MetadataStore>
+    });
+}
+
+mod content_store_cases {
+    use std::sync::Arc;
+
+    use chatvault_core::testing::MemoryContentStore;
+    use chatvault_core::ContentStore;
+
+    chatvault_core::content_store_suite_tests!(|| async {
+        Arc::new(MemoryContentStore::new()) as Arc<dyn ContentStore>
+    });
+}
