@@ -1,1 +1,11 @@
-//! chatvault-embed (work in progress).
+#![doc = include_str!("../README.md")]
+
+mod compatibility;
+mod http;
+mod minilm;
+mod model_dir;
+
+pub use compatibility::check_collection;
+pub use http::{HttpEmbedder, HttpEmbedderConfig, API_KEY_ENV, DIMENSION_ENV, MODEL_ENV, URL_ENV};
+pub use minilm::{EmbedTimings, MiniLmEmbedder, MiniLmOptions};
+pub use model_dir::{ModelDir, Pooling, DEFAULT_MODEL, MODEL_DIR_ENV};

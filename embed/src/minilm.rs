@@ -1,0 +1,511 @@
+//! [`MiniLmEmbedder`]: sentence-transformers BERT models (all-MiniLM-L6-v2 first) run in-process
+//! with candle, producing what sentence-transformers produces.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::BertModel;
+use chatvault_core::{Embedder, Error, Result};
+use rayon::prelude::*;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::model_dir::{model_id_for, ModelDir, Pooling};
+
+/// Settings of a [`MiniLmEmbedder`]; the defaults suit short chat messages on a small CPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MiniLmOptions {
+    /// Overrides the model id recorded by collections (by default the public name of known
+    /// weights, such as `sentence-transformers/all-MiniLM-L6-v2`, else one derived from the
+    /// directory name and a hash of the weights).
+    pub model_id: Option<String>,
+    /// Most texts in one forward pass.
+    pub batch_size: usize,
+    /// Most tokens, padding included, in one forward pass: bounds memory for long texts (the
+    /// attention scores of a pass take `batch × heads × length² × 4` bytes).
+    pub max_batch_tokens: usize,
+}
+
+impl Default for MiniLmOptions {
+    fn default() -> Self {
+        MiniLmOptions {
+            model_id: None,
+            batch_size: 64,
+            max_batch_tokens: 8192,
+        }
+    }
+}
+
+/// How long each stage of an [`MiniLmEmbedder::embed_timed`] call took.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EmbedTimings {
+    /// Tokenizing (WordPiece) all texts.
+    pub tokenize: Duration,
+    /// The transformer's forward passes (embeddings, attention, feed-forward).
+    pub forward: Duration,
+    /// Mean pooling, normalisation and copying out.
+    pub pooling: Duration,
+    /// Tokens fed to the model, `[CLS]`/`[SEP]` included, padding excluded.
+    pub tokens: usize,
+    /// Tokens computed including padding.
+    pub padded_tokens: usize,
+}
+
+/// A sentence-transformers BERT model (all-MiniLM-L6-v2 and any other BERT model with mean or
+/// CLS pooling) running on the CPU with candle.
+///
+/// It does what `SentenceTransformer.encode(texts, normalize_embeddings=True)` does: WordPiece
+/// tokens (lowercased first when `sentence_bert_config.json` says `do_lower_case`), truncation at
+/// the model's `max_seq_length` (`[CLS]` and `[SEP]` included), attention-masked mean pooling, L2
+/// normalisation. Texts are sorted by length and padded only to the longest text of their batch,
+/// so padding never changes a vector. Work runs on the blocking thread pool and uses every core.
+///
+/// Cloning is cheap: clones share the model.
+///
+/// ```no_run
+/// use chatvault_core::Embedder;
+/// use chatvault_embed::MiniLmEmbedder;
+///
+/// # async fn run() -> chatvault_core::Result<()> {
+/// let embedder = MiniLmEmbedder::from_dir("/path/to/all-MiniLM-L6-v2")?;
+/// assert_eq!(embedder.dimension(), 384);
+/// let vectors = embedder.embed(&["the deploy failed".to_string()]).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MiniLmEmbedder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    model_dir: ModelDir,
+    model_id: String,
+    options: MiniLmOptions,
+    load_time: Duration,
+}
+
+impl std::fmt::Debug for MiniLmEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MiniLmEmbedder")
+            .field("model_id", &self.inner.model_id)
+            .field("dir", &self.inner.model_dir.path())
+            .field("dimension", &self.inner.model_dir.dimension())
+            .field("max_seq_length", &self.inner.model_dir.max_seq_length())
+            .finish()
+    }
+}
+
+impl MiniLmEmbedder {
+    /// Loads the model in `dir` with default options.
+    ///
+    /// # Errors
+    /// See [`ModelDir::open`]; also `InvalidInput` naming the file when the tokenizer or the
+    /// weights cannot be read (a missing tensor, a wrong shape).
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::load(ModelDir::open(dir)?, MiniLmOptions::default())
+    }
+
+    /// Loads the model in the directory named by `CHATVAULT_MODEL_DIR`.
+    ///
+    /// # Errors
+    /// `NotFound` when the variable is not set (the message says how to get the model); else as
+    /// [`from_dir`](Self::from_dir).
+    pub fn from_env() -> Result<Self> {
+        match ModelDir::from_env() {
+            Some(dir) => Self::load(dir?, MiniLmOptions::default()),
+            None => Err(Error::not_found(format!(
+                "{} is not set: run scripts/fetch-model.sh and set it to the directory it prints",
+                crate::MODEL_DIR_ENV
+            ))),
+        }
+    }
+
+    /// Loads `repo_id` (such as [`DEFAULT_MODEL`](crate::DEFAULT_MODEL)) from the Hugging Face
+    /// cache (`HF_HOME`, default `~/.cache/huggingface`), downloading what is missing from the
+    /// hub. Blocking: call it outside async code or in `spawn_blocking`.
+    ///
+    /// # Errors
+    /// `Unavailable` when a file is neither cached nor downloadable; else as
+    /// [`from_dir`](Self::from_dir).
+    #[cfg(feature = "hf-hub")]
+    pub fn from_hub(repo_id: &str) -> Result<Self> {
+        const REQUIRED: &[&str] = &[
+            "config.json",
+            "tokenizer.json",
+            "model.safetensors",
+            "1_Pooling/config.json",
+        ];
+        const OPTIONAL: &[&str] = &["sentence_bert_config.json", "modules.json"];
+        let cache = hf_hub::Cache::from_env().model(repo_id.to_string());
+        let api = hf_hub::api::sync::ApiBuilder::from_env()
+            .build()
+            .map_err(|e| Error::unavailable(format!("cannot reach the Hugging Face hub: {e}")))?;
+        let repo = api.model(repo_id.to_string());
+        let fetch = |file: &str| -> Result<std::path::PathBuf> {
+            if let Some(path) = cache.get(file) {
+                return Ok(path);
+            }
+            repo.get(file).map_err(|e| {
+                Error::unavailable(format!(
+                    "{file} is not in the Hugging Face cache and cannot be downloaded: {e}"
+                ))
+                .with_context("repo", repo_id)
+            })
+        };
+        let mut dir = None;
+        for file in REQUIRED {
+            let path = fetch(file)?;
+            if *file == "config.json" {
+                dir = path.parent().map(Path::to_path_buf);
+            }
+        }
+        for file in OPTIONAL {
+            // Models without them are valid: sentence-transformers falls back to defaults too.
+            let _ = fetch(file);
+        }
+        let dir = dir.ok_or_else(|| {
+            Error::backend_error("the hub cache returned a path without a parent")
+        })?;
+        let options = MiniLmOptions {
+            model_id: Some(repo_id.to_string()),
+            ..MiniLmOptions::default()
+        };
+        Self::load(ModelDir::open(dir)?, options)
+    }
+
+    /// Loads a checked model directory with `options`.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the file when the tokenizer or the weights cannot be loaded;
+    /// `InvalidInput` for options of zero.
+    pub fn load(model_dir: ModelDir, options: MiniLmOptions) -> Result<Self> {
+        let started = Instant::now();
+        if options.batch_size == 0 || options.max_batch_tokens == 0 {
+            return Err(Error::invalid_input(
+                "batch_size and max_batch_tokens must be at least 1",
+            ));
+        }
+
+        let tokenizer_path = model_dir.tokenizer_path();
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| {
+            Error::invalid_input(format!("cannot load the tokenizer: {e}"))
+                .with_context("file", tokenizer_path.display())
+        })?;
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: model_dir.max_seq_length(),
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| {
+                Error::invalid_input(format!("cannot set truncation: {e}"))
+                    .with_context("file", tokenizer_path.display())
+            })?;
+        // We pad ourselves, per batch, to the batch's longest text.
+        tokenizer.with_padding(None);
+
+        let weights_path = model_dir.weights_path();
+        let weights = std::fs::read(&weights_path).map_err(|e| {
+            Error::not_found(format!("cannot read the weights: {e}"))
+                .with_context("file", weights_path.display())
+                .with_source(e)
+        })?;
+        let hash = blake3::hash(&weights);
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+            .map_err(|e| {
+                Error::invalid_input(format!("not a safetensors file: {e}"))
+                    .with_context("file", weights_path.display())
+            })?;
+        let model = BertModel::load(vb, &model_dir.bert).map_err(|e| {
+            Error::invalid_input(format!(
+                "the weights do not match config.json or are not a BERT model: {e}"
+            ))
+            .with_context("file", weights_path.display())
+        })?;
+
+        let model_id = options
+            .model_id
+            .clone()
+            .unwrap_or_else(|| model_id_for(&hash, model_dir.path()));
+        let load_time = started.elapsed();
+        tracing::info!(
+            model_id = %model_id,
+            dir = %model_dir.path().display(),
+            dimension = model_dir.dimension(),
+            max_seq_length = model_dir.max_seq_length(),
+            load_ms = load_time.as_millis() as u64,
+            "loaded embedding model"
+        );
+        Ok(MiniLmEmbedder {
+            inner: Arc::new(Inner {
+                model,
+                tokenizer,
+                model_dir,
+                model_id,
+                options,
+                load_time,
+            }),
+        })
+    }
+
+    /// The model's directory and configuration.
+    pub fn model_dir(&self) -> &ModelDir {
+        &self.inner.model_dir
+    }
+
+    /// How long loading took (reading, hashing and mapping the weights, loading the tokenizer).
+    pub fn load_time(&self) -> Duration {
+        self.inner.load_time
+    }
+
+    /// Token ids of `text` as the model sees them: `[CLS] … [SEP]`, truncated at
+    /// `max_seq_length`.
+    ///
+    /// # Errors
+    /// `Backend` if the tokenizer fails.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        self.inner.tokenize(text)
+    }
+
+    /// Embeds `texts` on the calling thread (using every core). [`Embedder::embed`] runs this on
+    /// the blocking pool; call it directly outside an async runtime.
+    ///
+    /// # Errors
+    /// `Backend` if the tokenizer or the model fails.
+    pub fn embed_blocking<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
+        self.inner.embed(texts, None)
+    }
+
+    /// As [`embed_blocking`](Self::embed_blocking), also reporting where the time went.
+    ///
+    /// # Errors
+    /// As [`embed_blocking`](Self::embed_blocking).
+    pub fn embed_timed<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+    ) -> Result<(Vec<Vec<f32>>, EmbedTimings)> {
+        let mut timings = EmbedTimings::default();
+        let vectors = self.inner.embed(texts, Some(&mut timings))?;
+        Ok((vectors, timings))
+    }
+}
+
+/// Texts longer than this many bytes per allowed token are tokenized from a prefix first (see
+/// [`Inner::tokenize`]).
+const PREFIX_BYTES_PER_TOKEN: usize = 16;
+
+impl Inner {
+    fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        let lowered;
+        let text = if self.model_dir.do_lower_case {
+            lowered = text.to_lowercase();
+            lowered.as_str()
+        } else {
+            text
+        };
+        let max = self.model_dir.max_seq_length();
+        // A 1 MB text would cost ~100 ms to tokenize only to keep its first 256 tokens. BERT's
+        // normalizer works per character and its pre-tokenizer splits at whitespace, so the
+        // tokens before a whitespace do not depend on what follows it: if a prefix ending at a
+        // whitespace already fills the window, the full text gives the same tokens.
+        let mut prefix_len = max.saturating_mul(PREFIX_BYTES_PER_TOKEN);
+        while prefix_len < text.len() {
+            if let Some(cut) = whitespace_cut(text, prefix_len) {
+                let ids = self.encode(&text[..cut])?;
+                if ids.len() >= max {
+                    return Ok(ids);
+                }
+            }
+            prefix_len = prefix_len.saturating_mul(4);
+        }
+        self.encode(text)
+    }
+
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .tokenizer
+            .encode_fast(text, true)
+            .map_err(|e| Error::backend_error(format!("tokenizer failed: {e}")))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    fn embed<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        mut timings: Option<&mut EmbedTimings>,
+    ) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let started = Instant::now();
+        let ids: Vec<Vec<u32>> = texts
+            .par_iter()
+            .map(|t| self.tokenize(t.as_ref()))
+            .collect::<Result<_>>()?;
+        if let Some(t) = timings.as_deref_mut() {
+            t.tokenize += started.elapsed();
+            t.tokens += ids.iter().map(Vec::len).sum::<usize>();
+        }
+
+        // Shortest first: each batch pads to its own longest text, so little is wasted.
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            while end < order.len()
+                && end - start < self.options.batch_size
+                && (end - start + 1) * ids[order[end]].len() <= self.options.max_batch_tokens
+            {
+                end += 1;
+            }
+            let batch: Vec<&[u32]> = order[start..end].iter().map(|&i| &ids[i][..]).collect();
+            let vectors = self.forward(&batch, timings.as_deref_mut())?;
+            for (&i, v) in order[start..end].iter().zip(vectors) {
+                out[i] = v;
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// One forward pass over texts of similar length, padded to the longest.
+    fn forward(
+        &self,
+        batch: &[&[u32]],
+        timings: Option<&mut EmbedTimings>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let started = Instant::now();
+        let n = batch.len();
+        let len = batch.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
+        let pad = self.model_dir.bert.pad_token_id as u32;
+        let mut input = vec![pad; n * len];
+        let mut mask = vec![0f32; n * len];
+        for (row, ids) in batch.iter().enumerate() {
+            input[row * len..row * len + ids.len()].copy_from_slice(ids);
+            mask[row * len..row * len + ids.len()].fill(1.0);
+        }
+        let device = Device::Cpu;
+        let input = Tensor::from_vec(input, (n, len), &device).map_err(candle_error)?;
+        let types = input.zeros_like().map_err(candle_error)?;
+        let mask = Tensor::from_vec(mask, (n, len), &device).map_err(candle_error)?;
+        let hidden = self
+            .model
+            .forward(&input, &types, Some(&mask))
+            .map_err(candle_error)?;
+        let forward_done = Instant::now();
+
+        let pooled = match self.model_dir.pooling {
+            Pooling::Mean => {
+                let m = mask.unsqueeze(2).map_err(candle_error)?;
+                let summed = hidden
+                    .broadcast_mul(&m)
+                    .and_then(|x| x.sum(1))
+                    .map_err(candle_error)?;
+                let counts = m.sum(1).map_err(candle_error)?;
+                summed.broadcast_div(&counts).map_err(candle_error)?
+            }
+            Pooling::Cls => hidden
+                .narrow(1, 0, 1)
+                .and_then(|x| x.squeeze(1))
+                .map_err(candle_error)?,
+        };
+        let mut rows: Vec<Vec<f32>> = pooled.to_vec2().map_err(candle_error)?;
+        for v in &mut rows {
+            normalize(v)?;
+        }
+        if let Some(t) = timings {
+            t.forward += forward_done - started;
+            t.pooling += forward_done.elapsed();
+            t.padded_tokens += n * len;
+        }
+        Ok(rows)
+    }
+}
+
+/// The largest byte index ≤ `at` (and > 0) that starts a whitespace character, if any.
+fn whitespace_cut(text: &str, at: usize) -> Option<usize> {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    text[..at]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| c.is_whitespace())
+        .map(|(i, _)| i)
+        .filter(|&i| i > 0)
+}
+
+pub(crate) fn normalize(v: &mut [f32]) -> Result<()> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if !norm.is_finite() || norm == 0.0 {
+        return Err(Error::backend_error(
+            "the model produced a zero or non-finite embedding",
+        ));
+    }
+    v.iter_mut().for_each(|x| *x /= norm);
+    Ok(())
+}
+
+fn candle_error(e: candle_core::Error) -> Error {
+    Error::backend_error(format!("candle: {e}")).with_backend("candle")
+}
+
+#[async_trait]
+impl Embedder for MiniLmEmbedder {
+    fn model_id(&self) -> &str {
+        &self.inner.model_id
+    }
+
+    fn dimension(&self) -> usize {
+        self.inner.model_dir.dimension()
+    }
+
+    fn max_batch(&self) -> usize {
+        256
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inner = Arc::clone(&self.inner);
+        let texts = texts.to_vec();
+        tokio::task::spawn_blocking(move || inner.embed(&texts, None))
+            .await
+            .map_err(|e| Error::backend_error(format!("the embedding task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whitespace_cut_finds_a_char_boundary_before_the_limit() {
+        assert_eq!(whitespace_cut("ab cd ef", 7), Some(5));
+        assert_eq!(whitespace_cut("ab cd ef", 5), Some(2));
+        assert_eq!(whitespace_cut("abcdef", 4), None);
+        // 'é' is two bytes: index 4 is inside it.
+        assert_eq!(whitespace_cut("a é é", 4), Some(1));
+        assert_eq!(whitespace_cut(" abc", 3), None);
+    }
+
+    #[test]
+    fn normalize_refuses_zero_vectors() {
+        let mut v = vec![3.0, 4.0];
+        normalize(&mut v).unwrap();
+        assert_eq!(v, vec![0.6, 0.8]);
+        assert!(normalize(&mut [0.0, 0.0]).is_err());
+        assert!(normalize(&mut [f32::NAN, 1.0]).is_err());
+    }
+}
