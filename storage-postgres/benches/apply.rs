@@ -5,6 +5,9 @@
 //! Every iteration writes new messages (fresh timestamps), so the figure is insert throughput into
 //! a growing table, not the cheaper idempotent re-apply.
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -27,7 +30,9 @@ static NEXT_TS: AtomicI64 = AtomicI64::new(1_600_000_000_000_000);
 
 fn make_batch(ws: &WorkspaceId, n: usize) -> WriteBatch {
     let mut b = WriteBatch::new(ws.clone());
-    let users: Vec<UserId> = (0..50).map(|i| UserId::new(format!("U{i:04}")).unwrap()).collect();
+    let users: Vec<UserId> = (0..50)
+        .map(|i| UserId::new(format!("U{i:04}")).unwrap())
+        .collect();
     for i in 0..n {
         let micros = NEXT_TS.fetch_add(1_000, Ordering::Relaxed);
         let key = MessageKey::new(
@@ -45,16 +50,36 @@ fn make_batch(ws: &WorkspaceId, n: usize) -> WriteBatch {
         }
         let mut r = MessageRecord::new(meta);
         r.reactions = vec![
-            Reaction { name: "+1".into(), users: vec![users[(i + 1) % 50].clone(), users[(i + 2) % 50].clone()], count: 2 },
-            Reaction { name: "eyes".into(), users: vec![users[(i + 3) % 50].clone()], count: 1 },
+            Reaction {
+                name: "+1".into(),
+                users: vec![users[(i + 1) % 50].clone(), users[(i + 2) % 50].clone()],
+                count: 2,
+            },
+            Reaction {
+                name: "eyes".into(),
+                users: vec![users[(i + 3) % 50].clone()],
+                count: 1,
+            },
         ];
         r.links = vec![
-            Link::parse(&format!("https://github.com/acme/app/pull/{}", i % 500), LinkSource::Text).unwrap(),
-            Link::parse(&format!("https://docs.example.com/page/{}", i % 97), LinkSource::Attachment).unwrap(),
+            Link::parse(
+                &format!("https://github.com/acme/app/pull/{}", i % 500),
+                LinkSource::Text,
+            )
+            .unwrap(),
+            Link::parse(
+                &format!("https://docs.example.com/page/{}", i % 97),
+                LinkSource::Attachment,
+            )
+            .unwrap(),
         ];
         r.content = Some(MessageContent {
             key,
-            text: format!("message {i}: the deploy of build {} failed on stage {}, see the PR", i * 7, i % 3),
+            text: format!(
+                "message {i}: the deploy of build {} failed on stage {}, see the PR",
+                i * 7,
+                i % 3
+            ),
             attributes: ContentAttributes::from_meta(&r.meta, ChannelKind::Public),
         });
         b.messages.push(r);
@@ -62,9 +87,15 @@ fn make_batch(ws: &WorkspaceId, n: usize) -> WriteBatch {
     b
 }
 
-fn bench_store(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, store: SqlMetadataStore) {
+fn bench_store(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    store: SqlMetadataStore,
+) {
     let ws = WorkspaceId::new("TBENCH").unwrap();
-    rt.block_on(store.upsert_workspace(&Workspace::new(ws.clone(), "bench"))).unwrap();
+    rt.block_on(store.upsert_workspace(&Workspace::new(ws.clone(), "bench")))
+        .unwrap();
     let n = batch_size();
     let mut g = c.benchmark_group("apply");
     g.throughput(Throughput::Elements(n as u64));
@@ -95,8 +126,13 @@ fn apply_benches(c: &mut Criterion) {
         .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
-    let sqlite = rt.block_on(SqlMetadataStore::connect(&url, ConnectOptions::default())).unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("bench.db").display()
+    );
+    let sqlite = rt
+        .block_on(SqlMetadataStore::connect(&url, ConnectOptions::default()))
+        .unwrap();
     bench_store(c, &rt, "sqlite", sqlite);
 
     let admin = std::env::var("CHATVAULT_BENCH_DATABASE_URL")
@@ -106,21 +142,33 @@ fn apply_benches(c: &mut Criterion) {
             let name = format!("chatvault_bench_{}", std::process::id());
             rt.block_on(async {
                 let conn = Database::connect(admin.as_str()).await.unwrap();
-                conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
-                conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+                conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+                    .await
+                    .unwrap();
+                conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .unwrap();
             });
             let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
             let url = format!("{base}/{name}");
-            let pg = rt.block_on(SqlMetadataStore::connect(&url, ConnectOptions::default())).unwrap();
+            let pg = rt
+                .block_on(SqlMetadataStore::connect(&url, ConnectOptions::default()))
+                .unwrap();
             bench_store(c, &rt, "postgres", pg);
             rt.block_on(async {
                 let conn = Database::connect(admin.as_str()).await.unwrap();
-                conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+                conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .unwrap();
             });
         }
         Err(_) => eprintln!("postgres: skipped (CHATVAULT_TEST_DATABASE_URL not set)"),
     }
 }
 
-criterion_group!(benches, apply_benches);
+criterion_group! {
+    name = benches;
+    config = Criterion::default();
+    targets = apply_benches
+}
 criterion_main!(benches);

@@ -12,8 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use chatvault_core::{
     ApplyReport, ChannelId, ChannelKind, ContentAttributes, Error, FileRef, Link, LinkSource,
-    MembershipChange, MessageMeta, OutboxOp, Reaction, Result, Ts, UserId, WorkspaceId,
-    WriteBatch,
+    MembershipChange, MessageMeta, OutboxOp, Reaction, Result, Ts, UserId, WorkspaceId, WriteBatch,
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait, Value};
 
@@ -52,14 +51,15 @@ struct Enqueued {
 
 pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Result<ApplyReport> {
     let be = store.backend();
-    let ws = batch
-        .validate()
-        .map_err(|e| e.with_backend(be))?
-        .clone();
+    let ws = batch.validate().map_err(|e| e.with_backend(be))?.clone();
     validate_batch(&batch).map_err(|e| e.with_backend(be))?;
 
     let _writer = store.writer_lock().await;
-    let txn = store.db().begin().await.db(be, "beginning the write transaction")?;
+    let txn = store
+        .db()
+        .begin()
+        .await
+        .db(be, "beginning the write transaction")?;
     store.lock_workspace(&txn, &ws).await?;
     if !workspace_exists(&txn, be, &ws).await? {
         return Err(Error::not_found(format!("workspace {ws} does not exist"))
@@ -68,11 +68,6 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
     }
     let now = chrono::Utc::now().timestamp_micros();
     let mut report = ApplyReport::default();
-
-    write_teams(&txn, be, &ws, &batch).await?;
-    write_users(&txn, be, &ws, &batch).await?;
-    write_channels(&txn, be, &ws, &batch).await?;
-    write_memberships(&txn, be, &ws, &batch.memberships).await?;
 
     // ----- messages, reaction changes, deletes: resolved in memory -----
     let mut slots: HashMap<Key, Slot> = HashMap::new();
@@ -116,6 +111,40 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
             if let Some(slot) = slots.get_mut(&k) {
                 slot.reactions = reactions;
             }
+        }
+    }
+
+    // Attributes of the messages that reaction changes touch, as they were before the batch
+    // (channel kinds as stored before this batch's channel writes).
+    let mut kinds_before: HashMap<ChannelId, ChannelKind> = HashMap::new();
+    let mut attributes_before: Vec<(Key, Option<ContentAttributes>)> = Vec::new();
+    if !batch.reaction_changes.is_empty() {
+        let mut channels: Vec<&ChannelId> = batch
+            .reaction_changes
+            .iter()
+            .map(|r| &r.key.channel)
+            .collect();
+        channels.sort();
+        channels.dedup();
+        kinds_before = load_channel_kinds(&txn, be, &ws, &channels).await?;
+        let mut seen = HashSet::new();
+        for rc in &batch.reaction_changes {
+            let k = (rc.key.channel.clone(), rc.key.ts.clone());
+            if !seen.insert(k.clone()) {
+                continue;
+            }
+            let before = slots
+                .get(&k)
+                .and_then(|s| s.meta.as_ref())
+                .filter(|m| m.content_hash.is_some())
+                .map(|m| {
+                    let kind = kinds_before
+                        .get(&k.0)
+                        .copied()
+                        .unwrap_or(ChannelKind::Public);
+                    ContentAttributes::from_meta(m, kind)
+                });
+            attributes_before.push((k, before));
         }
     }
 
@@ -174,14 +203,14 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
     }
 
     if !batch.reaction_changes.is_empty() {
-        let mut channels: Vec<&ChannelId> = batch.reaction_changes.iter().map(|r| &r.key.channel).collect();
-        channels.sort();
-        channels.dedup();
-        let kinds = load_channel_kinds(&txn, be, &ws, &channels).await?;
         for rc in &batch.reaction_changes {
             let k = (rc.key.channel.clone(), rc.key.ts.clone());
-            let Some(slot) = slots.get_mut(&k) else { continue };
-            let Some(meta) = slot.meta.as_mut() else { continue };
+            let Some(slot) = slots.get_mut(&k) else {
+                continue;
+            };
+            let Some(meta) = slot.meta.as_mut() else {
+                continue;
+            };
             if !apply_reaction_change(&mut slot.reactions, &rc.name, &rc.user, rc.added) {
                 continue;
             }
@@ -190,13 +219,29 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
             meta.has_reactions = total > 0;
             slot.row_dirty = true;
             slot.reactions_dirty = true;
-            if meta.content_hash.is_some() {
-                let kind = kinds.get(&rc.key.channel).copied().unwrap_or(ChannelKind::Public);
+        }
+        // One `Attributes` entry per message with content whose attributes differ from before
+        // the batch, so re-applying a batch enqueues nothing.
+        let mut kinds_after = kinds_before.clone();
+        for c in &batch.channels {
+            kinds_after.insert(c.id.clone(), c.kind);
+        }
+        for (k, before) in attributes_before {
+            let Some(meta) = slots.get(&k).and_then(|s| s.meta.as_ref()) else {
+                continue;
+            };
+            if meta.content_hash.is_none() {
+                continue;
+            }
+            let kind = kinds_after
+                .get(&k.0)
+                .copied()
+                .unwrap_or(ChannelKind::Public);
+            let attributes = ContentAttributes::from_meta(meta, kind);
+            if before.as_ref() != Some(&attributes) {
                 outbox.push(Enqueued {
                     key: k,
-                    op: OutboxOp::Attributes {
-                        attributes: ContentAttributes::from_meta(meta, kind),
-                    },
+                    op: OutboxOp::Attributes { attributes },
                 });
             }
         }
@@ -224,6 +269,10 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
     }
     report.outbox_enqueued = outbox.len() as u64;
 
+    write_teams(&txn, be, &ws, &batch).await?;
+    write_users(&txn, be, &ws, &batch).await?;
+    write_channels(&txn, be, &ws, &batch).await?;
+    write_memberships(&txn, be, &ws, &batch.memberships).await?;
     write_messages(&txn, be, &ws, &touched, &slots).await?;
     write_tombstones(&txn, be, &ws, &touched, &slots, now).await?;
     write_outbox(&txn, be, &ws, outbox, now).await?;
@@ -240,7 +289,12 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
 
 /// `added`: the user is added to the emoji's users (once); removed: taken out, and the reaction
 /// disappears at zero. Returns whether anything changed.
-fn apply_reaction_change(reactions: &mut Vec<Reaction>, name: &str, user: &UserId, added: bool) -> bool {
+fn apply_reaction_change(
+    reactions: &mut Vec<Reaction>,
+    name: &str,
+    user: &UserId,
+    added: bool,
+) -> bool {
     if added {
         match reactions.iter_mut().find(|r| r.name == name) {
             Some(r) if r.users.contains(user) => false,
@@ -313,7 +367,11 @@ async fn load_tombstones(
         let mut q = Sql::new("SELECT channel_id, ts FROM message_tombstones WHERE workspace_id = ");
         q.bind(ws.as_str()).push(" AND ");
         q.bind_keys("channel_id", "ts", chunk.iter().map(|(c, t)| (c, t)));
-        for row in txn.query_all(q.stmt(backend)).await.db(be, "loading tombstones")? {
+        for row in txn
+            .query_all(q.stmt(backend))
+            .await
+            .db(be, "loading tombstones")?
+        {
             let c: String = row.try_get_by_index(0).db(be, "reading a tombstone")?;
             let t: String = row.try_get_by_index(1).db(be, "reading a tombstone")?;
             out.push((crate::read::parse_channel(&c)?, crate::read::parse_ts(&t)?));
@@ -334,7 +392,11 @@ async fn load_channel_kinds(
         let mut q = Sql::new("SELECT channel_id, kind FROM channels WHERE workspace_id = ");
         q.bind(ws.as_str()).push(" AND channel_id IN (");
         q.bind_list(chunk.iter().map(|c| c.as_str())).push(")");
-        for row in txn.query_all(q.stmt(backend)).await.db(be, "loading channel kinds")? {
+        for row in txn
+            .query_all(q.stmt(backend))
+            .await
+            .db(be, "loading channel kinds")?
+        {
             let c: String = row.try_get_by_index(0).db(be, "reading a channel")?;
             let k: String = row.try_get_by_index(1).db(be, "reading a channel")?;
             if let Some(kind) = ChannelKind::parse(&k) {
@@ -375,10 +437,22 @@ fn micros(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
     opt_i64(t.map(|t| t.timestamp_micros()))
 }
 
-async fn write_teams(txn: &DatabaseTransaction, be: &'static str, ws: &WorkspaceId, batch: &WriteBatch) -> Result<()> {
+async fn write_teams(
+    txn: &DatabaseTransaction,
+    be: &'static str,
+    ws: &WorkspaceId,
+    batch: &WriteBatch,
+) -> Result<()> {
     let rows = last_by_key(&batch.teams, |t| t.id.clone())
         .into_iter()
-        .map(|t| vec![ws_v(ws), s(t.id.as_str()), s(&t.name), opt_str(t.domain.as_deref())])
+        .map(|t| {
+            vec![
+                ws_v(ws),
+                s(t.id.as_str()),
+                s(&t.name),
+                opt_str(t.domain.as_deref()),
+            ]
+        })
         .collect();
     insert_rows(
         txn,
@@ -392,7 +466,12 @@ async fn write_teams(txn: &DatabaseTransaction, be: &'static str, ws: &Workspace
     Ok(())
 }
 
-async fn write_users(txn: &DatabaseTransaction, be: &'static str, ws: &WorkspaceId, batch: &WriteBatch) -> Result<()> {
+async fn write_users(
+    txn: &DatabaseTransaction,
+    be: &'static str,
+    ws: &WorkspaceId,
+    batch: &WriteBatch,
+) -> Result<()> {
     let rows = last_by_key(&batch.users, |u| u.id.clone())
         .into_iter()
         .map(|u| {
@@ -424,7 +503,12 @@ async fn write_users(txn: &DatabaseTransaction, be: &'static str, ws: &Workspace
     Ok(())
 }
 
-async fn write_channels(txn: &DatabaseTransaction, be: &'static str, ws: &WorkspaceId, batch: &WriteBatch) -> Result<()> {
+async fn write_channels(
+    txn: &DatabaseTransaction,
+    be: &'static str,
+    ws: &WorkspaceId,
+    batch: &WriteBatch,
+) -> Result<()> {
     let rows = last_by_key(&batch.channels, |c| c.id.clone())
         .into_iter()
         .map(|c| {
@@ -467,8 +551,12 @@ async fn write_memberships(
         match change {
             MembershipChange::Replace { channel, users } => {
                 let mut q = Sql::new("DELETE FROM channel_members WHERE workspace_id = ");
-                q.bind(ws.as_str()).push(" AND channel_id = ").bind(channel.as_str());
-                txn.execute(q.stmt(backend)).await.db(be, "replacing channel members")?;
+                q.bind(ws.as_str())
+                    .push(" AND channel_id = ")
+                    .bind(channel.as_str());
+                txn.execute(q.stmt(backend))
+                    .await
+                    .db(be, "replacing channel members")?;
                 let rows = users
                     .iter()
                     .map(|u| vec![ws_v(ws), s(channel.as_str()), s(u.as_str())])
@@ -484,16 +572,28 @@ async fn write_memberships(
                 .db(be, "replacing channel members")?;
             }
             MembershipChange::Join { channel, user } => {
-                let mut q = Sql::new("INSERT INTO channel_members (workspace_id, channel_id, user_id) VALUES (");
-                q.bind(ws.as_str()).push(", ").bind(channel.as_str()).push(", ").bind(user.as_str());
+                let mut q = Sql::new(
+                    "INSERT INTO channel_members (workspace_id, channel_id, user_id) VALUES (",
+                );
+                q.bind(ws.as_str())
+                    .push(", ")
+                    .bind(channel.as_str())
+                    .push(", ")
+                    .bind(user.as_str());
                 q.push(") ON CONFLICT DO NOTHING");
-                txn.execute(q.stmt(backend)).await.db(be, "adding a channel member")?;
+                txn.execute(q.stmt(backend))
+                    .await
+                    .db(be, "adding a channel member")?;
             }
             MembershipChange::Leave { channel, user } => {
                 let mut q = Sql::new("DELETE FROM channel_members WHERE workspace_id = ");
-                q.bind(ws.as_str()).push(" AND channel_id = ").bind(channel.as_str());
+                q.bind(ws.as_str())
+                    .push(" AND channel_id = ")
+                    .bind(channel.as_str());
                 q.push(" AND user_id = ").bind(user.as_str());
-                txn.execute(q.stmt(backend)).await.db(be, "removing a channel member")?;
+                txn.execute(q.stmt(backend))
+                    .await
+                    .db(be, "removing a channel member")?;
             }
         }
     }
@@ -597,9 +697,19 @@ async fn write_messages(
             }
         }
     }
-    // Children go with their message (ON DELETE CASCADE).
+    // Reactions, links and files go with their message.
     delete_by_keys(txn, be, ws, "message_metadata", &gone, "deleting messages").await?;
-    delete_by_keys(txn, be, ws, "reactions", &old_reactions, "replacing reactions").await?;
+    old_reactions.extend(gone.iter().copied());
+    old_links_files.extend(gone.iter().copied());
+    delete_by_keys(
+        txn,
+        be,
+        ws,
+        "reactions",
+        &old_reactions,
+        "replacing reactions",
+    )
+    .await?;
     delete_by_keys(txn, be, ws, "links", &old_links_files, "replacing links").await?;
     delete_by_keys(txn, be, ws, "files", &old_links_files, "replacing files").await?;
     insert_rows(
@@ -758,7 +868,14 @@ async fn write_thread_participants(
     let rows = batch
         .thread_participants
         .iter()
-        .map(|p| vec![ws_v(ws), s(p.channel.as_str()), s(p.thread_ts.as_str()), s(p.user.as_str())])
+        .map(|p| {
+            vec![
+                ws_v(ws),
+                s(p.channel.as_str()),
+                s(p.thread_ts.as_str()),
+                s(p.user.as_str()),
+            ]
+        })
         .collect();
     insert_rows(
         txn,
@@ -772,7 +889,12 @@ async fn write_thread_participants(
     Ok(())
 }
 
-async fn write_bookmarks(txn: &DatabaseTransaction, be: &'static str, ws: &WorkspaceId, batch: &WriteBatch) -> Result<()> {
+async fn write_bookmarks(
+    txn: &DatabaseTransaction,
+    be: &'static str,
+    ws: &WorkspaceId,
+    batch: &WriteBatch,
+) -> Result<()> {
     let rows = last_by_key(&batch.bookmarks, |b| b.id.clone())
         .into_iter()
         .map(|bm| {
@@ -800,23 +922,30 @@ async fn write_bookmarks(txn: &DatabaseTransaction, be: &'static str, ws: &Works
     Ok(())
 }
 
-async fn write_sync_status(txn: &DatabaseTransaction, be: &'static str, ws: &WorkspaceId, batch: &WriteBatch) -> Result<()> {
-    let rows = last_by_key(&batch.sync_status, |x| (x.channel.clone(), x.source.clone()))
-        .into_iter()
-        .map(|x| {
-            vec![
-                ws_v(ws),
-                s(x.channel.as_str()),
-                s(&x.source),
-                opt_str(x.cursor.as_deref()),
-                opt_str(x.oldest_ts.as_ref().map(|t| t.as_str())),
-                opt_str(x.latest_ts.as_ref().map(|t| t.as_str())),
-                s(x.state.as_str()),
-                micros(x.updated_at),
-                opt_str(x.error.as_deref()),
-            ]
-        })
-        .collect();
+async fn write_sync_status(
+    txn: &DatabaseTransaction,
+    be: &'static str,
+    ws: &WorkspaceId,
+    batch: &WriteBatch,
+) -> Result<()> {
+    let rows = last_by_key(&batch.sync_status, |x| {
+        (x.channel.clone(), x.source.clone())
+    })
+    .into_iter()
+    .map(|x| {
+        vec![
+            ws_v(ws),
+            s(x.channel.as_str()),
+            s(&x.source),
+            opt_str(x.cursor.as_deref()),
+            opt_str(x.oldest_ts.as_ref().map(|t| t.as_str())),
+            opt_str(x.latest_ts.as_ref().map(|t| t.as_str())),
+            s(x.state.as_str()),
+            micros(x.updated_at),
+            opt_str(x.error.as_deref()),
+        ]
+    })
+    .collect();
     insert_rows(
         txn,
         "INSERT INTO sync_status (workspace_id, channel_id, source, cursor, oldest_ts, latest_ts, state, updated_at, error)",
@@ -864,7 +993,12 @@ async fn write_processing_queue(
     Ok(())
 }
 
-async fn write_bot_config(txn: &DatabaseTransaction, be: &'static str, ws: &WorkspaceId, batch: &WriteBatch) -> Result<()> {
+async fn write_bot_config(
+    txn: &DatabaseTransaction,
+    be: &'static str,
+    ws: &WorkspaceId,
+    batch: &WriteBatch,
+) -> Result<()> {
     let mut rows = Vec::new();
     for c in last_by_key(&batch.bot_config, |c| c.key.clone()) {
         let value = serde_json::to_string(&c.value)

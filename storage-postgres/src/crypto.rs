@@ -70,7 +70,9 @@ impl TokenKey {
     /// Decrypts what [`seal`](Self::seal) wrote.
     pub(crate) fn open(&self, nonce: &[u8], ciphertext: &[u8], aad: &str) -> Result<SecretString> {
         if nonce.len() != 12 {
-            return Err(Error::backend_error("stored bot token has a malformed nonce"));
+            return Err(Error::backend_error(
+                "stored bot token has a malformed nonce",
+            ));
         }
         let plain = self
             .cipher()
@@ -109,7 +111,10 @@ mod tests {
         let token = SecretString::new("xoxb-1-secret");
         let (nonce, ct) = key.seal(&token, "T1/").unwrap();
         assert!(!ct.windows(6).any(|w| w == b"secret"));
-        assert_eq!(key.open(&nonce, &ct, "T1/").unwrap().expose(), "xoxb-1-secret");
+        assert_eq!(
+            key.open(&nonce, &ct, "T1/").unwrap().expose(),
+            "xoxb-1-secret"
+        );
         assert!(key.open(&nonce, &ct, "T2/").is_err());
         let other = TokenKey::from_bytes([8; 32]);
         assert!(other.open(&nonce, &ct, "T1/").is_err());

@@ -1,6 +1,16 @@
 //! The schema, as sea-orm-migration migrations: the same migrations create it on PostgreSQL and
 //! SQLite. Every table carries `workspace_id`, and every key and index starts with it. No column
 //! holds message text except `outbox.payload`, which lives only until the relay acks the row.
+//!
+//! Foreign keys: the low-volume tables (installations, teams, users, channels, members,
+//! bookmarks, sync status, processing queue, bot config) reference `workspaces`, cascading. The
+//! high-volume ones written by every batch (messages, tombstones, reactions, links, files, thread
+//! participants, outbox) carry none: PostgreSQL checks a foreign key with one trigger and one
+//! query per inserted row (with a plan cached per connection; one made while the parent table was
+//! small is a sequential scan, which made bulk inserts quadratic), which alone cost more than the
+//! inserts. The store keeps them consistent itself: `apply` checks the workspace under a lock that
+//! `delete_workspace` takes too, writes a message's reactions, links and files with it, deletes them
+//! with it, and `delete_workspace` deletes every table's rows explicitly.
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr};
 use sea_orm_migration::prelude::*;
@@ -114,7 +124,7 @@ CREATE TABLE channel_members (
 );
 CREATE INDEX channel_members_by_user ON channel_members (workspace_id, user_id, channel_id);
 CREATE TABLE message_metadata (
-    workspace_id {T} NOT NULL REFERENCES workspaces (workspace_id) ON DELETE CASCADE,
+    workspace_id {T} NOT NULL,
     channel_id {T} NOT NULL,
     ts {T} NOT NULL,
     ts_micros BIGINT NOT NULL,
@@ -146,7 +156,7 @@ CREATE INDEX message_metadata_by_reactions ON message_metadata (workspace_id, re
 CREATE INDEX message_metadata_with_files ON message_metadata (workspace_id, ts_micros) WHERE has_files;
 CREATE INDEX message_metadata_with_links ON message_metadata (workspace_id, ts_micros) WHERE link_count > 0;
 CREATE TABLE message_tombstones (
-    workspace_id {T} NOT NULL REFERENCES workspaces (workspace_id) ON DELETE CASCADE,
+    workspace_id {T} NOT NULL,
     channel_id {T} NOT NULL,
     ts {T} NOT NULL,
     deleted_at BIGINT NOT NULL,
@@ -159,9 +169,7 @@ CREATE TABLE reactions (
     name {T} NOT NULL,
     count BIGINT NOT NULL,
     users {T} NOT NULL,
-    PRIMARY KEY (workspace_id, channel_id, ts, name),
-    FOREIGN KEY (workspace_id, channel_id, ts)
-        REFERENCES message_metadata (workspace_id, channel_id, ts) ON DELETE CASCADE
+    PRIMARY KEY (workspace_id, channel_id, ts, name)
 );
 CREATE TABLE links (
     workspace_id {T} NOT NULL,
@@ -173,9 +181,7 @@ CREATE TABLE links (
     domain {T} NOT NULL,
     source {T} NOT NULL,
     title {T},
-    PRIMARY KEY (workspace_id, channel_id, ts, position),
-    FOREIGN KEY (workspace_id, channel_id, ts)
-        REFERENCES message_metadata (workspace_id, channel_id, ts) ON DELETE CASCADE
+    PRIMARY KEY (workspace_id, channel_id, ts, position)
 );
 CREATE INDEX links_by_time ON links (workspace_id, ts_micros);
 CREATE INDEX links_by_domain ON links (workspace_id, domain, ts_micros);
@@ -192,13 +198,11 @@ CREATE TABLE files (
     size BIGINT,
     url_private {T},
     permalink {T},
-    PRIMARY KEY (workspace_id, channel_id, ts, position),
-    FOREIGN KEY (workspace_id, channel_id, ts)
-        REFERENCES message_metadata (workspace_id, channel_id, ts) ON DELETE CASCADE
+    PRIMARY KEY (workspace_id, channel_id, ts, position)
 );
 CREATE INDEX files_by_id ON files (workspace_id, file_id);
 CREATE TABLE thread_participants (
-    workspace_id {T} NOT NULL REFERENCES workspaces (workspace_id) ON DELETE CASCADE,
+    workspace_id {T} NOT NULL,
     channel_id {T} NOT NULL,
     thread_ts {T} NOT NULL,
     user_id {T} NOT NULL,
@@ -246,7 +250,7 @@ CREATE TABLE bot_config (
 );
 CREATE TABLE outbox (
     id {ID},
-    workspace_id {T} NOT NULL REFERENCES workspaces (workspace_id) ON DELETE CASCADE,
+    workspace_id {T} NOT NULL,
     channel_id {T} NOT NULL,
     ts {T} NOT NULL,
     op {T} NOT NULL,

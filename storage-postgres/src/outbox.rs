@@ -37,7 +37,9 @@ fn decode_entry(c: &mut Cols<'_>) -> std::result::Result<Result<OutboxEntry>, Db
     let dead: bool = c.next()?;
     Ok((|| {
         let op: OutboxOp = serde_json::from_str(&payload).map_err(|e| {
-            Error::backend_error(format!("stored outbox entry {id} is not a valid change: {e}"))
+            Error::backend_error(format!(
+                "stored outbox entry {id} is not a valid change: {e}"
+            ))
         })?;
         Ok(OutboxEntry {
             id,
@@ -78,7 +80,10 @@ fn micros(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
-pub(crate) async fn claim(store: &SqlMetadataStore, req: &ClaimRequest) -> Result<Vec<OutboxEntry>> {
+pub(crate) async fn claim(
+    store: &SqlMetadataStore,
+    req: &ClaimRequest,
+) -> Result<Vec<OutboxEntry>> {
     let be = store.backend();
     if req.limit == 0 {
         return Ok(Vec::new());
@@ -86,9 +91,14 @@ pub(crate) async fn claim(store: &SqlMetadataStore, req: &ClaimRequest) -> Resul
     let now = Utc::now().timestamp_micros();
     let until = now.saturating_add(micros(req.lease));
     let mut q = Sql::new("UPDATE outbox SET lease_until = ");
-    q.bind(until).push(", lease_owner = ").bind(truncate(&req.owner, 256));
-    q.push(" WHERE id IN (SELECT o.id FROM outbox o WHERE NOT o.dead AND o.available_at <= ").bind(now);
-    q.push(" AND (o.lease_until IS NULL OR o.lease_until <= ").bind(now).push(")");
+    q.bind(until)
+        .push(", lease_owner = ")
+        .bind(truncate(&req.owner, 256));
+    q.push(" WHERE id IN (SELECT o.id FROM outbox o WHERE NOT o.dead AND o.available_at <= ")
+        .bind(now);
+    q.push(" AND (o.lease_until IS NULL OR o.lease_until <= ")
+        .bind(now)
+        .push(")");
     if let Some(ws) = &req.workspace {
         q.push(" AND o.workspace_id = ").bind(ws.as_str());
     }
@@ -119,8 +129,12 @@ pub(crate) async fn ack(store: &SqlMetadataStore, ids: &[OutboxId]) -> Result<()
     let mut last: HashMap<(String, String, String), (i64, String)> = HashMap::new();
     for chunk in ids.chunks(max_params(backend) - 8) {
         let mut q = Sql::new("DELETE FROM outbox WHERE id IN (");
-        q.bind_list(chunk.iter().copied()).push(") RETURNING id, workspace_id, channel_id, ts, op");
-        let rows = txn.query_all(q.stmt(backend)).await.db(be, "acking outbox entries")?;
+        q.bind_list(chunk.iter().copied())
+            .push(") RETURNING id, workspace_id, channel_id, ts, op");
+        let rows = txn
+            .query_all(q.stmt(backend))
+            .await
+            .db(be, "acking outbox entries")?;
         for r in &rows {
             let mut c = Cols::new(r);
             let id: i64 = c.next().db(be, "acking outbox entries")?;
@@ -140,7 +154,10 @@ pub(crate) async fn ack(store: &SqlMetadataStore, ids: &[OutboxId]) -> Result<()
     // The content id is derived from the key (`channel:ts`), so it is set without a lookup.
     let mut groups: HashMap<(String, bool), Vec<(String, String)>> = HashMap::new();
     for ((ws, ch, ts), (_, op)) in last {
-        groups.entry((ws, op == "upsert")).or_default().push((ch, ts));
+        groups
+            .entry((ws, op == "upsert"))
+            .or_default()
+            .push((ch, ts));
     }
     for ((ws, upsert), keys) in groups {
         for chunk in keys.chunks(key_chunk(backend, 1)) {
@@ -149,15 +166,22 @@ pub(crate) async fn ack(store: &SqlMetadataStore, ids: &[OutboxId]) -> Result<()
             } else {
                 "UPDATE message_metadata SET content_id = NULL WHERE workspace_id = "
             });
-            q.bind(ws.as_str()).push(" AND (channel_id, ts) IN (VALUES ");
+            q.bind(ws.as_str())
+                .push(" AND (channel_id, ts) IN (VALUES ");
             for (i, (c, t)) in chunk.iter().enumerate() {
                 if i > 0 {
                     q.push(", ");
                 }
-                q.push("(").bind(c.as_str()).push(", ").bind(t.as_str()).push(")");
+                q.push("(")
+                    .bind(c.as_str())
+                    .push(", ")
+                    .bind(t.as_str())
+                    .push(")");
             }
             q.push(")");
-            txn.execute(q.stmt(backend)).await.db(be, "recording content ids")?;
+            txn.execute(q.stmt(backend))
+                .await
+                .db(be, "recording content ids")?;
         }
     }
     txn.commit().await.db(be, "committing an ack")?;
@@ -192,7 +216,10 @@ pub(crate) async fn fail(
         if backend == DatabaseBackend::Postgres {
             q.push(" FOR UPDATE");
         }
-        let row = txn.query_one(q.stmt(backend)).await.db(be, "failing an outbox entry")?;
+        let row = txn
+            .query_one(q.stmt(backend))
+            .await
+            .db(be, "failing an outbox entry")?;
         let Some(row) = row else {
             out.push(FailOutcome::Missing { id: f.id });
             continue;
@@ -200,16 +227,21 @@ pub(crate) async fn fail(
         let attempts: i64 = row.try_get_by_index(0).db(be, "failing an outbox entry")?;
         let attempts = (attempts.clamp(0, i64::from(u32::MAX)) as u32).saturating_add(1);
         let dead = !f.retryable || attempts >= policy.max_attempts;
-        let at = now + chrono::Duration::from_std(policy.delay_after(attempts)).unwrap_or(chrono::Duration::MAX);
+        let at = now
+            + chrono::Duration::from_std(policy.delay_after(attempts))
+                .unwrap_or(chrono::Duration::MAX);
         let mut q = Sql::new("UPDATE outbox SET attempts = ");
         q.bind(i64::from(attempts));
         q.push(", last_error = ").bind(truncate(&f.error, MAX_LONG));
-        q.push(", lease_until = NULL, lease_owner = NULL, dead = ").bind(dead);
+        q.push(", lease_until = NULL, lease_owner = NULL, dead = ")
+            .bind(dead);
         if !dead {
             q.push(", available_at = ").bind(at.timestamp_micros());
         }
         q.push(" WHERE id = ").bind(f.id);
-        txn.execute(q.stmt(backend)).await.db(be, "failing an outbox entry")?;
+        txn.execute(q.stmt(backend))
+            .await
+            .db(be, "failing an outbox entry")?;
         out.push(if dead {
             FailOutcome::DeadLettered { id: f.id }
         } else {
@@ -229,7 +261,8 @@ pub(crate) async fn dead_letters(
     if let Some(ws) = ws {
         q.push(" AND workspace_id = ").bind(ws.as_str());
     }
-    q.push(" ORDER BY id LIMIT ").bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    q.push(" ORDER BY id LIMIT ")
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
     entries(store.db(), store.backend(), "listing dead letters", q).await
 }
 
@@ -252,7 +285,9 @@ pub(crate) async fn requeue(
     };
     for chunk in chunks {
         let mut q = Sql::new("UPDATE outbox SET dead = ");
-        q.bind(false).push(", attempts = 0, lease_until = NULL, lease_owner = NULL, available_at = ").bind(now);
+        q.bind(false)
+            .push(", attempts = 0, lease_until = NULL, lease_owner = NULL, available_at = ")
+            .bind(now);
         q.push(" WHERE dead");
         if let Some(ws) = ws {
             q.push(" AND workspace_id = ").bind(ws.as_str());
@@ -271,12 +306,18 @@ pub(crate) async fn requeue(
     Ok(total)
 }
 
-pub(crate) async fn stats(store: &SqlMetadataStore, ws: Option<&WorkspaceId>) -> Result<OutboxStats> {
+pub(crate) async fn stats(
+    store: &SqlMetadataStore,
+    ws: Option<&WorkspaceId>,
+) -> Result<OutboxStats> {
     let be = store.backend();
     let now = Utc::now().timestamp_micros();
-    let mut q = Sql::new("SELECT COUNT(CASE WHEN dead THEN 1 END), COUNT(CASE WHEN NOT dead AND lease_until > ");
+    let mut q = Sql::new(
+        "SELECT COUNT(CASE WHEN dead THEN 1 END), COUNT(CASE WHEN NOT dead AND lease_until > ",
+    );
     q.bind(now);
-    q.push(" THEN 1 END), COUNT(CASE WHEN NOT dead AND (lease_until IS NULL OR lease_until <= ").bind(now);
+    q.push(" THEN 1 END), COUNT(CASE WHEN NOT dead AND (lease_until IS NULL OR lease_until <= ")
+        .bind(now);
     q.push(") THEN 1 END) FROM outbox");
     if let Some(ws) = ws {
         q.push(" WHERE workspace_id = ").bind(ws.as_str());
@@ -299,4 +340,3 @@ pub(crate) async fn stats(store: &SqlMetadataStore, ws: Option<&WorkspaceId>) ->
         dead: dead.max(0) as u64,
     })
 }
-

@@ -7,7 +7,7 @@ use chatvault_core::{
     AggregateOptions, Bookmark, BotConfig, Channel, ChannelActivity, ChannelId, ChannelKind,
     ContentIndexEntry, DomainCount, Error, FileRef, Link, LinkCount, LinkQuery, LinkSource,
     MessageDetails, MessageFilter, MessageKey, MessageMeta, PageRequest, ProcessingQueueEntry,
-    Reaction, ReactedMessage, Result, SharedLink, SyncState, SyncStatus, Team, TeamId,
+    ReactedMessage, Reaction, Result, SharedLink, SyncState, SyncStatus, Team, TeamId,
     ThreadActivity, ThreadFilter, TimeRange, Ts, User, UserActivity, UserId, WorkspaceId,
     WorkspaceStats,
 };
@@ -54,7 +54,8 @@ pub(crate) fn time_of(micros: Option<i64>) -> Option<DateTime<Utc>> {
 }
 
 fn parse_json(what: &str, s: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(s).map_err(|e| Error::backend_error(format!("stored {what} is not JSON: {e}")))
+    serde_json::from_str(s)
+        .map_err(|e| Error::backend_error(format!("stored {what} is not JSON: {e}")))
 }
 
 /// Runs a query and decodes every row with `f`.
@@ -79,11 +80,15 @@ async fn rows<C: ConnectionTrait, T>(
 
 // ----- messages -----
 
-const META_COLS: &str = "channel_id, ts, user_id, bot_id, thread_ts, reply_count, reply_users_count, \
+const META_COLS: &str =
+    "channel_id, ts, user_id, bot_id, thread_ts, reply_count, reply_users_count, \
     latest_reply, subtype, edited, has_attachments, has_files, has_reactions, reaction_count, \
     mention_count, link_count, content_id, content_hash";
 
-fn decode_meta(ws: &WorkspaceId, c: &mut Cols<'_>) -> std::result::Result<Result<MessageMeta>, DbErr> {
+fn decode_meta(
+    ws: &WorkspaceId,
+    c: &mut Cols<'_>,
+) -> std::result::Result<Result<MessageMeta>, DbErr> {
     let channel: String = c.next()?;
     let ts: String = c.next()?;
     let user: Option<String> = c.next()?;
@@ -135,7 +140,9 @@ pub(crate) async fn load_metas<C: ConnectionTrait>(
     let backend = conn.get_database_backend();
     let mut out = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(key_chunk(backend, 1)) {
-        let mut q = Sql::new(&format!("SELECT {META_COLS} FROM message_metadata WHERE workspace_id = "));
+        let mut q = Sql::new(&format!(
+            "SELECT {META_COLS} FROM message_metadata WHERE workspace_id = "
+        ));
         q.bind(ws.as_str()).push(" AND ");
         q.bind_keys("channel_id", "ts", chunk.iter().map(|(c, t)| (c, t)));
         out.extend(rows(conn, be, "loading messages", q, |c| decode_meta(ws, c)).await?);
@@ -153,7 +160,9 @@ pub(crate) async fn load_reactions<C: ConnectionTrait>(
     let backend = conn.get_database_backend();
     let mut out: HashMap<Key, Vec<Reaction>> = HashMap::new();
     for chunk in keys.chunks(key_chunk(backend, 1)) {
-        let mut q = Sql::new("SELECT channel_id, ts, name, count, users FROM reactions WHERE workspace_id = ");
+        let mut q = Sql::new(
+            "SELECT channel_id, ts, name, count, users FROM reactions WHERE workspace_id = ",
+        );
         q.bind(ws.as_str()).push(" AND ");
         q.bind_keys("channel_id", "ts", chunk.iter().map(|(c, t)| (c, t)));
         q.push(" ORDER BY channel_id, ts, name");
@@ -164,8 +173,9 @@ pub(crate) async fn load_reactions<C: ConnectionTrait>(
             let count: i64 = c.next()?;
             let users: String = c.next()?;
             Ok((|| {
-                let users: Vec<UserId> = serde_json::from_str(&users)
-                    .map_err(|e| Error::backend_error(format!("stored reaction users are invalid: {e}")))?;
+                let users: Vec<UserId> = serde_json::from_str(&users).map_err(|e| {
+                    Error::backend_error(format!("stored reaction users are invalid: {e}"))
+                })?;
                 Ok((
                     (parse_channel(&channel)?, parse_ts(&ts)?),
                     Reaction {
@@ -224,7 +234,10 @@ pub(crate) async fn get_messages<C: ConnectionTrait>(
         return Ok(Vec::new());
     }
     let backend = conn.get_database_backend();
-    let mut uniq: Vec<Key> = keys.iter().map(|k| (k.channel.clone(), k.ts.clone())).collect();
+    let mut uniq: Vec<Key> = keys
+        .iter()
+        .map(|k| (k.channel.clone(), k.ts.clone()))
+        .collect();
     uniq.sort();
     uniq.dedup();
     let metas: HashMap<Key, MessageMeta> = load_metas(conn, be, ws, &uniq)
@@ -237,7 +250,9 @@ pub(crate) async fn get_messages<C: ConnectionTrait>(
     let mut links: HashMap<Key, Vec<Link>> = HashMap::new();
     let mut files: HashMap<Key, Vec<FileRef>> = HashMap::new();
     for chunk in present.chunks(key_chunk(backend, 1)) {
-        let mut q = Sql::new("SELECT channel_id, ts, url, domain, source, title FROM links WHERE workspace_id = ");
+        let mut q = Sql::new(
+            "SELECT channel_id, ts, url, domain, source, title FROM links WHERE workspace_id = ",
+        );
         q.bind(ws.as_str()).push(" AND ");
         q.bind_keys("channel_id", "ts", chunk.iter().map(|(c, t)| (c, t)));
         q.push(" ORDER BY channel_id, ts, position");
@@ -316,11 +331,16 @@ fn push_filter(q: &mut Sql, f: &MessageFilter) {
         q.push(" AND ");
         if public {
             q.push("NOT EXISTS (SELECT 1 FROM channels c WHERE c.workspace_id = m.workspace_id AND c.channel_id = m.channel_id");
-            let others: Vec<&str> = [ChannelKind::Private, ChannelKind::Im, ChannelKind::Mpim, ChannelKind::Public]
-                .iter()
-                .filter(|k| !kinds.contains(k))
-                .map(|k| k.as_str())
-                .collect();
+            let others: Vec<&str> = [
+                ChannelKind::Private,
+                ChannelKind::Im,
+                ChannelKind::Mpim,
+                ChannelKind::Public,
+            ]
+            .iter()
+            .filter(|k| !kinds.contains(k))
+            .map(|k| k.as_str())
+            .collect();
             if others.is_empty() {
                 q.push(" AND 1 = 0)");
             } else {
@@ -344,20 +364,40 @@ fn push_filter(q: &mut Sql, f: &MessageFilter) {
             q.push(" AND m.is_reply");
         }
         Some(ThreadFilter::Thread(t)) => {
-            q.push(" AND (m.ts = ").bind(t.as_str()).push(" OR m.thread_ts = ").bind(t.as_str()).push(")");
+            q.push(" AND (m.ts = ")
+                .bind(t.as_str())
+                .push(" OR m.thread_ts = ")
+                .bind(t.as_str())
+                .push(")");
         }
     }
     if let Some(v) = f.has_reactions {
-        q.push(if v { " AND m.has_reactions" } else { " AND NOT m.has_reactions" });
+        q.push(if v {
+            " AND m.has_reactions"
+        } else {
+            " AND NOT m.has_reactions"
+        });
     }
     if let Some(v) = f.has_files {
-        q.push(if v { " AND m.has_files" } else { " AND NOT m.has_files" });
+        q.push(if v {
+            " AND m.has_files"
+        } else {
+            " AND NOT m.has_files"
+        });
     }
     if let Some(v) = f.has_links {
-        q.push(if v { " AND m.link_count > 0" } else { " AND m.link_count = 0" });
+        q.push(if v {
+            " AND m.link_count > 0"
+        } else {
+            " AND m.link_count = 0"
+        });
     }
     if let Some(v) = f.has_attachments {
-        q.push(if v { " AND m.has_attachments" } else { " AND NOT m.has_attachments" });
+        q.push(if v {
+            " AND m.has_attachments"
+        } else {
+            " AND NOT m.has_attachments"
+        });
     }
     if let Some(n) = f.min_reactions {
         q.push(" AND m.reaction_count >= ").bind(i64::from(n));
@@ -389,7 +429,11 @@ fn limit_of(n: usize) -> i64 {
 }
 
 fn decode_key(ws: &WorkspaceId, channel: &str, ts: &str) -> Result<MessageKey> {
-    Ok(MessageKey::new(ws.clone(), parse_channel(channel)?, parse_ts(ts)?))
+    Ok(MessageKey::new(
+        ws.clone(),
+        parse_channel(channel)?,
+        parse_ts(ts)?,
+    ))
 }
 
 pub(crate) async fn filter_messages<C: ConnectionTrait>(
@@ -402,17 +446,25 @@ pub(crate) async fn filter_messages<C: ConnectionTrait>(
     if page.limit == 0 {
         return Ok(Vec::new());
     }
-    let mut q = Sql::new("SELECT m.channel_id, m.ts FROM message_metadata m WHERE m.workspace_id = ");
+    let mut q =
+        Sql::new("SELECT m.channel_id, m.ts FROM message_metadata m WHERE m.workspace_id = ");
     q.bind(ws.as_str());
     push_filter(&mut q, f);
     if let Some(a) = &page.after {
         let m = a.ts.as_micros();
         q.push(" AND (m.ts_micros > ").bind(m);
-        q.push(" OR (m.ts_micros = ").bind(m).push(" AND (m.ts > ").bind(a.ts.as_str());
-        q.push(" OR (m.ts = ").bind(a.ts.as_str()).push(" AND m.channel_id > ").bind(a.channel.as_str());
+        q.push(" OR (m.ts_micros = ")
+            .bind(m)
+            .push(" AND (m.ts > ")
+            .bind(a.ts.as_str());
+        q.push(" OR (m.ts = ")
+            .bind(a.ts.as_str())
+            .push(" AND m.channel_id > ")
+            .bind(a.channel.as_str());
         q.push("))))");
     }
-    q.push(" ORDER BY m.ts_micros, m.ts, m.channel_id LIMIT ").bind(limit_of(page.limit));
+    q.push(" ORDER BY m.ts_micros, m.ts, m.channel_id LIMIT ")
+        .bind(limit_of(page.limit));
     rows(conn, be, "filtering messages", q, |c| {
         let ch: String = c.next()?;
         let ts: String = c.next()?;
@@ -430,7 +482,10 @@ pub(crate) async fn count_messages<C: ConnectionTrait>(
     let mut q = Sql::new("SELECT COUNT(*) FROM message_metadata m WHERE m.workspace_id = ");
     q.bind(ws.as_str());
     push_filter(&mut q, f);
-    let n = rows(conn, be, "counting messages", q, |c| Ok(Ok(c.next::<i64>()?))).await?;
+    let n = rows(conn, be, "counting messages", q, |c| {
+        Ok(Ok(c.next::<i64>()?))
+    })
+    .await?;
     Ok(n.first().copied().map(u64_of).unwrap_or(0))
 }
 
@@ -451,10 +506,18 @@ pub(crate) async fn content_index<C: ConnectionTrait>(
     if let Some(a) = &page.after {
         let m = a.ts.as_micros();
         q.push(" AND (m.channel_id > ").bind(a.channel.as_str());
-        q.push(" OR (m.channel_id = ").bind(a.channel.as_str()).push(" AND (m.ts_micros > ").bind(m);
-        q.push(" OR (m.ts_micros = ").bind(m).push(" AND m.ts > ").bind(a.ts.as_str()).push("))))");
+        q.push(" OR (m.channel_id = ")
+            .bind(a.channel.as_str())
+            .push(" AND (m.ts_micros > ")
+            .bind(m);
+        q.push(" OR (m.ts_micros = ")
+            .bind(m)
+            .push(" AND m.ts > ")
+            .bind(a.ts.as_str())
+            .push("))))");
     }
-    q.push(" ORDER BY m.channel_id, m.ts_micros, m.ts LIMIT ").bind(limit_of(page.limit));
+    q.push(" ORDER BY m.channel_id, m.ts_micros, m.ts LIMIT ")
+        .bind(limit_of(page.limit));
     rows(conn, be, "listing the content index", q, |c| {
         let ch: String = c.next()?;
         let ts: String = c.next()?;
@@ -473,7 +536,8 @@ pub(crate) async fn content_index<C: ConnectionTrait>(
 
 // ----- channels, users, the rest -----
 
-const CHANNEL_COLS: &str = "channel_id, name, kind, is_archived, is_general, topic, purpose, creator, created";
+const CHANNEL_COLS: &str =
+    "channel_id, name, kind, is_archived, is_general, topic, purpose, creator, created";
 
 fn decode_channel(c: &mut Cols<'_>) -> std::result::Result<Result<Channel>, DbErr> {
     let id: String = c.next()?;
@@ -489,8 +553,9 @@ fn decode_channel(c: &mut Cols<'_>) -> std::result::Result<Result<Channel>, DbEr
         Ok(Channel {
             id: parse_channel(&id)?,
             name,
-            kind: ChannelKind::parse(&kind)
-                .ok_or_else(|| Error::backend_error(format!("stored channel kind {kind:?} is invalid")))?,
+            kind: ChannelKind::parse(&kind).ok_or_else(|| {
+                Error::backend_error(format!("stored channel kind {kind:?} is invalid"))
+            })?,
             is_archived,
             is_general,
             topic,
@@ -507,13 +572,26 @@ pub(crate) async fn get_channel<C: ConnectionTrait>(
     ws: &WorkspaceId,
     channel: &ChannelId,
 ) -> Result<Option<Channel>> {
-    let mut q = Sql::new(&format!("SELECT {CHANNEL_COLS} FROM channels WHERE workspace_id = "));
-    q.bind(ws.as_str()).push(" AND channel_id = ").bind(channel.as_str());
-    Ok(rows(conn, be, "loading a channel", q, decode_channel).await?.into_iter().next())
+    let mut q = Sql::new(&format!(
+        "SELECT {CHANNEL_COLS} FROM channels WHERE workspace_id = "
+    ));
+    q.bind(ws.as_str())
+        .push(" AND channel_id = ")
+        .bind(channel.as_str());
+    Ok(rows(conn, be, "loading a channel", q, decode_channel)
+        .await?
+        .into_iter()
+        .next())
 }
 
-pub(crate) async fn list_channels<C: ConnectionTrait>(conn: &C, be: &'static str, ws: &WorkspaceId) -> Result<Vec<Channel>> {
-    let mut q = Sql::new(&format!("SELECT {CHANNEL_COLS} FROM channels WHERE workspace_id = "));
+pub(crate) async fn list_channels<C: ConnectionTrait>(
+    conn: &C,
+    be: &'static str,
+    ws: &WorkspaceId,
+) -> Result<Vec<Channel>> {
+    let mut q = Sql::new(&format!(
+        "SELECT {CHANNEL_COLS} FROM channels WHERE workspace_id = "
+    ));
     q.bind(ws.as_str()).push(" ORDER BY name, channel_id");
     rows(conn, be, "listing channels", q, decode_channel).await
 }
@@ -525,8 +603,14 @@ pub(crate) async fn channel_members<C: ConnectionTrait>(
     channel: &ChannelId,
 ) -> Result<Vec<UserId>> {
     let mut q = Sql::new("SELECT user_id FROM channel_members WHERE workspace_id = ");
-    q.bind(ws.as_str()).push(" AND channel_id = ").bind(channel.as_str()).push(" ORDER BY user_id");
-    rows(conn, be, "listing channel members", q, |c| Ok(parse_user(&c.next::<String>()?))).await
+    q.bind(ws.as_str())
+        .push(" AND channel_id = ")
+        .bind(channel.as_str())
+        .push(" ORDER BY user_id");
+    rows(conn, be, "listing channel members", q, |c| {
+        Ok(parse_user(&c.next::<String>()?))
+    })
+    .await
 }
 
 pub(crate) async fn user_channels<C: ConnectionTrait>(
@@ -536,11 +620,18 @@ pub(crate) async fn user_channels<C: ConnectionTrait>(
     user: &UserId,
 ) -> Result<Vec<ChannelId>> {
     let mut q = Sql::new("SELECT channel_id FROM channel_members WHERE workspace_id = ");
-    q.bind(ws.as_str()).push(" AND user_id = ").bind(user.as_str()).push(" ORDER BY channel_id");
-    rows(conn, be, "listing a user's channels", q, |c| Ok(parse_channel(&c.next::<String>()?))).await
+    q.bind(ws.as_str())
+        .push(" AND user_id = ")
+        .bind(user.as_str())
+        .push(" ORDER BY channel_id");
+    rows(conn, be, "listing a user's channels", q, |c| {
+        Ok(parse_channel(&c.next::<String>()?))
+    })
+    .await
 }
 
-const USER_COLS: &str = "user_id, team_id, name, real_name, display_name, is_bot, is_deleted, is_admin, tz";
+const USER_COLS: &str =
+    "user_id, team_id, name, real_name, display_name, is_bot, is_deleted, is_admin, tz";
 
 fn decode_user(c: &mut Cols<'_>) -> std::result::Result<Result<User>, DbErr> {
     let id: String = c.next()?;
@@ -576,7 +667,9 @@ pub(crate) async fn get_users<C: ConnectionTrait>(
     let backend = conn.get_database_backend();
     let mut found: HashMap<UserId, User> = HashMap::new();
     for chunk in ids.chunks(key_chunk(backend, 1)) {
-        let mut q = Sql::new(&format!("SELECT {USER_COLS} FROM users WHERE workspace_id = "));
+        let mut q = Sql::new(&format!(
+            "SELECT {USER_COLS} FROM users WHERE workspace_id = "
+        ));
         q.bind(ws.as_str()).push(" AND user_id IN (");
         q.bind_list(chunk.iter().map(|u| u.as_str())).push(")");
         for u in rows(conn, be, "loading users", q, decode_user).await? {
@@ -586,13 +679,23 @@ pub(crate) async fn get_users<C: ConnectionTrait>(
     Ok(ids.iter().filter_map(|i| found.get(i).cloned()).collect())
 }
 
-pub(crate) async fn list_users<C: ConnectionTrait>(conn: &C, be: &'static str, ws: &WorkspaceId) -> Result<Vec<User>> {
-    let mut q = Sql::new(&format!("SELECT {USER_COLS} FROM users WHERE workspace_id = "));
+pub(crate) async fn list_users<C: ConnectionTrait>(
+    conn: &C,
+    be: &'static str,
+    ws: &WorkspaceId,
+) -> Result<Vec<User>> {
+    let mut q = Sql::new(&format!(
+        "SELECT {USER_COLS} FROM users WHERE workspace_id = "
+    ));
     q.bind(ws.as_str()).push(" ORDER BY user_id");
     rows(conn, be, "listing users", q, decode_user).await
 }
 
-pub(crate) async fn list_teams<C: ConnectionTrait>(conn: &C, be: &'static str, ws: &WorkspaceId) -> Result<Vec<Team>> {
+pub(crate) async fn list_teams<C: ConnectionTrait>(
+    conn: &C,
+    be: &'static str,
+    ws: &WorkspaceId,
+) -> Result<Vec<Team>> {
     let mut q = Sql::new("SELECT team_id, name, domain FROM teams WHERE workspace_id = ");
     q.bind(ws.as_str()).push(" ORDER BY team_id");
     rows(conn, be, "listing teams", q, |c| {
@@ -649,14 +752,27 @@ pub(crate) async fn thread_participants<C: ConnectionTrait>(
     ws: &WorkspaceId,
     parent: &MessageKey,
 ) -> Result<Vec<UserId>> {
-    parent.ensure_workspace(ws).map_err(|e| e.with_backend(be))?;
+    parent
+        .ensure_workspace(ws)
+        .map_err(|e| e.with_backend(be))?;
     let mut q = Sql::new("SELECT user_id FROM thread_participants WHERE workspace_id = ");
-    q.bind(ws.as_str()).push(" AND channel_id = ").bind(parent.channel.as_str());
-    q.push(" AND thread_ts = ").bind(parent.ts.as_str()).push(" ORDER BY user_id");
-    rows(conn, be, "listing thread participants", q, |c| Ok(parse_user(&c.next::<String>()?))).await
+    q.bind(ws.as_str())
+        .push(" AND channel_id = ")
+        .bind(parent.channel.as_str());
+    q.push(" AND thread_ts = ")
+        .bind(parent.ts.as_str())
+        .push(" ORDER BY user_id");
+    rows(conn, be, "listing thread participants", q, |c| {
+        Ok(parse_user(&c.next::<String>()?))
+    })
+    .await
 }
 
-pub(crate) async fn list_sync_status<C: ConnectionTrait>(conn: &C, be: &'static str, ws: &WorkspaceId) -> Result<Vec<SyncStatus>> {
+pub(crate) async fn list_sync_status<C: ConnectionTrait>(
+    conn: &C,
+    be: &'static str,
+    ws: &WorkspaceId,
+) -> Result<Vec<SyncStatus>> {
     let mut q = Sql::new(
         "SELECT channel_id, source, cursor, oldest_ts, latest_ts, state, updated_at, error FROM sync_status \
          WHERE workspace_id = ",
@@ -678,8 +794,9 @@ pub(crate) async fn list_sync_status<C: ConnectionTrait>(conn: &C, be: &'static 
                 cursor,
                 oldest_ts: opt(oldest, parse_ts)?,
                 latest_ts: opt(latest, parse_ts)?,
-                state: SyncState::parse(&state)
-                    .ok_or_else(|| Error::backend_error(format!("stored sync state {state:?} is invalid")))?,
+                state: SyncState::parse(&state).ok_or_else(|| {
+                    Error::backend_error(format!("stored sync state {state:?} is invalid"))
+                })?,
                 updated_at: time_of(updated),
                 error,
             })
@@ -721,7 +838,11 @@ pub(crate) async fn list_processing_queue<C: ConnectionTrait>(
     .await
 }
 
-pub(crate) async fn list_bot_config<C: ConnectionTrait>(conn: &C, be: &'static str, ws: &WorkspaceId) -> Result<Vec<BotConfig>> {
+pub(crate) async fn list_bot_config<C: ConnectionTrait>(
+    conn: &C,
+    be: &'static str,
+    ws: &WorkspaceId,
+) -> Result<Vec<BotConfig>> {
     let mut q = Sql::new("SELECT config_key, value FROM bot_config WHERE workspace_id = ");
     q.bind(ws.as_str()).push(" ORDER BY config_key");
     rows(conn, be, "listing bot config", q, |c| {
@@ -737,19 +858,28 @@ pub(crate) async fn list_bot_config<C: ConnectionTrait>(conn: &C, be: &'static s
     .await
 }
 
-pub(crate) async fn stats<C: ConnectionTrait>(conn: &C, be: &'static str, ws: &WorkspaceId) -> Result<WorkspaceStats> {
-    let mut q = Sql::new(
-        "SELECT \
-         (SELECT COUNT(*) FROM message_metadata WHERE workspace_id = $1), \
-         (SELECT COUNT(*) FROM message_metadata WHERE workspace_id = $1 AND is_reply), \
-         (SELECT COUNT(*) FROM channels WHERE workspace_id = $1), \
-         (SELECT COUNT(*) FROM users WHERE workspace_id = $1), \
-         (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM reactions WHERE workspace_id = $1), \
-         (SELECT COUNT(*) FROM links WHERE workspace_id = $1), \
-         (SELECT COUNT(*) FROM files WHERE workspace_id = $1), \
-         (SELECT COUNT(*) FROM message_metadata WHERE workspace_id = $1 AND content_id IS NOT NULL)",
-    );
-    q.values.push(ws.as_str().into());
+pub(crate) async fn stats<C: ConnectionTrait>(
+    conn: &C,
+    be: &'static str,
+    ws: &WorkspaceId,
+) -> Result<WorkspaceStats> {
+    let mut q = Sql::new("SELECT ");
+    let parts = [
+        "(SELECT COUNT(*) FROM message_metadata WHERE workspace_id = ",
+        "(SELECT COUNT(*) FROM message_metadata WHERE is_reply AND workspace_id = ",
+        "(SELECT COUNT(*) FROM channels WHERE workspace_id = ",
+        "(SELECT COUNT(*) FROM users WHERE workspace_id = ",
+        "(SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM reactions WHERE workspace_id = ",
+        "(SELECT COUNT(*) FROM links WHERE workspace_id = ",
+        "(SELECT COUNT(*) FROM files WHERE workspace_id = ",
+        "(SELECT COUNT(*) FROM message_metadata WHERE content_id IS NOT NULL AND workspace_id = ",
+    ];
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.push(p).bind(ws.as_str()).push(")");
+    }
     let got = rows(conn, be, "computing workspace stats", q, |c| {
         Ok(Ok(WorkspaceStats {
             messages: u64_of(c.next()?),
@@ -782,7 +912,8 @@ pub(crate) async fn most_reacted<C: ConnectionTrait>(
 ) -> Result<Vec<ReactedMessage>> {
     let mut q = Sql::new("SELECT m.channel_id, m.ts, m.reaction_count FROM message_metadata m WHERE m.reaction_count > 0 AND m.workspace_id = ");
     base(&mut q, ws, o, "m");
-    q.push(" ORDER BY m.reaction_count DESC, m.ts_micros, m.ts, m.channel_id LIMIT ").bind(limit_of(o.limit));
+    q.push(" ORDER BY m.reaction_count DESC, m.ts_micros, m.ts, m.channel_id LIMIT ")
+        .bind(limit_of(o.limit));
     rows(conn, be, "finding the most reacted messages", q, |c| {
         let ch: String = c.next()?;
         let ts: String = c.next()?;
@@ -817,7 +948,9 @@ pub(crate) async fn most_active_threads<C: ConnectionTrait>(
         let n: i64 = c.next()?;
         let users: i64 = c.next()?;
         let latest: Option<i64> = c.next()?;
-        Ok((|| Ok((decode_key(ws, &ch, &ts)?, u32_of(n), u32_of(users), latest)))())
+        Ok((|| {
+            Ok((decode_key(ws, &ch, &ts)?, u32_of(n), u32_of(users), latest))
+        })())
     })
     .await?;
     // The newest reply's ts as Slack wrote it (the aggregate only knows its microseconds).
@@ -825,15 +958,21 @@ pub(crate) async fn most_active_threads<C: ConnectionTrait>(
     for (parent, n, users, latest) in threads {
         let latest_reply = match latest {
             Some(micros) => {
-                let mut q = Sql::new("SELECT m.ts FROM message_metadata m WHERE m.is_reply AND m.workspace_id = ");
+                let mut q = Sql::new(
+                    "SELECT m.ts FROM message_metadata m WHERE m.is_reply AND m.workspace_id = ",
+                );
                 base(&mut q, ws, o, "m");
                 q.push(" AND m.channel_id = ").bind(parent.channel.as_str());
                 q.push(" AND m.thread_ts = ").bind(parent.ts.as_str());
                 q.push(" AND m.ts_micros = ").bind(micros);
                 q.push(" ORDER BY m.ts DESC");
-                let ts = rows(conn, be, "finding a thread's latest reply", q, |c| Ok(parse_ts(&c.next::<String>()?)))
-                    .await?;
-                ts.into_iter().max().or_else(|| Some(Ts::from_micros(micros)))
+                let ts = rows(conn, be, "finding a thread's latest reply", q, |c| {
+                    Ok(parse_ts(&c.next::<String>()?))
+                })
+                .await?;
+                ts.into_iter()
+                    .max()
+                    .or_else(|| Some(Ts::from_micros(micros)))
             }
             None => None,
         };
@@ -858,7 +997,8 @@ pub(crate) async fn top_links<C: ConnectionTrait>(
          (SELECT DISTINCT l.url, l.domain, l.channel_id, l.ts FROM links l WHERE l.workspace_id = ",
     );
     base(&mut q, ws, o, "l");
-    q.push(") d GROUP BY d.url ORDER BY COUNT(*) DESC, d.url LIMIT ").bind(limit_of(o.limit));
+    q.push(") d GROUP BY d.url ORDER BY COUNT(*) DESC, d.url LIMIT ")
+        .bind(limit_of(o.limit));
     rows(conn, be, "finding the top links", q, |c| {
         Ok(Ok(LinkCount {
             url: c.next()?,
@@ -877,7 +1017,8 @@ pub(crate) async fn top_domains<C: ConnectionTrait>(
 ) -> Result<Vec<DomainCount>> {
     let mut q = Sql::new("SELECT l.domain, COUNT(*) FROM links l WHERE l.workspace_id = ");
     base(&mut q, ws, o, "l");
-    q.push(" GROUP BY l.domain ORDER BY COUNT(*) DESC, l.domain LIMIT ").bind(limit_of(o.limit));
+    q.push(" GROUP BY l.domain ORDER BY COUNT(*) DESC, l.domain LIMIT ")
+        .bind(limit_of(o.limit));
     rows(conn, be, "finding the top domains", q, |c| {
         Ok(Ok(DomainCount {
             domain: c.next()?,
@@ -895,7 +1036,8 @@ pub(crate) async fn channel_activity<C: ConnectionTrait>(
 ) -> Result<Vec<ChannelActivity>> {
     let mut q = Sql::new("SELECT m.channel_id, COUNT(*), COUNT(DISTINCT m.user_id) FROM message_metadata m WHERE m.workspace_id = ");
     base(&mut q, ws, o, "m");
-    q.push(" GROUP BY m.channel_id ORDER BY COUNT(*) DESC, m.channel_id LIMIT ").bind(limit_of(o.limit));
+    q.push(" GROUP BY m.channel_id ORDER BY COUNT(*) DESC, m.channel_id LIMIT ")
+        .bind(limit_of(o.limit));
     rows(conn, be, "computing channel activity", q, |c| {
         let ch: String = c.next()?;
         let messages: i64 = c.next()?;
@@ -922,7 +1064,8 @@ pub(crate) async fn user_activity<C: ConnectionTrait>(
          WHERE m.user_id IS NOT NULL AND m.workspace_id = ",
     );
     base(&mut q, ws, o, "m");
-    q.push(" GROUP BY m.user_id ORDER BY COUNT(*) DESC, m.user_id LIMIT ").bind(limit_of(o.limit));
+    q.push(" GROUP BY m.user_id ORDER BY COUNT(*) DESC, m.user_id LIMIT ")
+        .bind(limit_of(o.limit));
     rows(conn, be, "computing user activity", q, |c| {
         let u: String = c.next()?;
         let messages: i64 = c.next()?;

@@ -47,7 +47,10 @@ impl Sql {
     }
 
     /// Appends `$a, $b, …` bound to `vs` (at least one value must be given by the caller).
-    pub(crate) fn bind_list<V: Into<Value>>(&mut self, vs: impl IntoIterator<Item = V>) -> &mut Self {
+    pub(crate) fn bind_list<V: Into<Value>>(
+        &mut self,
+        vs: impl IntoIterator<Item = V>,
+    ) -> &mut Self {
         for (i, v) in vs.into_iter().enumerate() {
             if i > 0 {
                 self.sql.push_str(", ");
@@ -81,8 +84,43 @@ impl Sql {
     }
 
     pub(crate) fn stmt(self, backend: DatabaseBackend) -> Statement {
-        Statement::from_sql_and_values(backend, self.sql, self.values)
+        Statement::from_sql_and_values(backend, placeholders_for(backend, self.sql), self.values)
     }
+}
+
+/// Placeholders for `backend`. PostgreSQL gets `$n`. SQLite gets anonymous `?`: it accepts `$n`,
+/// but looks named and numbered parameters up by a linear scan (when parsing, and in
+/// `sqlite3_bind_parameter_name`, which sqlx calls per parameter), so a statement with thousands
+/// of them costs quadratic time; anonymous ones cost constant time. Every statement built here
+/// binds its values in the order their placeholders appear, each once, so `?` is equivalent.
+fn placeholders_for(backend: DatabaseBackend, sql: String) -> String {
+    if backend != DatabaseBackend::Sqlite {
+        return sql;
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    let mut chars = sql.chars().peekable();
+    let mut expected = 1usize;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '$' if !quoted && chars.peek().is_some_and(|d| d.is_ascii_digit()) => {
+                let mut n = 0usize;
+                while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                    n = n * 10 + d as usize;
+                    chars.next();
+                }
+                debug_assert_eq!(n, expected, "placeholders appear in bind order, each once");
+                expected += 1;
+                out.push('?');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// How many keys a `bind_keys` statement may carry next to `extra` other parameters.
@@ -103,6 +141,7 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
         return Ok(0);
     }
     let backend = conn.get_database_backend();
+    let anonymous = backend == DatabaseBackend::Sqlite;
     let per = (max_params(backend) / ncols).clamp(1, MAX_ROWS_PER_STATEMENT);
     let mut affected = 0;
     let mut rows = rows.into_iter().peekable();
@@ -122,13 +161,17 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
                     sql.push_str(", ");
                 }
                 values.push(v);
-                sql.push('$');
-                sql.push_str(&values.len().to_string());
+                if anonymous {
+                    sql.push('?');
+                } else {
+                    sql.push('$');
+                    sql.push_str(&values.len().to_string());
+                }
             }
             sql.push(')');
         }
         sql.push(' ');
-        sql.push_str(tail);
+        sql.push_str(&placeholders_for(backend, tail.to_string()));
         let res = conn
             .execute(Statement::from_sql_and_values(backend, sql, values))
             .await?;
@@ -169,4 +212,22 @@ pub(crate) fn s(s: &str) -> Value {
 /// An optional i64 as a bindable value.
 pub(crate) fn opt_i64(v: Option<i64>) -> Value {
     Value::BigInt(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_gets_anonymous_placeholders_outside_strings() {
+        let sql = "SELECT '$1', $1, a || ':' || $2 FROM t WHERE x = $3".to_string();
+        assert_eq!(
+            placeholders_for(DatabaseBackend::Sqlite, sql.clone()),
+            "SELECT '$1', ?, a || ':' || ? FROM t WHERE x = ?"
+        );
+        assert_eq!(
+            placeholders_for(DatabaseBackend::Postgres, sql.clone()),
+            sql
+        );
+    }
 }

@@ -10,12 +10,17 @@ use chatvault_core::{
     ClaimRequest, ContentIndexEntry, DomainCount, Error, FailOutcome, Installation, LinkCount,
     LinkQuery, MessageDetails, MessageFilter, MessageKey, MetadataStore, OutboxEntry,
     OutboxFailure, OutboxId, OutboxStats, PageRequest, ProcessingQueueEntry, ReactedMessage,
-    Result, RetryPolicy, SharedLink, SyncStatus, Team, TeamId, ThreadActivity, User,
-    UserActivity, UserId, Workspace, WorkspaceId, WorkspaceStats, WriteBatch,
+    Result, RetryPolicy, SharedLink, SyncStatus, Team, TeamId, ThreadActivity, User, UserActivity,
+    UserId, Workspace, WorkspaceId, WorkspaceStats, WriteBatch,
 };
 use chrono::Utc;
-use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sea_orm::{ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, SqlxSqliteConnector, TransactionTrait};
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sea_orm::{
+    ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    SqlxSqliteConnector, TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -175,7 +180,9 @@ impl SqlMetadataStore {
     /// # Errors
     /// `Backend`/`Unavailable` when a migration fails.
     pub async fn migrate_up(&self) -> Result<()> {
-        Migrator::up(&self.db, None).await.db(self.backend, "running migrations")
+        Migrator::up(&self.db, None)
+            .await
+            .db(self.backend, "running migrations")
     }
 
     /// Reverts every migration: drops all of chatvault's tables (and their data).
@@ -183,7 +190,9 @@ impl SqlMetadataStore {
     /// # Errors
     /// `Backend`/`Unavailable` when a migration fails.
     pub async fn migrate_down(&self) -> Result<()> {
-        Migrator::down(&self.db, None).await.db(self.backend, "reverting migrations")
+        Migrator::down(&self.db, None)
+            .await
+            .db(self.backend, "reverting migrations")
     }
 
     /// The migration versions applied to the database, oldest first.
@@ -201,13 +210,28 @@ impl SqlMetadataStore {
             )),
         };
         let backend = self.db.get_database_backend();
-        if self.db.query_one(exists.stmt(backend)).await.db(be, "reading the schema version")?.is_none() {
+        if self
+            .db
+            .query_one(exists.stmt(backend))
+            .await
+            .db(be, "reading the schema version")?
+            .is_none()
+        {
             return Ok(Vec::new());
         }
-        let q = Sql::new(&format!("SELECT version FROM {MIGRATION_TABLE} ORDER BY version"));
-        let rows = self.db.query_all(q.stmt(backend)).await.db(be, "reading the schema version")?;
+        let q = Sql::new(&format!(
+            "SELECT version FROM {MIGRATION_TABLE} ORDER BY version"
+        ));
+        let rows = self
+            .db
+            .query_all(q.stmt(backend))
+            .await
+            .db(be, "reading the schema version")?;
         rows.iter()
-            .map(|r| r.try_get_by_index::<String>(0).db(be, "reading the schema version"))
+            .map(|r| {
+                r.try_get_by_index::<String>(0)
+                    .db(be, "reading the schema version")
+            })
             .collect()
     }
 
@@ -244,7 +268,11 @@ impl SqlMetadataStore {
 
     /// Serialises write batches of one workspace on PostgreSQL until the transaction ends (the
     /// read-then-write of `apply` must not interleave with another's). SQLite: the writer lock.
-    pub(crate) async fn lock_workspace(&self, txn: &DatabaseTransaction, ws: &WorkspaceId) -> Result<()> {
+    pub(crate) async fn lock_workspace(
+        &self,
+        txn: &DatabaseTransaction,
+        ws: &WorkspaceId,
+    ) -> Result<()> {
         if self.db.get_database_backend() == DatabaseBackend::Postgres {
             let mut q = Sql::new("SELECT pg_advisory_xact_lock(hashtextextended(");
             q.bind(ws.as_str()).push(", 7261))");
@@ -276,13 +304,22 @@ impl MetadataStore for SqlMetadataStore {
     }
 
     async fn upsert_workspace(&self, workspace: &Workspace) -> Result<()> {
-        check("workspace.name", &workspace.name, MAX_NAME, &workspace.id).map_err(|e| e.with_backend(self.backend))?;
+        check("workspace.name", &workspace.name, MAX_NAME, &workspace.id)
+            .map_err(|e| e.with_backend(self.backend))?;
         if let Some(d) = &workspace.domain {
-            check("workspace.domain", d, MAX_NAME, &workspace.id).map_err(|e| e.with_backend(self.backend))?;
+            check("workspace.domain", d, MAX_NAME, &workspace.id)
+                .map_err(|e| e.with_backend(self.backend))?;
         }
-        let created = workspace.created_at.unwrap_or_else(Utc::now).timestamp_micros();
-        let mut q = Sql::new("INSERT INTO workspaces (workspace_id, name, domain, created_at) VALUES (");
-        q.bind(workspace.id.as_str()).push(", ").bind(workspace.name.as_str()).push(", ");
+        let created = workspace
+            .created_at
+            .unwrap_or_else(Utc::now)
+            .timestamp_micros();
+        let mut q =
+            Sql::new("INSERT INTO workspaces (workspace_id, name, domain, created_at) VALUES (");
+        q.bind(workspace.id.as_str())
+            .push(", ")
+            .bind(workspace.name.as_str())
+            .push(", ");
         q.values.push(opt_str(workspace.domain.as_deref()));
         q.push(&format!("${}", q.values.len()));
         q.push(", ").bind(created);
@@ -296,7 +333,9 @@ impl MetadataStore for SqlMetadataStore {
     }
 
     async fn get_workspace(&self, id: &WorkspaceId) -> Result<Option<Workspace>> {
-        let mut q = Sql::new("SELECT workspace_id, name, domain, created_at FROM workspaces WHERE workspace_id = ");
+        let mut q = Sql::new(
+            "SELECT workspace_id, name, domain, created_at FROM workspaces WHERE workspace_id = ",
+        );
         q.bind(id.as_str());
         Ok(self.workspaces(q).await?.into_iter().next())
     }
@@ -312,13 +351,19 @@ impl MetadataStore for SqlMetadataStore {
         let be = self.backend;
         let backend = self.db.get_database_backend();
         let _w = self.writer_lock().await;
-        let txn = self.db.begin().await.db(be, "beginning a workspace delete")?;
+        let txn = self
+            .db
+            .begin()
+            .await
+            .db(be, "beginning a workspace delete")?;
         self.lock_workspace(&txn, id).await?;
         // Children before parents; message children cascade from message_metadata.
         for table in crate::migration::TABLES.iter().rev() {
             let mut q = Sql::new(&format!("DELETE FROM {table} WHERE workspace_id = "));
             q.bind(id.as_str());
-            txn.execute(q.stmt(backend)).await.db(be, "deleting a workspace")?;
+            txn.execute(q.stmt(backend))
+                .await
+                .db(be, "deleting a workspace")?;
         }
         txn.commit().await.db(be, "deleting a workspace")?;
         Ok(())
@@ -329,25 +374,39 @@ impl MetadataStore for SqlMetadataStore {
         let key = self.token_key()?;
         let team = inst.team.as_ref().map(|t| t.as_str()).unwrap_or("");
         for s in &inst.scopes {
-            check("installation.scope", s, MAX_NAME, &inst.workspace).map_err(|e| e.with_backend(be))?;
+            check("installation.scope", s, MAX_NAME, &inst.workspace)
+                .map_err(|e| e.with_backend(be))?;
         }
         let (nonce, ct) = key.seal(&inst.bot_token, &token_aad(&inst.workspace, team))?;
         let scopes = serde_json::to_string(&inst.scopes)
             .map_err(|e| Error::invalid_input(format!("installation scopes: {e}")))?;
         let _w = self.writer_lock().await;
         if !apply::workspace_exists(&self.db, be, &inst.workspace).await? {
-            return Err(Error::not_found(format!("workspace {} does not exist", inst.workspace))
-                .with_context("workspace", &inst.workspace)
-                .with_backend(be));
+            return Err(
+                Error::not_found(format!("workspace {} does not exist", inst.workspace))
+                    .with_context("workspace", &inst.workspace)
+                    .with_backend(be),
+            );
         }
         let mut q = Sql::new(
             "INSERT INTO installations (workspace_id, team_id, bot_user, token_nonce, token_ciphertext, scopes, installed_at) VALUES (",
         );
-        q.bind(inst.workspace.as_str()).push(", ").bind(team).push(", ");
-        q.values.push(opt_str(inst.bot_user.as_ref().map(|u| u.as_str())));
+        q.bind(inst.workspace.as_str())
+            .push(", ")
+            .bind(team)
+            .push(", ");
+        q.values
+            .push(opt_str(inst.bot_user.as_ref().map(|u| u.as_str())));
         q.push(&format!("${}, ", q.values.len()));
-        q.bind(nonce).push(", ").bind(ct).push(", ").bind(scopes).push(", ");
-        q.values.push(crate::sql::opt_i64(inst.installed_at.map(|t| t.timestamp_micros())));
+        q.bind(nonce)
+            .push(", ")
+            .bind(ct)
+            .push(", ")
+            .bind(scopes)
+            .push(", ");
+        q.values.push(crate::sql::opt_i64(
+            inst.installed_at.map(|t| t.timestamp_micros()),
+        ));
         q.push(&format!("${}", q.values.len()));
         q.push(
             ") ON CONFLICT (workspace_id, team_id) DO UPDATE SET bot_user = excluded.bot_user, \
@@ -361,7 +420,11 @@ impl MetadataStore for SqlMetadataStore {
         Ok(())
     }
 
-    async fn get_installation(&self, workspace: &WorkspaceId, team: Option<TeamId>) -> Result<Option<Installation>> {
+    async fn get_installation(
+        &self,
+        workspace: &WorkspaceId,
+        team: Option<TeamId>,
+    ) -> Result<Option<Installation>> {
         let be = self.backend;
         let key = self.token_key()?;
         let mut q = Sql::new(
@@ -385,7 +448,9 @@ impl MetadataStore for SqlMetadataStore {
             (Some(_), _) => rows.first(),
             // No team asked for: the one without a team, else the only one.
             (None, 1) => rows.first(),
-            (None, _) => rows.iter().find(|r| r.try_get_by_index::<String>(0).is_ok_and(|t| t.is_empty())),
+            (None, _) => rows
+                .iter()
+                .find(|r| r.try_get_by_index::<String>(0).is_ok_and(|t| t.is_empty())),
         };
         let Some(row) = row else { return Ok(None) };
         let mut c = crate::sql::Cols::new(row);
@@ -398,14 +463,29 @@ impl MetadataStore for SqlMetadataStore {
         let token = key
             .open(&nonce, &ct, &token_aad(workspace, &team_id))
             .map_err(|e| e.with_backend(be).with_context("workspace", workspace))?;
-        let bad = |what: &str, e: Error| Error::backend_error(format!("stored installation {what} is invalid: {}", e.message())).with_backend(be);
+        let bad = |what: &str, e: Error| {
+            Error::backend_error(format!(
+                "stored installation {what} is invalid: {}",
+                e.message()
+            ))
+            .with_backend(be)
+        };
         Ok(Some(Installation {
             workspace: workspace.clone(),
-            team: if team_id.is_empty() { None } else { Some(TeamId::new(team_id).map_err(|e| bad("team", e))?) },
-            bot_user: bot_user.map(UserId::new).transpose().map_err(|e| bad("bot user", e))?,
+            team: if team_id.is_empty() {
+                None
+            } else {
+                Some(TeamId::new(team_id).map_err(|e| bad("team", e))?)
+            },
+            bot_user: bot_user
+                .map(UserId::new)
+                .transpose()
+                .map_err(|e| bad("bot user", e))?,
             bot_token: token,
-            scopes: serde_json::from_str(&scopes)
-                .map_err(|e| Error::backend_error(format!("stored installation scopes are invalid: {e}")).with_backend(be))?,
+            scopes: serde_json::from_str(&scopes).map_err(|e| {
+                Error::backend_error(format!("stored installation scopes are invalid: {e}"))
+                    .with_backend(be)
+            })?,
             installed_at: read::time_of(installed_at),
         }))
     }
@@ -417,7 +497,8 @@ impl MetadataStore for SqlMetadataStore {
     async fn forget_content(&self, workspace: &WorkspaceId, keys: &[MessageKey]) -> Result<u64> {
         let be = self.backend;
         for k in keys {
-            k.ensure_workspace(workspace).map_err(|e| e.with_backend(be))?;
+            k.ensure_workspace(workspace)
+                .map_err(|e| e.with_backend(be))?;
         }
         let backend = self.db.get_database_backend();
         let _w = self.writer_lock().await;
@@ -425,17 +506,35 @@ impl MetadataStore for SqlMetadataStore {
         for chunk in keys.chunks(crate::sql::key_chunk(backend, 1)) {
             let mut q = Sql::new("UPDATE message_metadata SET content_hash = NULL, content_id = NULL WHERE workspace_id = ");
             q.bind(workspace.as_str()).push(" AND ");
-            q.bind_keys("channel_id", "ts", chunk.iter().map(|k| (&k.channel, &k.ts)));
-            n += self.db.execute(q.stmt(backend)).await.db(be, "forgetting content")?.rows_affected();
+            q.bind_keys(
+                "channel_id",
+                "ts",
+                chunk.iter().map(|k| (&k.channel, &k.ts)),
+            );
+            n += self
+                .db
+                .execute(q.stmt(backend))
+                .await
+                .db(be, "forgetting content")?
+                .rows_affected();
         }
         Ok(n)
     }
 
-    async fn get_messages(&self, workspace: &WorkspaceId, keys: &[MessageKey]) -> Result<Vec<MessageDetails>> {
+    async fn get_messages(
+        &self,
+        workspace: &WorkspaceId,
+        keys: &[MessageKey],
+    ) -> Result<Vec<MessageDetails>> {
         read::get_messages(&self.db, self.backend, workspace, keys).await
     }
 
-    async fn filter_messages(&self, workspace: &WorkspaceId, filter: &MessageFilter, page: &PageRequest) -> Result<Vec<MessageKey>> {
+    async fn filter_messages(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &MessageFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<MessageKey>> {
         read::filter_messages(&self.db, self.backend, workspace, filter, page).await
     }
 
@@ -443,7 +542,11 @@ impl MetadataStore for SqlMetadataStore {
         read::count_messages(&self.db, self.backend, workspace, filter).await
     }
 
-    async fn get_channel(&self, workspace: &WorkspaceId, channel: &ChannelId) -> Result<Option<Channel>> {
+    async fn get_channel(
+        &self,
+        workspace: &WorkspaceId,
+        channel: &ChannelId,
+    ) -> Result<Option<Channel>> {
         read::get_channel(&self.db, self.backend, workspace, channel).await
     }
 
@@ -451,11 +554,19 @@ impl MetadataStore for SqlMetadataStore {
         read::list_channels(&self.db, self.backend, workspace).await
     }
 
-    async fn channel_members(&self, workspace: &WorkspaceId, channel: &ChannelId) -> Result<Vec<UserId>> {
+    async fn channel_members(
+        &self,
+        workspace: &WorkspaceId,
+        channel: &ChannelId,
+    ) -> Result<Vec<UserId>> {
         read::channel_members(&self.db, self.backend, workspace, channel).await
     }
 
-    async fn user_channels(&self, workspace: &WorkspaceId, user: &UserId) -> Result<Vec<ChannelId>> {
+    async fn user_channels(
+        &self,
+        workspace: &WorkspaceId,
+        user: &UserId,
+    ) -> Result<Vec<ChannelId>> {
         read::user_channels(&self.db, self.backend, workspace, user).await
     }
 
@@ -471,11 +582,19 @@ impl MetadataStore for SqlMetadataStore {
         read::list_teams(&self.db, self.backend, workspace).await
     }
 
-    async fn list_bookmarks(&self, workspace: &WorkspaceId, channel: Option<ChannelId>) -> Result<Vec<Bookmark>> {
+    async fn list_bookmarks(
+        &self,
+        workspace: &WorkspaceId,
+        channel: Option<ChannelId>,
+    ) -> Result<Vec<Bookmark>> {
         read::list_bookmarks(&self.db, self.backend, workspace, channel.as_ref()).await
     }
 
-    async fn thread_participants(&self, workspace: &WorkspaceId, parent: &MessageKey) -> Result<Vec<UserId>> {
+    async fn thread_participants(
+        &self,
+        workspace: &WorkspaceId,
+        parent: &MessageKey,
+    ) -> Result<Vec<UserId>> {
         read::thread_participants(&self.db, self.backend, workspace, parent).await
     }
 
@@ -483,7 +602,11 @@ impl MetadataStore for SqlMetadataStore {
         read::list_sync_status(&self.db, self.backend, workspace).await
     }
 
-    async fn list_processing_queue(&self, workspace: &WorkspaceId, status: Option<String>) -> Result<Vec<ProcessingQueueEntry>> {
+    async fn list_processing_queue(
+        &self,
+        workspace: &WorkspaceId,
+        status: Option<String>,
+    ) -> Result<Vec<ProcessingQueueEntry>> {
         read::list_processing_queue(&self.db, self.backend, workspace, status.as_deref()).await
     }
 
@@ -495,35 +618,67 @@ impl MetadataStore for SqlMetadataStore {
         read::stats(&self.db, self.backend, workspace).await
     }
 
-    async fn content_index(&self, workspace: &WorkspaceId, page: &PageRequest) -> Result<Vec<ContentIndexEntry>> {
+    async fn content_index(
+        &self,
+        workspace: &WorkspaceId,
+        page: &PageRequest,
+    ) -> Result<Vec<ContentIndexEntry>> {
         read::content_index(&self.db, self.backend, workspace, page).await
     }
 
-    async fn most_reacted(&self, workspace: &WorkspaceId, options: &AggregateOptions) -> Result<Vec<ReactedMessage>> {
+    async fn most_reacted(
+        &self,
+        workspace: &WorkspaceId,
+        options: &AggregateOptions,
+    ) -> Result<Vec<ReactedMessage>> {
         read::most_reacted(&self.db, self.backend, workspace, options).await
     }
 
-    async fn most_active_threads(&self, workspace: &WorkspaceId, options: &AggregateOptions) -> Result<Vec<ThreadActivity>> {
+    async fn most_active_threads(
+        &self,
+        workspace: &WorkspaceId,
+        options: &AggregateOptions,
+    ) -> Result<Vec<ThreadActivity>> {
         read::most_active_threads(&self.db, self.backend, workspace, options).await
     }
 
-    async fn top_links(&self, workspace: &WorkspaceId, options: &AggregateOptions) -> Result<Vec<LinkCount>> {
+    async fn top_links(
+        &self,
+        workspace: &WorkspaceId,
+        options: &AggregateOptions,
+    ) -> Result<Vec<LinkCount>> {
         read::top_links(&self.db, self.backend, workspace, options).await
     }
 
-    async fn top_domains(&self, workspace: &WorkspaceId, options: &AggregateOptions) -> Result<Vec<DomainCount>> {
+    async fn top_domains(
+        &self,
+        workspace: &WorkspaceId,
+        options: &AggregateOptions,
+    ) -> Result<Vec<DomainCount>> {
         read::top_domains(&self.db, self.backend, workspace, options).await
     }
 
-    async fn channel_activity(&self, workspace: &WorkspaceId, options: &AggregateOptions) -> Result<Vec<ChannelActivity>> {
+    async fn channel_activity(
+        &self,
+        workspace: &WorkspaceId,
+        options: &AggregateOptions,
+    ) -> Result<Vec<ChannelActivity>> {
         read::channel_activity(&self.db, self.backend, workspace, options).await
     }
 
-    async fn user_activity(&self, workspace: &WorkspaceId, options: &AggregateOptions) -> Result<Vec<UserActivity>> {
+    async fn user_activity(
+        &self,
+        workspace: &WorkspaceId,
+        options: &AggregateOptions,
+    ) -> Result<Vec<UserActivity>> {
         read::user_activity(&self.db, self.backend, workspace, options).await
     }
 
-    async fn list_links(&self, workspace: &WorkspaceId, query: &LinkQuery) -> Result<Vec<SharedLink>> {
+    async fn list_links(
+        &self,
+        workspace: &WorkspaceId,
+        query: &LinkQuery,
+    ) -> Result<Vec<SharedLink>> {
         read::list_links(&self.db, self.backend, workspace, query).await
     }
 
@@ -535,15 +690,27 @@ impl MetadataStore for SqlMetadataStore {
         outbox::ack(self, ids).await
     }
 
-    async fn fail_outbox(&self, failures: &[OutboxFailure], policy: &RetryPolicy) -> Result<Vec<FailOutcome>> {
+    async fn fail_outbox(
+        &self,
+        failures: &[OutboxFailure],
+        policy: &RetryPolicy,
+    ) -> Result<Vec<FailOutcome>> {
         outbox::fail(self, failures, policy).await
     }
 
-    async fn dead_letters(&self, workspace: Option<WorkspaceId>, limit: usize) -> Result<Vec<OutboxEntry>> {
+    async fn dead_letters(
+        &self,
+        workspace: Option<WorkspaceId>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>> {
         outbox::dead_letters(self, workspace.as_ref(), limit).await
     }
 
-    async fn requeue_dead_letters(&self, workspace: Option<WorkspaceId>, ids: Option<Vec<OutboxId>>) -> Result<u64> {
+    async fn requeue_dead_letters(
+        &self,
+        workspace: Option<WorkspaceId>,
+        ids: Option<Vec<OutboxId>>,
+    ) -> Result<u64> {
         outbox::requeue(self, workspace.as_ref(), ids.as_deref()).await
     }
 
@@ -568,7 +735,9 @@ impl SqlMetadataStore {
             let domain: Option<String> = c.next().db(be, "loading workspaces")?;
             let created: i64 = c.next().db(be, "loading workspaces")?;
             out.push(Workspace {
-                id: WorkspaceId::new(id).map_err(|e| Error::backend_error(format!("stored workspace id is invalid: {}", e.message())))?,
+                id: WorkspaceId::new(id).map_err(|e| {
+                    Error::backend_error(format!("stored workspace id is invalid: {}", e.message()))
+                })?,
                 name,
                 domain,
                 created_at: read::time_of(Some(created)),
@@ -577,4 +746,3 @@ impl SqlMetadataStore {
         Ok(out)
     }
 }
-

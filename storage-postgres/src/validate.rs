@@ -32,7 +32,9 @@ fn check_opt(field: &str, value: Option<&str>, max: usize, key: impl Display) ->
 }
 
 fn check_json(field: &str, value: &serde_json::Value, key: impl Display) -> Result<()> {
-    let len = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
+    let len = serde_json::to_vec(value)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if len > MAX_JSON {
         return Err(Error::invalid_input(format!(
             "{field} is {len} bytes of JSON, more than the {MAX_JSON} allowed"
@@ -52,7 +54,12 @@ pub(crate) fn validate_batch(b: &WriteBatch) -> Result<()> {
     for u in &b.users {
         check("user.name", &u.name, MAX_NAME, &u.id)?;
         check_opt("user.real_name", u.real_name.as_deref(), MAX_NAME, &u.id)?;
-        check_opt("user.display_name", u.display_name.as_deref(), MAX_NAME, &u.id)?;
+        check_opt(
+            "user.display_name",
+            u.display_name.as_deref(),
+            MAX_NAME,
+            &u.id,
+        )?;
         check_opt("user.tz", u.tz.as_deref(), MAX_NAME, &u.id)?;
     }
     for c in &b.channels {
@@ -93,8 +100,18 @@ pub(crate) fn validate_batch(b: &WriteBatch) -> Result<()> {
     }
     for x in &b.sync_status {
         check("sync_status.source", &x.source, MAX_NAME, &x.channel)?;
-        check_opt("sync_status.cursor", x.cursor.as_deref(), MAX_LONG, &x.channel)?;
-        check_opt("sync_status.error", x.error.as_deref(), MAX_LONG, &x.channel)?;
+        check_opt(
+            "sync_status.cursor",
+            x.cursor.as_deref(),
+            MAX_LONG,
+            &x.channel,
+        )?;
+        check_opt(
+            "sync_status.error",
+            x.error.as_deref(),
+            MAX_LONG,
+            &x.channel,
+        )?;
     }
     for q in &b.processing_queue {
         check("processing_queue.id", &q.id, MAX_NAME, &q.id)?;

@@ -17,31 +17,145 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 const TEXT_COLUMNS: &[(&str, &[&str])] = &[
     ("workspaces", &["workspace_id", "name", "domain"]),
     // token_* are AES-GCM ciphertext and nonce; scopes a JSON list of OAuth scope names
-    ("installations", &["workspace_id", "team_id", "bot_user", "token_nonce", "token_ciphertext", "scopes"]),
+    (
+        "installations",
+        &[
+            "workspace_id",
+            "team_id",
+            "bot_user",
+            "token_nonce",
+            "token_ciphertext",
+            "scopes",
+        ],
+    ),
     ("teams", &["workspace_id", "team_id", "name", "domain"]),
-    ("users", &["workspace_id", "user_id", "team_id", "name", "real_name", "display_name", "tz"]),
+    (
+        "users",
+        &[
+            "workspace_id",
+            "user_id",
+            "team_id",
+            "name",
+            "real_name",
+            "display_name",
+            "tz",
+        ],
+    ),
     // topic and purpose are channel descriptions set in channel settings, not messages
-    ("channels", &["workspace_id", "channel_id", "name", "kind", "topic", "purpose", "creator"]),
-    ("channel_members", &["workspace_id", "channel_id", "user_id"]),
+    (
+        "channels",
+        &[
+            "workspace_id",
+            "channel_id",
+            "name",
+            "kind",
+            "topic",
+            "purpose",
+            "creator",
+        ],
+    ),
+    (
+        "channel_members",
+        &["workspace_id", "channel_id", "user_id"],
+    ),
     // content_id is `channel:ts`, content_hash a blake3 hex digest
     (
         "message_metadata",
-        &["workspace_id", "channel_id", "ts", "user_id", "bot_id", "thread_ts", "latest_reply", "subtype", "edited", "content_id", "content_hash"],
+        &[
+            "workspace_id",
+            "channel_id",
+            "ts",
+            "user_id",
+            "bot_id",
+            "thread_ts",
+            "latest_reply",
+            "subtype",
+            "edited",
+            "content_id",
+            "content_hash",
+        ],
     ),
     ("message_tombstones", &["workspace_id", "channel_id", "ts"]),
     // users: a JSON list of user ids
-    ("reactions", &["workspace_id", "channel_id", "ts", "name", "users"]),
+    (
+        "reactions",
+        &["workspace_id", "channel_id", "ts", "name", "users"],
+    ),
     // title: an unfurl's page title or a link label
-    ("links", &["workspace_id", "channel_id", "ts", "url", "domain", "source", "title"]),
-    ("files", &["workspace_id", "channel_id", "ts", "file_id", "name", "title", "mimetype", "filetype", "url_private", "permalink"]),
-    ("thread_participants", &["workspace_id", "channel_id", "thread_ts", "user_id"]),
-    ("bookmarks", &["workspace_id", "bookmark_id", "channel_id", "title", "link", "emoji"]),
-    ("sync_status", &["workspace_id", "channel_id", "source", "cursor", "oldest_ts", "latest_ts", "state", "error"]),
+    (
+        "links",
+        &[
+            "workspace_id",
+            "channel_id",
+            "ts",
+            "url",
+            "domain",
+            "source",
+            "title",
+        ],
+    ),
+    (
+        "files",
+        &[
+            "workspace_id",
+            "channel_id",
+            "ts",
+            "file_id",
+            "name",
+            "title",
+            "mimetype",
+            "filetype",
+            "url_private",
+            "permalink",
+        ],
+    ),
+    (
+        "thread_participants",
+        &["workspace_id", "channel_id", "thread_ts", "user_id"],
+    ),
+    (
+        "bookmarks",
+        &[
+            "workspace_id",
+            "bookmark_id",
+            "channel_id",
+            "title",
+            "link",
+            "emoji",
+        ],
+    ),
+    (
+        "sync_status",
+        &[
+            "workspace_id",
+            "channel_id",
+            "source",
+            "cursor",
+            "oldest_ts",
+            "latest_ts",
+            "state",
+            "error",
+        ],
+    ),
     // payload: a job's parameters (channel ids, dates), written by bots
-    ("processing_queue", &["workspace_id", "job_id", "kind", "payload", "status"]),
+    (
+        "processing_queue",
+        &["workspace_id", "job_id", "kind", "payload", "status"],
+    ),
     ("bot_config", &["workspace_id", "config_key", "value"]),
     // payload carries message text until the relay acks the row, which deletes it
-    ("outbox", &["workspace_id", "channel_id", "ts", "op", "payload", "last_error", "lease_owner"]),
+    (
+        "outbox",
+        &[
+            "workspace_id",
+            "channel_id",
+            "ts",
+            "op",
+            "payload",
+            "last_error",
+            "lease_owner",
+        ],
+    ),
     ("seaql_migrations", &["version"]),
 ];
 
@@ -65,7 +179,12 @@ async fn text_columns(store: &SqlMetadataStore) -> Vec<(String, String)> {
         .await
         .unwrap()
         .iter()
-        .map(|r| (r.try_get_by_index(0).unwrap(), r.try_get_by_index(1).unwrap()))
+        .map(|r| {
+            (
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -78,15 +197,25 @@ async fn no_column_holds_message_text(db: &Db) {
             .iter()
             .find(|(t, _)| t == table)
             .is_some_and(|(_, cs)| cs.contains(&col.as_str()));
-        assert!(allowed, "{table}.{col} is a text column nobody reviewed: could it hold message text?");
+        assert!(
+            allowed,
+            "{table}.{col} is a text column nobody reviewed: could it hold message text?"
+        );
     }
     for t in TABLES {
-        assert!(cols.iter().any(|(table, c)| table == t && c == "workspace_id"), "{t} has workspace_id");
+        assert!(
+            cols.iter()
+                .any(|(table, c)| table == t && c == "workspace_id"),
+            "{t} has workspace_id"
+        );
     }
 
     // And the data: after delivery, the text is nowhere in the database.
     let ws = WorkspaceId::new("T1").unwrap();
-    store.upsert_workspace(&Workspace::new(ws.clone(), "Acme")).await.unwrap();
+    store
+        .upsert_workspace(&Workspace::new(ws.clone(), "Acme"))
+        .await
+        .unwrap();
     let key = MessageKey::parse("T1", "C1", "1.0").unwrap();
     let meta = MessageMeta::new(key.clone());
     let mut rec = MessageRecord::new(meta.clone());
@@ -99,10 +228,20 @@ async fn no_column_holds_message_text(db: &Db) {
     let mut b = WriteBatch::new(ws.clone());
     b.messages.push(rec);
     store.apply(b).await.unwrap();
-    assert!(count_marker(&store, &cols).await > 0, "the outbox carries the text until acked");
+    assert!(
+        count_marker(&store, &cols).await > 0,
+        "the outbox carries the text until acked"
+    );
     let got = store.claim_outbox(&ClaimRequest::default()).await.unwrap();
-    store.ack_outbox(&got.iter().map(|e| e.id).collect::<Vec<_>>()).await.unwrap();
-    assert_eq!(count_marker(&store, &cols).await, 0, "message text left in the database after ack");
+    store
+        .ack_outbox(&got.iter().map(|e| e.id).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(
+        count_marker(&store, &cols).await,
+        0,
+        "message text left in the database after ack"
+    );
 }
 on_both!(no_message_text_columns, no_column_holds_message_text);
 
@@ -110,7 +249,8 @@ async fn count_marker(store: &SqlMetadataStore, cols: &[(String, String)]) -> i6
     let c = store.connection();
     let mut n = 0;
     for (table, col) in cols {
-        let sql = format!("SELECT COUNT(*) FROM {table} WHERE CAST({col} AS TEXT) LIKE '%zebra-marker%'");
+        let sql =
+            format!("SELECT COUNT(*) FROM {table} WHERE CAST({col} AS TEXT) LIKE '%zebra-marker%'");
         let row = c
             .query_one(Statement::from_string(c.get_database_backend(), sql))
             .await
@@ -123,19 +263,33 @@ async fn count_marker(store: &SqlMetadataStore, cols: &[(String, String)]) -> i6
 
 async fn migrations_up_down_up(db: &Db) {
     let store = db.store().await;
-    assert_eq!(store.applied_migrations().await.unwrap(), vec!["m0001_initial".to_string()]);
+    assert_eq!(
+        store.applied_migrations().await.unwrap(),
+        vec!["m0001_initial".to_string()]
+    );
     let ws = WorkspaceId::new("T1").unwrap();
-    store.upsert_workspace(&Workspace::new(ws.clone(), "Acme")).await.unwrap();
+    store
+        .upsert_workspace(&Workspace::new(ws.clone(), "Acme"))
+        .await
+        .unwrap();
     store.migrate_down().await.unwrap();
     assert!(store.applied_migrations().await.unwrap().is_empty());
     assert!(store.get_workspace(&ws).await.is_err(), "tables are gone");
     store.migrate_up().await.unwrap();
     assert!(store.get_workspace(&ws).await.unwrap().is_none());
-    store.upsert_workspace(&Workspace::new(ws.clone(), "Acme")).await.unwrap();
+    store
+        .upsert_workspace(&Workspace::new(ws.clone(), "Acme"))
+        .await
+        .unwrap();
     assert_eq!(store.list_workspaces().await.unwrap().len(), 1);
     drop(store);
     // a second connect finds the schema current and migrates nothing
-    let again = db.store_with(ConnectOptions { run_migrations: false, ..common::options() }).await;
+    let again = db
+        .store_with(ConnectOptions {
+            run_migrations: false,
+            ..common::options()
+        })
+        .await;
     assert_eq!(again.list_workspaces().await.unwrap().len(), 1);
 }
 on_both!(migrations, migrations_up_down_up);
@@ -150,7 +304,9 @@ async fn newer_schema_is_refused(db: &Db) {
     .await
     .unwrap();
     drop(store);
-    let e = SqlMetadataStore::connect(db.url(), common::options()).await.unwrap_err();
+    let e = SqlMetadataStore::connect(db.url(), common::options())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(e.to_string().contains("m9999_from_the_future"), "{e}");
 }
@@ -159,15 +315,23 @@ on_both!(newer_schema, newer_schema_is_refused);
 #[tokio::test]
 async fn out_of_date_schema_without_migrations_is_refused() {
     let db = common::sqlite();
-    let e = SqlMetadataStore::connect(db.url(), ConnectOptions { run_migrations: false, ..Default::default() })
-        .await
-        .unwrap_err();
+    let e = SqlMetadataStore::connect(
+        db.url(),
+        ConnectOptions {
+            run_migrations: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
 }
 
 #[tokio::test]
 async fn bad_urls_are_rejected_clearly() {
-    let e = SqlMetadataStore::connect("mysql://x", ConnectOptions::default()).await.unwrap_err();
+    let e = SqlMetadataStore::connect("mysql://x", ConnectOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains("mysql"));
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use chatvault_core::{
     AggregateOptions, Channel, ChannelId, ChannelKind, ClaimRequest, ContentAttributes, ErrorKind,
     FailOutcome, Installation, Link, LinkQuery, LinkSource, MessageContent, MessageFilter,
-    MessageKey, MessageMeta, MessageRecord, MetadataStore, OutboxFailure, PageRequest,
-    Reaction, ReactionChange, RetryPolicy, SecretString, TeamId, ThreadFilter, Ts, UserId,
-    Workspace, WorkspaceId, WriteBatch,
+    MessageKey, MessageMeta, MessageRecord, MetadataStore, OutboxFailure, PageRequest, Reaction,
+    ReactionChange, RetryPolicy, SecretString, TeamId, ThreadFilter, Ts, UserId, Workspace,
+    WorkspaceId, WriteBatch,
 };
 use chatvault_storage_postgres::{ConnectOptions, SqlMetadataStore, TokenKey};
 use common::Db;
@@ -68,9 +68,17 @@ async fn raw_count(store: &SqlMetadataStore, table: &str) -> i64 {
 async fn apply_writes_and_reads_back(db: &Db) {
     let store = setup(db).await;
     let mut b = WriteBatch::new(ws());
-    b.channels.push(Channel::new(ChannelId::new("C1").unwrap(), "general", ChannelKind::Public));
+    b.channels.push(Channel::new(
+        ChannelId::new("C1").unwrap(),
+        "general",
+        ChannelKind::Public,
+    ));
     let mut m = record("C1", "100.000001", "U1", Some("deploy failed"));
-    m.reactions = vec![Reaction { name: "tada".into(), users: vec![uid("U2"), uid("U3")], count: 2 }];
+    m.reactions = vec![Reaction {
+        name: "tada".into(),
+        users: vec![uid("U2"), uid("U3")],
+        count: 2,
+    }];
     m.meta.reaction_count = 2;
     m.meta.has_reactions = true;
     m.links = vec![
@@ -86,7 +94,13 @@ async fn apply_writes_and_reads_back(db: &Db) {
     assert_eq!(r.messages_written, 2);
     assert_eq!(r.outbox_enqueued, 2);
 
-    let got = store.get_messages(&ws(), &[key("C1", "101.5"), key("C1", "100.000001"), key("C1", "9")]).await.unwrap();
+    let got = store
+        .get_messages(
+            &ws(),
+            &[key("C1", "101.5"), key("C1", "100.000001"), key("C1", "9")],
+        )
+        .await
+        .unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].meta.key, key("C1", "101.5"));
     assert!(got[0].meta.is_reply());
@@ -101,11 +115,27 @@ async fn apply_writes_and_reads_back(db: &Db) {
     assert_eq!(raw_count(&store, "reactions").await, 1);
     assert_eq!(raw_count(&store, "links").await, 2);
 
-    let f = MessageFilter { thread: Some(ThreadFilter::Replies), ..Default::default() };
-    assert_eq!(store.filter_messages(&ws(), &f, &PageRequest::default()).await.unwrap(), vec![key("C1", "101.5")]);
-    let f = MessageFilter { has_links: Some(true), min_reactions: Some(2), ..Default::default() };
+    let f = MessageFilter {
+        thread: Some(ThreadFilter::Replies),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .filter_messages(&ws(), &f, &PageRequest::default())
+            .await
+            .unwrap(),
+        vec![key("C1", "101.5")]
+    );
+    let f = MessageFilter {
+        has_links: Some(true),
+        min_reactions: Some(2),
+        ..Default::default()
+    };
     assert_eq!(store.count_messages(&ws(), &f).await.unwrap(), 1);
-    let f = MessageFilter { channel_kinds: Some(vec![ChannelKind::Private]), ..Default::default() };
+    let f = MessageFilter {
+        channel_kinds: Some(vec![ChannelKind::Private]),
+        ..Default::default()
+    };
     assert_eq!(store.count_messages(&ws(), &f).await.unwrap(), 0);
 
     let o = AggregateOptions::default();
@@ -116,13 +146,25 @@ async fn apply_writes_and_reads_back(db: &Db) {
     assert_eq!(threads[0].latest_reply, Some(Ts::new("101.5").unwrap()));
     let domains = store.top_domains(&ws(), &o).await.unwrap();
     assert_eq!(domains.len(), 2);
-    let links = store.list_links(&ws(), &LinkQuery { domains: Some(vec!["github.com".into()]), ..Default::default() }).await.unwrap();
+    let links = store
+        .list_links(
+            &ws(),
+            &LinkQuery {
+                domains: Some(vec!["github.com".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(links.len(), 1);
     let users = store.user_activity(&ws(), &o).await.unwrap();
     assert_eq!(users[0].user, uid("U1"));
     assert_eq!(users[0].reactions_received, 2);
     let stats = store.stats(&ws()).await.unwrap();
-    assert_eq!((stats.messages, stats.replies, stats.reactions, stats.links), (2, 1, 2, 2));
+    assert_eq!(
+        (stats.messages, stats.replies, stats.reactions, stats.links),
+        (2, 1, 2, 2)
+    );
 }
 on_both!(apply_round_trip, apply_writes_and_reads_back);
 
@@ -143,12 +185,25 @@ async fn edits_deletes_and_reactions(db: &Db) {
     // reaction changes on a message with content enqueue attributes; repeating one changes nothing
     let mut b = WriteBatch::new(ws());
     for _ in 0..2 {
-        b.reaction_changes.push(ReactionChange { key: key("C1", "1.0"), name: "eyes".into(), user: uid("U9"), added: true });
+        b.reaction_changes.push(ReactionChange {
+            key: key("C1", "1.0"),
+            name: "eyes".into(),
+            user: uid("U9"),
+            added: true,
+        });
     }
-    b.reaction_changes.push(ReactionChange { key: key("C1", "9.0"), name: "eyes".into(), user: uid("U9"), added: true });
+    b.reaction_changes.push(ReactionChange {
+        key: key("C1", "9.0"),
+        name: "eyes".into(),
+        user: uid("U9"),
+        added: true,
+    });
     let r = store.apply(b).await.unwrap();
     assert_eq!(r.outbox_enqueued, 1);
-    let got = store.get_messages(&ws(), &[key("C1", "1.0")]).await.unwrap();
+    let got = store
+        .get_messages(&ws(), &[key("C1", "1.0")])
+        .await
+        .unwrap();
     assert_eq!(got[0].meta.reaction_count, 1);
     assert!(got[0].meta.has_reactions);
 
@@ -162,7 +217,11 @@ async fn edits_deletes_and_reactions(db: &Db) {
     b.messages.push(record("C1", "1.0", "U1", Some("v3")));
     let r = store.apply(b).await.unwrap();
     assert_eq!((r.messages_deleted_before, r.messages_written), (1, 0));
-    assert!(store.get_messages(&ws(), &[key("C1", "1.0")]).await.unwrap().is_empty());
+    assert!(store
+        .get_messages(&ws(), &[key("C1", "1.0")])
+        .await
+        .unwrap()
+        .is_empty());
 
     // per-message order: the entries come out one at a time, in order
     let mut ops = Vec::new();
@@ -183,18 +242,33 @@ async fn bad_input_writes_nothing(db: &Db) {
     let store = setup(db).await;
     // unknown workspace
     let mut b = WriteBatch::new(WorkspaceId::new("T404").unwrap());
-    b.messages.push(MessageRecord::new(MessageMeta::new(MessageKey::parse("T404", "C1", "1.0").unwrap())));
-    assert_eq!(store.apply(b).await.unwrap_err().kind(), ErrorKind::NotFound);
+    b.messages.push(MessageRecord::new(MessageMeta::new(
+        MessageKey::parse("T404", "C1", "1.0").unwrap(),
+    )));
+    assert_eq!(
+        store.apply(b).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     // a key of another workspace
     let mut b = WriteBatch::new(ws());
     b.messages.push(record("C1", "1.0", "U1", Some("fine")));
-    b.messages.push(MessageRecord::new(MessageMeta::new(MessageKey::parse("T2", "C1", "2.0").unwrap())));
-    assert_eq!(store.apply(b).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    b.messages.push(MessageRecord::new(MessageMeta::new(
+        MessageKey::parse("T2", "C1", "2.0").unwrap(),
+    )));
+    assert_eq!(
+        store.apply(b).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
     // an over-long field, after valid rows in the same batch
     let mut b = WriteBatch::new(ws());
     b.messages.push(record("C1", "1.0", "U1", Some("fine")));
     let mut long = record("C1", "2.0", "U1", None);
-    long.links.push(Link { url: format!("https://x.com/{}", "a".repeat(20_000)), domain: "x.com".into(), source: LinkSource::Text, title: None });
+    long.links.push(Link {
+        url: format!("https://x.com/{}", "a".repeat(20_000)),
+        domain: "x.com".into(),
+        source: LinkSource::Text,
+        title: None,
+    });
     b.messages.push(long);
     let e = store.apply(b).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
@@ -202,7 +276,10 @@ async fn bad_input_writes_nothing(db: &Db) {
     assert_eq!(raw_count(&store, "message_metadata").await, 0);
     assert_eq!(raw_count(&store, "outbox").await, 0);
     // an invalid workspace id never gets that far
-    assert_eq!(WorkspaceId::new("bad id").unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        WorkspaceId::new("bad id").unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
 }
 on_both!(bad_input, bad_input_writes_nothing);
 
@@ -210,8 +287,17 @@ async fn large_batches_are_chunked(db: &Db) {
     let store = setup(db).await;
     let mut b = WriteBatch::new(ws());
     for i in 0..6_000 {
-        let mut m = record("C1", &format!("{}.000100", 1_700_000_000 + i), "U1", Some("hello"));
-        m.reactions = vec![Reaction { name: "+1".into(), users: vec![uid("U2")], count: 1 }];
+        let mut m = record(
+            "C1",
+            &format!("{}.000100", 1_700_000_000 + i),
+            "U1",
+            Some("hello"),
+        );
+        m.reactions = vec![Reaction {
+            name: "+1".into(),
+            users: vec![uid("U2")],
+            count: 1,
+        }];
         m.links = vec![Link::parse("https://example.com/a", LinkSource::Text).unwrap()];
         m.meta.link_count = 1;
         b.messages.push(m);
@@ -221,7 +307,10 @@ async fn large_batches_are_chunked(db: &Db) {
     let r = store.apply(b).await.unwrap();
     assert_eq!(r.outbox_enqueued, 0);
     assert_eq!(raw_count(&store, "links").await, 6_000);
-    let top = store.top_links(&ws(), &AggregateOptions::default()).await.unwrap();
+    let top = store
+        .top_links(&ws(), &AggregateOptions::default())
+        .await
+        .unwrap();
     assert_eq!(top[0].count, 6_000);
 }
 on_both!(large_batches, large_batches_are_chunked);
@@ -234,45 +323,85 @@ async fn outbox_fail_dead_letter_requeue(db: &Db) {
     b.messages.push(record("C1", "1.0", "U1", Some("a")));
     b.messages.push(record("C1", "2.0", "U1", Some("b")));
     store.apply(b).await.unwrap();
-    let req = ClaimRequest { lease: Duration::from_secs(60), ..Default::default() };
+    let req = ClaimRequest {
+        lease: Duration::from_secs(60),
+        ..Default::default()
+    };
     let got = store.claim_outbox(&req).await.unwrap();
     assert_eq!(got.len(), 2);
     assert!(got[0].id < got[1].id);
-    assert!(store.claim_outbox(&req).await.unwrap().is_empty(), "leased rows are not handed out twice");
+    assert!(
+        store.claim_outbox(&req).await.unwrap().is_empty(),
+        "leased rows are not handed out twice"
+    );
     assert_eq!(store.outbox_stats(None).await.unwrap().leased, 2);
-    let policy = RetryPolicy { max_attempts: 2, ..Default::default() };
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        ..Default::default()
+    };
     let out = store
-        .fail_outbox(&[
-            OutboxFailure { id: got[0].id, error: "timeout".into(), retryable: true },
-            OutboxFailure { id: got[1].id, error: "bad".into(), retryable: false },
-            OutboxFailure { id: 999_999, error: "x".into(), retryable: true },
-        ], &policy)
+        .fail_outbox(
+            &[
+                OutboxFailure {
+                    id: got[0].id,
+                    error: "timeout".into(),
+                    retryable: true,
+                },
+                OutboxFailure {
+                    id: got[1].id,
+                    error: "bad".into(),
+                    retryable: false,
+                },
+                OutboxFailure {
+                    id: 999_999,
+                    error: "x".into(),
+                    retryable: true,
+                },
+            ],
+            &policy,
+        )
         .await
         .unwrap();
     assert!(matches!(out[0], FailOutcome::Retry { .. }));
     assert_eq!(out[1], FailOutcome::DeadLettered { id: got[1].id });
     assert_eq!(out[2], FailOutcome::Missing { id: 999_999 });
-    assert!(store.claim_outbox(&req).await.unwrap().is_empty(), "waiting for its retry time");
+    assert!(
+        store.claim_outbox(&req).await.unwrap().is_empty(),
+        "waiting for its retry time"
+    );
     let dead = store.dead_letters(Some(ws()), 10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].last_error.as_deref(), Some("bad"));
-    assert_eq!(store.requeue_dead_letters(Some(ws()), None).await.unwrap(), 1);
+    assert_eq!(
+        store.requeue_dead_letters(Some(ws()), None).await.unwrap(),
+        1
+    );
     let again = store.claim_outbox(&req).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 0);
     store.ack_outbox(&[again[0].id]).await.unwrap();
-    let got = store.get_messages(&ws(), &[key("C1", "2.0")]).await.unwrap();
+    let got = store
+        .get_messages(&ws(), &[key("C1", "2.0")])
+        .await
+        .unwrap();
     assert_eq!(got[0].meta.content_id.as_deref(), Some("C1:2.0"));
     // an expired lease makes the row claimable again
     let mut b = WriteBatch::new(ws());
     b.messages.push(record("C1", "3.0", "U1", Some("c")));
     store.apply(b).await.unwrap();
-    let short = ClaimRequest { lease: Duration::from_millis(1), workspace: Some(ws()), ..Default::default() };
+    let short = ClaimRequest {
+        lease: Duration::from_millis(1),
+        workspace: Some(ws()),
+        ..Default::default()
+    };
     let first = store.claim_outbox(&short).await.unwrap();
     assert_eq!(first.len(), 1);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let second = store.claim_outbox(&short).await.unwrap();
-    assert_eq!(second.iter().map(|e| e.id).collect::<Vec<_>>(), vec![first[0].id]);
+    assert_eq!(
+        second.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![first[0].id]
+    );
 }
 on_both!(outbox_lifecycle, outbox_fail_dead_letter_requeue);
 
@@ -280,7 +409,12 @@ async fn concurrent_claimers_never_share(db: &Db) {
     let store = std::sync::Arc::new(setup(db).await);
     let mut b = WriteBatch::new(ws());
     for i in 0..400 {
-        b.messages.push(record(&format!("C{}", i % 7), &format!("{}.0", 1000 + i), "U1", Some("x")));
+        b.messages.push(record(
+            &format!("C{}", i % 7),
+            &format!("{}.0", 1000 + i),
+            "U1",
+            Some("x"),
+        ));
     }
     store.apply(b).await.unwrap();
     let mut tasks = Vec::new();
@@ -289,7 +423,11 @@ async fn concurrent_claimers_never_share(db: &Db) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let req = ClaimRequest { limit: 16, owner: format!("relay-{t}"), ..Default::default() };
+                let req = ClaimRequest {
+                    limit: 16,
+                    owner: format!("relay-{t}"),
+                    ..Default::default()
+                };
                 let got = store.claim_outbox(&req).await.unwrap();
                 if got.is_empty() {
                     break;
@@ -304,7 +442,10 @@ async fn concurrent_claimers_never_share(db: &Db) {
     for t in tasks {
         for id in t.await.unwrap() {
             total += 1;
-            assert!(seen.insert(id), "outbox row {id} was handed to two claimers");
+            assert!(
+                seen.insert(id),
+                "outbox row {id} was handed to two claimers"
+            );
         }
     }
     assert_eq!(total, 400);
@@ -332,7 +473,10 @@ async fn installations_are_encrypted(db: &Db) {
     // not stored in the clear anywhere in the row
     let c = store.connection();
     let row = c
-        .query_one(Statement::from_string(c.get_database_backend(), "SELECT token_ciphertext FROM installations"))
+        .query_one(Statement::from_string(
+            c.get_database_backend(),
+            "SELECT token_ciphertext FROM installations",
+        ))
         .await
         .unwrap()
         .unwrap();
@@ -341,32 +485,46 @@ async fn installations_are_encrypted(db: &Db) {
     // missing workspace
     let mut other = inst.clone();
     other.workspace = WorkspaceId::new("T404").unwrap();
-    assert_eq!(store.put_installation(&other).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        store.put_installation(&other).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     drop(store);
     // wrong key: a clear error, no token
     let wrong = db
-        .store_with(ConnectOptions { token_key: Some(TokenKey::from_bytes([1; 32])), ..Default::default() })
+        .store_with(ConnectOptions {
+            token_key: Some(TokenKey::from_bytes([1; 32])),
+            ..Default::default()
+        })
         .await;
     let e = wrong.get_installation(&ws(), None).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Backend);
     assert!(!e.to_string().contains("xoxb"));
     // no key at all
     let none = db.store_with(ConnectOptions::default()).await;
-    assert_eq!(none.put_installation(&inst).await.unwrap_err().kind(), ErrorKind::Unsupported);
+    assert_eq!(
+        none.put_installation(&inst).await.unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
 }
 on_both!(installations, installations_are_encrypted);
 
 async fn delete_workspace_removes_everything(db: &Db) {
     let store = setup(db).await;
     let other = WorkspaceId::new("T2").unwrap();
-    store.upsert_workspace(&Workspace::new(other.clone(), "Other")).await.unwrap();
+    store
+        .upsert_workspace(&Workspace::new(other.clone(), "Other"))
+        .await
+        .unwrap();
     let mut b = WriteBatch::new(ws());
     let mut m = record("C1", "1.0", "U1", Some("a"));
     m.links = vec![Link::parse("https://example.com", LinkSource::Text).unwrap()];
     b.messages.push(m);
     store.apply(b).await.unwrap();
     let mut b = WriteBatch::new(other.clone());
-    b.messages.push(MessageRecord::new(MessageMeta::new(MessageKey::parse("T2", "C1", "1.0").unwrap())));
+    b.messages.push(MessageRecord::new(MessageMeta::new(
+        MessageKey::parse("T2", "C1", "1.0").unwrap(),
+    )));
     store.apply(b).await.unwrap();
     store.delete_workspace(&ws()).await.unwrap();
     store.delete_workspace(&ws()).await.unwrap();

@@ -23,8 +23,15 @@ pub fn options() -> ConnectOptions {
 
 /// Keeps a test database alive; dropping it removes the database.
 pub enum Db {
-    Sqlite { dir: tempfile::TempDir, url: String },
-    Postgres { admin: String, name: String, url: String },
+    Sqlite {
+        dir: tempfile::TempDir,
+        url: String,
+    },
+    Postgres {
+        admin: String,
+        name: String,
+        url: String,
+    },
 }
 
 impl Db {
@@ -47,7 +54,10 @@ impl Db {
 
 pub fn sqlite() -> Db {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("chatvault.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("chatvault.db").display()
+    );
     Db::Sqlite { dir, url }
 }
 
@@ -68,10 +78,14 @@ pub async fn postgres() -> Option<Db> {
         N.fetch_add(1, Ordering::SeqCst),
         chrono::Utc::now().timestamp_micros() % 1_000_000_000
     );
-    let conn = Database::connect(admin.as_str()).await.expect("admin connection");
-    conn.execute_unprepared(&format!("CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"))
+    let conn = Database::connect(admin.as_str())
         .await
-        .expect("create test database");
+        .expect("admin connection");
+    conn.execute_unprepared(&format!(
+        "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
+    ))
+    .await
+    .expect("create test database");
     conn.close().await.ok();
     let url = replace_db(&admin, &name);
     Some(Db::Postgres { admin, name, url })
@@ -99,7 +113,10 @@ impl Drop for Db {
             let (admin, name) = (admin.clone(), name.clone());
             // Async cleanup from a synchronous drop: a helper thread with its own runtime.
             let _ = std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
                     return;
                 };
                 rt.block_on(async move {
