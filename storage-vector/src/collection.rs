@@ -849,12 +849,28 @@ impl Collection {
         let addrs = searcher
             .search(&live_q, &DocSetCollector)
             .map_err(|e| self.err(tantivy_err(e)))?;
-        let mut keyed = Vec::with_capacity(addrs.len());
-        for addr in addrs {
-            if let Some(id) = filter::fast_key(&searcher, addr)? {
+        let mut by_segment: HashMap<u32, Vec<u32>> = HashMap::new();
+        for a in addrs {
+            by_segment.entry(a.segment_ord).or_default().push(a.doc_id);
+        }
+        let mut keyed = Vec::new();
+        let mut id = String::new();
+        for (seg_ord, docs) in by_segment {
+            let seg = searcher.segment_reader(seg_ord);
+            let Some(col) = seg.fast_fields().str("key").map_err(|e| self.err(tantivy_err(e)))?
+            else {
+                continue;
+            };
+            for doc in docs {
+                let Some(ord) = col.term_ords(doc).next() else {
+                    continue;
+                };
+                id.clear();
+                col.ord_to_str(ord, &mut id)
+                    .map_err(|e| self.err(tantivy_err(e.into())))?;
                 let key = MessageKey::from_content_id(&self.workspace, &id)?;
                 if page.after.as_ref().is_none_or(|a| &key > a) {
-                    keyed.push((key, addr));
+                    keyed.push((key, DocAddress::new(seg_ord, doc)));
                 }
             }
         }
