@@ -295,6 +295,9 @@ impl Relay {
                 .instrument(info_span!("deliver", workspace = %ws))
                 .await;
         }
+        if failures.iter().any(|f| f.error.starts_with("not found")) {
+            self.ready.lock().await.clear();
+        }
         if !acks.is_empty() {
             self.meta.ack_outbox(&acks).await?;
             report.acked = acks.len() as u64;
@@ -524,6 +527,7 @@ fn failure(id: OutboxId, e: &Error) -> OutboxFailure {
     OutboxFailure {
         id,
         error: e.to_string(),
-        retryable: e.is_retryable(),
+        // A collection dropped under a running relay is recreated on the next attempt.
+        retryable: e.is_retryable() || e.kind() == ErrorKind::NotFound,
     }
 }

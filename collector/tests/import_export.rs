@@ -177,11 +177,19 @@ async fn modern_export_with_threads_files_blocks_and_all_conversation_kinds() {
     );
     // the tombstone is metadata only; its reply is content
     let tomb = MessageKey::parse("T1", "C1", "1600086400.000100").unwrap();
-    assert!(content.get(&ws, std::slice::from_ref(&tomb)).await.unwrap().is_empty());
+    assert!(content
+        .get(&ws, std::slice::from_ref(&tomb))
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(meta.get_messages(&ws, &[tomb]).await.unwrap().len(), 1);
     // the bot message: attachment and block text, links from both
     let bot = MessageKey::parse("T1", "C1", "1600086600.000100").unwrap();
-    let doc = content.get(&ws, std::slice::from_ref(&bot)).await.unwrap().remove(0);
+    let doc = content
+        .get(&ws, std::slice::from_ref(&bot))
+        .await
+        .unwrap()
+        .remove(0);
     assert!(
         doc.content.text.contains("Build 7 passed")
             && doc.content.text.contains("Details at the log")

@@ -171,10 +171,8 @@ async fn spawned_relay_delivers_and_stops() {
 async fn reconcile_finds_and_repairs_missing_content_and_orphans() {
     let (meta, content, ws, n) = imported().await;
     let embedder = CountingEmbedder::new();
-    Relay::new(meta.clone(), content.clone(), embedder.clone(), opts(8))
-        .drain()
-        .await
-        .unwrap();
+    let relay = Relay::new(meta.clone(), content.clone(), embedder.clone(), opts(8));
+    relay.drain().await.unwrap();
     let clean = reconcile(meta.clone(), content.clone(), ws.clone())
         .await
         .unwrap();
@@ -214,10 +212,8 @@ async fn reconcile_finds_and_repairs_missing_content_and_orphans() {
         .await
         .unwrap();
     assert_eq!(s.outbox_enqueued, n);
-    Relay::new(meta.clone(), content.clone(), embedder, opts(8))
-        .drain()
-        .await
-        .unwrap();
+    // the same relay recreates the dropped collection
+    relay.drain().await.unwrap();
     assert_stores_agree(meta.as_ref(), content.as_ref(), &ws).await;
     assert!(reconcile(meta, content, ws).await.unwrap().is_clean());
 }
