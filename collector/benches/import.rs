@@ -5,6 +5,7 @@
 //! cargo bench -p chatvault-collector --bench import
 //! CHATVAULT_BENCH_MESSAGES=100000 cargo bench -p chatvault-collector --bench import   # synthetic export of that size
 //! CHATVAULT_BENCH_EXPORT=/path/to/export cargo bench -p chatvault-collector --bench import
+//! CHATVAULT_BENCH_RELAY_BATCH=2048 cargo bench -p chatvault-collector --bench import   # outbox entries per relay batch
 //! ```
 //!
 //! Default: the houstondatavis export (1,382 messages) with the hashing test embedder (384-d),
@@ -111,7 +112,15 @@ async fn run(label: &str, export: &Path, embedder: Arc<dyn Embedder>) {
         .unwrap();
     let t_import = t0.elapsed();
     let t1 = Instant::now();
-    let report = Relay::new(meta.clone(), content, embedder, RelayOptions::default())
+    let batch_size = std::env::var("CHATVAULT_BENCH_RELAY_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RelayOptions::default().batch_size);
+    let options = RelayOptions {
+        batch_size,
+        ..Default::default()
+    };
+    let report = Relay::new(meta.clone(), content, embedder, options)
         .drain()
         .await
         .unwrap();
