@@ -48,11 +48,23 @@ mod tests {
     #[test]
     fn mismatches_are_conflicts() {
         let e = HashingEmbedder::new(8).unwrap();
-        let same = CollectionSpec { dimension: 8, model_id: e.model_id().to_string() };
+        let same = CollectionSpec {
+            dimension: 8,
+            model_id: e.model_id().to_string(),
+        };
         check_collection(&e, &same).unwrap();
-        let other_model = CollectionSpec { dimension: 8, model_id: "m".into() };
-        assert_eq!(check_collection(&e, &other_model).unwrap_err().kind(), ErrorKind::Conflict);
-        let other_dim = CollectionSpec { dimension: 384, model_id: e.model_id().to_string() };
+        let other_model = CollectionSpec {
+            dimension: 8,
+            model_id: "m".into(),
+        };
+        assert_eq!(
+            check_collection(&e, &other_model).unwrap_err().kind(),
+            ErrorKind::Conflict
+        );
+        let other_dim = CollectionSpec {
+            dimension: 384,
+            model_id: e.model_id().to_string(),
+        };
         let err = check_collection(&e, &other_dim).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Conflict);
         assert!(err.to_string().contains("8-dimensional"), "{err}");

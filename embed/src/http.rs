@@ -135,7 +135,10 @@ impl std::fmt::Debug for HttpEmbedder {
             .field("endpoint", &redacted_url(&self.endpoint))
             .field("model_id", &self.model_id)
             .field("dimension", &self.dimension)
-            .field("api_key", &self.config.api_key.as_ref().map(|_| "[redacted]"))
+            .field(
+                "api_key",
+                &self.config.api_key.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -191,7 +194,9 @@ impl HttpEmbedder {
 
     fn build(config: HttpEmbedderConfig, dimension: usize) -> Result<Self> {
         if config.dimension == Some(0) || (config.dimension.is_some() && dimension == 0) {
-            return Err(Error::invalid_input("the embedding dimension must be at least 1"));
+            return Err(Error::invalid_input(
+                "the embedding dimension must be at least 1",
+            ));
         }
         if config.batch_size == 0 {
             return Err(Error::invalid_input("batch_size must be at least 1"));
@@ -208,8 +213,12 @@ impl HttpEmbedder {
         let endpoint = endpoint_url(&config.base_url)?;
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(key) = &config.api_key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-                .map_err(|_| Error::invalid_input("the API key contains characters not allowed in an HTTP header"))?;
+            let mut value =
+                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                    Error::invalid_input(
+                        "the API key contains characters not allowed in an HTTP header",
+                    )
+                })?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
@@ -219,7 +228,8 @@ impl HttpEmbedder {
             .connect_timeout(config.connect_timeout)
             .build()
             .map_err(|e| {
-                Error::backend_error(format!("cannot build the HTTP client: {e}")).with_backend("http")
+                Error::backend_error(format!("cannot build the HTTP client: {e}"))
+                    .with_backend("http")
             })?;
         let model_id = config.model_id.clone().unwrap_or_else(|| {
             if config.send_dimensions {
@@ -325,7 +335,10 @@ impl HttpEmbedder {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(|s| Duration::from_secs_f64(s.min(3600.0)));
-        let bytes = response.bytes().await.map_err(|e| self.transport_failure(e))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_failure(e))?;
 
         if !status.is_success() {
             let detail = self.server_message(&bytes);
@@ -337,14 +350,20 @@ impl HttpEmbedder {
             } else if retry {
                 (ErrorKind::Unavailable, "server error")
             } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                (ErrorKind::Backend, "authentication failed (check the API key)")
+                (
+                    ErrorKind::Backend,
+                    "authentication failed (check the API key)",
+                )
             } else {
                 (ErrorKind::InvalidInput, "request refused")
             };
             return Err(Failure {
-                error: Error::new(kind, format!("embeddings endpoint: {what}: HTTP {status}: {detail}"))
-                    .with_backend("http")
-                    .with_context("endpoint", endpoint),
+                error: Error::new(
+                    kind,
+                    format!("embeddings endpoint: {what}: HTTP {status}: {detail}"),
+                )
+                .with_backend("http")
+                .with_context("endpoint", endpoint),
                 retry,
                 retry_after,
             });
@@ -373,7 +392,9 @@ impl HttpEmbedder {
         for (position, item) in parsed.data.into_iter().enumerate() {
             let index = item.index.unwrap_or(position);
             let slot = out.get_mut(index).ok_or_else(|| {
-                fatal(format!("the server returned index {index} for {expected} texts"))
+                fatal(format!(
+                    "the server returned index {index} for {expected} texts"
+                ))
             })?;
             if slot.is_some() {
                 return Err(fatal(format!("the server returned index {index} twice")));
@@ -394,7 +415,9 @@ impl HttpEmbedder {
                 });
             }
             normalize(&mut v).map_err(|_| {
-                fatal(format!("the server returned a zero or non-finite vector at index {index}"))
+                fatal(format!(
+                    "the server returned a zero or non-finite vector at index {index}"
+                ))
             })?;
             *slot = Some(v);
         }
@@ -510,9 +533,18 @@ mod tests {
     #[test]
     fn endpoint_urls() {
         let u = |s: &str| endpoint_url(&Url::parse(s).unwrap()).unwrap().to_string();
-        assert_eq!(u("https://api.openai.com/v1"), "https://api.openai.com/v1/embeddings");
-        assert_eq!(u("http://localhost:11434/v1/"), "http://localhost:11434/v1/embeddings");
-        assert_eq!(u("http://h:8080/v1/embeddings"), "http://h:8080/v1/embeddings");
+        assert_eq!(
+            u("https://api.openai.com/v1"),
+            "https://api.openai.com/v1/embeddings"
+        );
+        assert_eq!(
+            u("http://localhost:11434/v1/"),
+            "http://localhost:11434/v1/embeddings"
+        );
+        assert_eq!(
+            u("http://h:8080/v1/embeddings"),
+            "http://h:8080/v1/embeddings"
+        );
         assert_eq!(u("http://h:8080"), "http://h:8080/embeddings");
         assert_eq!(
             redacted_url(&Url::parse("https://user:pw@h/v1/embeddings?key=x").unwrap()),

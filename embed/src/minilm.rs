@@ -218,11 +218,12 @@ impl MiniLmEmbedder {
                 .with_source(e)
         })?;
         let hash = blake3::hash(&weights);
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-            .map_err(|e| {
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu).map_err(
+            |e| {
                 Error::invalid_input(format!("not a safetensors file: {e}"))
                     .with_context("file", weights_path.display())
-            })?;
+            },
+        )?;
         let model = BertModel::load(vb, &model_dir.bert).map_err(|e| {
             Error::invalid_input(format!(
                 "the weights do not match config.json or are not a BERT model: {e}"
@@ -361,10 +362,16 @@ impl Inner {
         let mut start = 0;
         while start < order.len() {
             let mut end = start + 1;
-            while end < order.len()
-                && end - start < self.options.batch_size
-                && (end - start + 1) * ids[order[end]].len() <= self.options.max_batch_tokens
-            {
+            let mut real = ids[order[start]].len();
+            while end < order.len() && end - start < self.options.batch_size {
+                let len = ids[order[end]].len();
+                let padded = (end - start + 1) * len;
+                // Sorted ascending, so `len` is the new padded length: stop when the batch would
+                // exceed its token budget or spend over a quarter of its work on padding.
+                if padded > self.options.max_batch_tokens || padded * 4 > (real + len) * 5 {
+                    break;
+                }
+                real += len;
                 end += 1;
             }
             let batch: Vec<&[u32]> = order[start..end].iter().map(|&i| &ids[i][..]).collect();

@@ -115,10 +115,10 @@ impl ModelDir {
                 .with_context("file", dir.join("config.json").display())
         })?;
         if bert.position_embedding_type != bert::PositionEmbeddingType::Absolute {
-            return Err(Error::unsupported(
-                "only absolute position embeddings are supported",
-            )
-            .with_context("file", dir.join("config.json").display()));
+            return Err(
+                Error::unsupported("only absolute position embeddings are supported")
+                    .with_context("file", dir.join("config.json").display()),
+            );
         }
         if bert.hidden_size == 0
             || bert.num_attention_heads == 0
@@ -160,10 +160,10 @@ impl ModelDir {
         }
         let pooling_path = dir.join(&pooling_dir).join("config.json");
         if !pooling_path.is_file() {
-            return Err(Error::not_found(
-                "the model directory has no pooling configuration",
-            )
-            .with_context("file", pooling_path.display()));
+            return Err(
+                Error::not_found("the model directory has no pooling configuration")
+                    .with_context("file", pooling_path.display()),
+            );
         }
         let pc: PoolingConfig = read_json(&pooling_path)?;
         let pooling = match (
@@ -184,8 +184,10 @@ impl ModelDir {
             }
         };
         if pc.include_prompt == Some(false) {
-            return Err(Error::unsupported("include_prompt = false is not supported")
-                .with_context("file", pooling_path.display()));
+            return Err(
+                Error::unsupported("include_prompt = false is not supported")
+                    .with_context("file", pooling_path.display()),
+            );
         }
         if pc.word_embedding_dimension != bert.hidden_size {
             return Err(Error::invalid_input(format!(
@@ -284,7 +286,8 @@ fn read_modules(dir: &Path) -> Result<(String, Vec<String>)> {
         }
     }
     let pooling = pooling.ok_or_else(|| {
-        Error::unsupported("modules.json has no Pooling module").with_context("file", path.display())
+        Error::unsupported("modules.json has no Pooling module")
+            .with_context("file", path.display())
     })?;
     Ok((pooling, extra))
 }

@@ -55,7 +55,11 @@ async fn embeddings(
     let next = fake.script.lock().unwrap().pop_front();
     let inputs: Vec<String> = body["input"]
         .as_array()
-        .map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     fake.batch_sizes.lock().unwrap().push(inputs.len());
     match next {
@@ -81,7 +85,11 @@ async fn embeddings(
         )
             .into_response();
     }
-    let dim = if matches!(next, Some(Reply::WrongDimension)) { DIM * 2 } else { DIM };
+    let dim = if matches!(next, Some(Reply::WrongDimension)) {
+        DIM * 2
+    } else {
+        DIM
+    };
     let hashing = HashingEmbedder::new(dim).unwrap();
     // Out of order, with `index`, and not normalised (scaled by 3): the client must fix both.
     let mut data: Vec<serde_json::Value> = inputs
@@ -96,7 +104,8 @@ async fn embeddings(
     if matches!(next, Some(Reply::MissingOne)) {
         data.pop();
     }
-    Json(serde_json::json!({"object": "list", "data": data, "model": body["model"]})).into_response()
+    Json(serde_json::json!({"object": "list", "data": data, "model": body["model"]}))
+        .into_response()
 }
 
 async fn serve(fake: Fake) -> Url {
@@ -122,7 +131,9 @@ fn config(url: Url) -> HttpEmbedderConfig {
 }
 
 fn texts(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("message number {i} about the deploy")).collect()
+    (0..n)
+        .map(|i| format!("message number {i} about the deploy"))
+        .collect()
 }
 
 #[tokio::test]
@@ -142,7 +153,11 @@ async fn batches_in_order_normalised_and_equal_to_the_servers_vectors() {
     let reference = HashingEmbedder::new(DIM).unwrap();
     for (t, v) in input.iter().zip(&vectors) {
         let expected = reference.embed_one(if t.is_empty() { " " } else { t });
-        let d = v.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let d = v
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(d < 1e-5, "{t:?}");
     }
     assert!(embedder.embed(&[]).await.unwrap().is_empty());
@@ -214,7 +229,11 @@ async fn timeouts_and_unreachable_servers_are_unavailable() {
     let mut c = config(serve(fake.clone()).await);
     c.request_timeout = Duration::from_millis(200);
     c.max_retries = 1;
-    let err = HttpEmbedder::new(c).unwrap().embed(&texts(1)).await.unwrap_err();
+    let err = HttpEmbedder::new(c)
+        .unwrap()
+        .embed(&texts(1))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.to_string().contains("timed out"), "{err}");
     assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
@@ -225,7 +244,11 @@ async fn timeouts_and_unreachable_servers_are_unavailable() {
     drop(listener);
     let mut c = config(Url::parse(&format!("http://{addr}/v1")).unwrap());
     c.max_retries = 1;
-    let err = HttpEmbedder::new(c).unwrap().embed(&texts(1)).await.unwrap_err();
+    let err = HttpEmbedder::new(c)
+        .unwrap()
+        .embed(&texts(1))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.to_string().contains("cannot connect"), "{err}");
 }
@@ -243,7 +266,10 @@ async fn malformed_answers_are_backend_errors_and_dimension_mismatches_conflicts
     assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
     let err = embedder.embed(&texts(2)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
-    assert!(err.to_string().contains("1 embeddings for 2 texts"), "{err}");
+    assert!(
+        err.to_string().contains("1 embeddings for 2 texts"),
+        "{err}"
+    );
     let err = embedder.embed(&texts(2)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert!(err.to_string().contains("32-dimensional"), "{err}");
@@ -260,11 +286,20 @@ async fn the_api_key_is_sent_but_never_shown() {
     let err = embedder.embed(&texts(1)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Backend);
     assert!(err.to_string().contains("authentication failed"), "{err}");
-    for shown in [err.to_string(), format!("{err:?}"), format!("{embedder:?}"), format!("{c:?}")] {
+    for shown in [
+        err.to_string(),
+        format!("{err:?}"),
+        format!("{embedder:?}"),
+        format!("{c:?}"),
+    ] {
         assert!(!shown.contains("wrongwrong"), "{shown}");
         assert!(!shown.contains("sk-test"), "{shown}");
     }
-    assert_eq!(fake.bad_auth.load(Ordering::SeqCst), 1, "401 is not retried");
+    assert_eq!(
+        fake.bad_auth.load(Ordering::SeqCst),
+        1,
+        "401 is not retried"
+    );
 
     // And the right key works.
     let embedder = HttpEmbedder::new(config(url)).unwrap();
@@ -276,12 +311,18 @@ async fn connect_asks_the_server_for_the_dimension() {
     let fake = Fake::default();
     let mut c = config(serve(fake.clone()).await);
     c.dimension = None;
-    assert_eq!(HttpEmbedder::new(c.clone()).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        HttpEmbedder::new(c.clone()).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
     let embedder = HttpEmbedder::connect(c).await.unwrap();
     assert_eq!(embedder.dimension(), DIM);
     assert_eq!(fake.requests.load(Ordering::SeqCst), 1);
 
     let mut bad = config(Url::parse("ftp://example.invalid/v1").unwrap());
     bad.batch_size = 1;
-    assert_eq!(HttpEmbedder::new(bad).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        HttpEmbedder::new(bad).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
 }

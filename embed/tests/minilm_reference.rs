@@ -18,17 +18,45 @@ use common::{cosine, max_abs_diff, real_model};
 /// <https://sbert.net/docs/quickstart.html>) prints `tensor([[1.0000, 0.6660, 0.1046],
 /// [0.6660, 1.0000, 0.1411], …])`. The values are printed to 4 decimals.
 const PUBLISHED: &[(&str, &str, f32)] = &[
-    ("The new movie is awesome", "The dog plays in the garden", 0.0543),
-    ("The new movie is awesome", "The new movie is so great", 0.8939),
+    (
+        "The new movie is awesome",
+        "The dog plays in the garden",
+        0.0543,
+    ),
+    (
+        "The new movie is awesome",
+        "The new movie is so great",
+        0.8939,
+    ),
     ("The new movie is awesome", "A woman watches TV", -0.0502),
-    ("The cat sits outside", "The dog plays in the garden", 0.2838),
+    (
+        "The cat sits outside",
+        "The dog plays in the garden",
+        0.2838,
+    ),
     ("The cat sits outside", "The new movie is so great", -0.0029),
     ("The cat sits outside", "A woman watches TV", 0.1310),
-    ("A man is playing guitar", "The dog plays in the garden", 0.2277),
-    ("A man is playing guitar", "The new movie is so great", -0.0136),
+    (
+        "A man is playing guitar",
+        "The dog plays in the garden",
+        0.2277,
+    ),
+    (
+        "A man is playing guitar",
+        "The new movie is so great",
+        -0.0136,
+    ),
     ("A man is playing guitar", "A woman watches TV", -0.0327),
-    ("The weather is lovely today.", "It's so sunny outside!", 0.6660),
-    ("The weather is lovely today.", "He drove to the stadium.", 0.1046),
+    (
+        "The weather is lovely today.",
+        "It's so sunny outside!",
+        0.6660,
+    ),
+    (
+        "The weather is lovely today.",
+        "He drove to the stadium.",
+        0.1046,
+    ),
     ("It's so sunny outside!", "He drove to the stadium.", 0.1411),
 ];
 
@@ -95,7 +123,9 @@ fn long_texts_are_truncated_at_256_tokens_like_sentence_transformers() {
     // Only the first 254 word pieces count: texts differing after them embed identically.
     let a = format!("{long} the deploy failed on staging");
     let b = format!("{long} lunch at noon, anyone?");
-    let v = model.embed_blocking(&[a, b, words[..20].join(" ")]).unwrap();
+    let v = model
+        .embed_blocking(&[a, b, words[..20].join(" ")])
+        .unwrap();
     assert!(max_abs_diff(&v[0], &v[1]) < 1e-6);
     assert!(max_abs_diff(&v[0], &v[2]) > 1e-3);
 }
@@ -107,11 +137,17 @@ fn a_megabyte_text_embeds_as_its_first_256_tokens() {
     let huge: String = sentence.repeat(1_000_000 / sentence.len() + 1);
     assert!(huge.len() >= 1_000_000);
     let head = &huge[..3000]; // under the prefix shortcut's first window: tokenized in full
-    assert_eq!(model.tokenize(&huge).unwrap(), model.tokenize(head).unwrap());
+    assert_eq!(
+        model.tokenize(&huge).unwrap(),
+        model.tokenize(head).unwrap()
+    );
 
     // Leading whitespace makes the shortcut widen its window several times; it yields no tokens.
     let padded = format!("{}{}", " \n\t".repeat(10_000), &huge[..200_000]);
-    assert_eq!(model.tokenize(&padded).unwrap(), model.tokenize(head).unwrap());
+    assert_eq!(
+        model.tokenize(&padded).unwrap(),
+        model.tokenize(head).unwrap()
+    );
 
     let v = model.embed_blocking(&[huge.as_str(), head]).unwrap();
     assert!(max_abs_diff(&v[0], &v[1]) < 1e-6);
@@ -163,16 +199,27 @@ fn the_real_model_finds_paraphrases_the_hashing_embedder_cannot() {
 #[test]
 fn matches_the_numpy_reference_vectors_and_tokens() {
     let Some(model) = real_model() else { return };
-    let fixture: serde_json::Value = serde_json::from_str(include_str!("../testdata/reference_vectors.json")).unwrap();
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("../testdata/reference_vectors.json")).unwrap();
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 10);
     let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
     let vectors = model.embed_blocking(&texts).unwrap();
     for (case, got) in cases.iter().zip(&vectors) {
         let text = case["text"].as_str().unwrap();
-        let ids: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let ids: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(model.tokenize(text).unwrap(), ids, "tokens of {text:?}");
-        let want: Vec<f32> = case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let want: Vec<f32> = case["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
         let d = max_abs_diff(got, &want);
         assert!(d < 2e-4, "{text:?}: largest component difference {d}");
         assert!(cosine(got, &want) > 0.99999, "{text:?}");

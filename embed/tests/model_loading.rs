@@ -61,7 +61,8 @@ fn same_weights_same_id_other_weights_other_id() {
 
     let mut options = MiniLmOptions::default();
     options.model_id = Some("my-org/tiny".to_string());
-    let named = MiniLmEmbedder::load(ModelDir::open(dir.path().join("a")).unwrap(), options).unwrap();
+    let named =
+        MiniLmEmbedder::load(ModelDir::open(dir.path().join("a")).unwrap(), options).unwrap();
     assert_eq!(named.model_id(), "my-org/tiny");
 }
 
@@ -70,7 +71,9 @@ fn padding_and_batch_boundaries_never_change_a_vector() {
     let (_dir, model) = tiny(32);
     let texts: Vec<String> = (0..40)
         .map(|i| {
-            let words = ["the", "deploy", "failed", "on", "staging", "hello", "world", "a", "b"];
+            let words = [
+                "the", "deploy", "failed", "on", "staging", "hello", "world", "a", "b",
+            ];
             (0..(i * 7 % 23))
                 .map(|j| words[(i + j) % words.len()])
                 .collect::<Vec<_>>()
@@ -94,7 +97,9 @@ fn padding_and_batch_boundaries_never_change_a_vector() {
 #[test]
 fn truncation_follows_max_seq_length() {
     let (_dir, model) = tiny(8);
-    let ids = model.tokenize("the deploy failed on staging the deploy failed on staging").unwrap();
+    let ids = model
+        .tokenize("the deploy failed on staging the deploy failed on staging")
+        .unwrap();
     assert_eq!(ids.len(), 8);
     assert_eq!((ids[0], ids[7]), (2, 3)); // [CLS] … [SEP]
     assert_eq!(model.tokenize("").unwrap(), vec![2, 3]);
@@ -140,11 +145,19 @@ fn malformed_and_unsupported_configurations_are_refused() {
     check(ErrorKind::InvalidInput, "config.json");
 
     reset();
-    std::fs::write(model.join("config.json"), r#"{"model_type": "bert", "hidden_size": 8}"#).unwrap();
+    std::fs::write(
+        model.join("config.json"),
+        r#"{"model_type": "bert", "hidden_size": 8}"#,
+    )
+    .unwrap();
     check(ErrorKind::InvalidInput, "vocab_size");
 
     reset();
-    std::fs::write(model.join("config.json"), r#"{"model_type": "xlm-roberta"}"#).unwrap();
+    std::fs::write(
+        model.join("config.json"),
+        r#"{"model_type": "xlm-roberta"}"#,
+    )
+    .unwrap();
     check(ErrorKind::Unsupported, "xlm-roberta");
 
     reset();

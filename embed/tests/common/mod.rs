@@ -16,26 +16,29 @@ use chatvault_embed::{MiniLmEmbedder, MODEL_DIR_ENV};
 pub fn real_model() -> Option<&'static MiniLmEmbedder> {
     static MODEL: OnceLock<Option<MiniLmEmbedder>> = OnceLock::new();
     MODEL
-        .get_or_init(|| match std::env::var_os(MODEL_DIR_ENV).filter(|v| !v.is_empty()) {
-            Some(dir) => Some(
-                MiniLmEmbedder::from_dir(&dir)
-                    .unwrap_or_else(|e| panic!("{MODEL_DIR_ENV}={dir:?} cannot be loaded: {e}")),
-            ),
-            None => {
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    panic!(
+        .get_or_init(
+            || match std::env::var_os(MODEL_DIR_ENV).filter(|v| !v.is_empty()) {
+                Some(dir) => {
+                    Some(MiniLmEmbedder::from_dir(&dir).unwrap_or_else(|e| {
+                        panic!("{MODEL_DIR_ENV}={dir:?} cannot be loaded: {e}")
+                    }))
+                }
+                None => {
+                    if std::env::var("CI").as_deref() == Ok("true") {
+                        panic!(
                         "{MODEL_DIR_ENV} is not set under CI=true: run scripts/fetch-model.sh and \
                          export {MODEL_DIR_ENV} to the directory it prints"
                     );
-                }
-                eprintln!(
-                    "SKIPPED: {MODEL_DIR_ENV} is not set, so the tests of the real \
+                    }
+                    eprintln!(
+                        "SKIPPED: {MODEL_DIR_ENV} is not set, so the tests of the real \
                      all-MiniLM-L6-v2 model do not run (run scripts/fetch-model.sh and export \
                      {MODEL_DIR_ENV} to the directory it prints)"
-                );
-                None
-            }
-        })
+                    );
+                    None
+                }
+            },
+        )
         .as_ref()
 }
 
@@ -121,7 +124,9 @@ pub fn write_tiny_model(dir: &Path, seed: u64, max_seq_length: usize) {
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
 
     let dev = Device::Cpu;
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut rand = |shape: &[usize], scale: f32| -> Tensor {
         let n: usize = shape.iter().product();
         let data: Vec<f32> = (0..n)
@@ -136,24 +141,60 @@ pub fn write_tiny_model(dir: &Path, seed: u64, max_seq_length: usize) {
     };
     let ones = |n: usize| Tensor::ones(n, DType::F32, &Device::Cpu).unwrap();
     let mut t: HashMap<String, Tensor> = HashMap::new();
-    t.insert("embeddings.word_embeddings.weight".into(), rand(&[TINY_VOCAB.len(), hidden], 1.0));
-    t.insert("embeddings.position_embeddings.weight".into(), rand(&[positions, hidden], 0.5));
-    t.insert("embeddings.token_type_embeddings.weight".into(), rand(&[2, hidden], 0.1));
+    t.insert(
+        "embeddings.word_embeddings.weight".into(),
+        rand(&[TINY_VOCAB.len(), hidden], 1.0),
+    );
+    t.insert(
+        "embeddings.position_embeddings.weight".into(),
+        rand(&[positions, hidden], 0.5),
+    );
+    t.insert(
+        "embeddings.token_type_embeddings.weight".into(),
+        rand(&[2, hidden], 0.1),
+    );
     t.insert("embeddings.LayerNorm.weight".into(), ones(hidden));
     t.insert("embeddings.LayerNorm.bias".into(), rand(&[hidden], 0.1));
     for l in 0..layers {
         let p = format!("encoder.layer.{l}");
         for name in ["query", "key", "value"] {
-            t.insert(format!("{p}.attention.self.{name}.weight"), rand(&[hidden, hidden], 0.5));
-            t.insert(format!("{p}.attention.self.{name}.bias"), rand(&[hidden], 0.1));
+            t.insert(
+                format!("{p}.attention.self.{name}.weight"),
+                rand(&[hidden, hidden], 0.5),
+            );
+            t.insert(
+                format!("{p}.attention.self.{name}.bias"),
+                rand(&[hidden], 0.1),
+            );
         }
-        t.insert(format!("{p}.attention.output.dense.weight"), rand(&[hidden, hidden], 0.5));
-        t.insert(format!("{p}.attention.output.dense.bias"), rand(&[hidden], 0.1));
-        t.insert(format!("{p}.attention.output.LayerNorm.weight"), ones(hidden));
-        t.insert(format!("{p}.attention.output.LayerNorm.bias"), rand(&[hidden], 0.1));
-        t.insert(format!("{p}.intermediate.dense.weight"), rand(&[intermediate, hidden], 0.5));
-        t.insert(format!("{p}.intermediate.dense.bias"), rand(&[intermediate], 0.1));
-        t.insert(format!("{p}.output.dense.weight"), rand(&[hidden, intermediate], 0.5));
+        t.insert(
+            format!("{p}.attention.output.dense.weight"),
+            rand(&[hidden, hidden], 0.5),
+        );
+        t.insert(
+            format!("{p}.attention.output.dense.bias"),
+            rand(&[hidden], 0.1),
+        );
+        t.insert(
+            format!("{p}.attention.output.LayerNorm.weight"),
+            ones(hidden),
+        );
+        t.insert(
+            format!("{p}.attention.output.LayerNorm.bias"),
+            rand(&[hidden], 0.1),
+        );
+        t.insert(
+            format!("{p}.intermediate.dense.weight"),
+            rand(&[intermediate, hidden], 0.5),
+        );
+        t.insert(
+            format!("{p}.intermediate.dense.bias"),
+            rand(&[intermediate], 0.1),
+        );
+        t.insert(
+            format!("{p}.output.dense.weight"),
+            rand(&[hidden, intermediate], 0.5),
+        );
         t.insert(format!("{p}.output.dense.bias"), rand(&[hidden], 0.1));
         t.insert(format!("{p}.output.LayerNorm.weight"), ones(hidden));
         t.insert(format!("{p}.output.LayerNorm.bias"), rand(&[hidden], 0.1));
@@ -167,5 +208,8 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
