@@ -201,7 +201,7 @@ impl QueryEngine {
             let keys = self.all_keys(workspace, &filter).await?;
             candidates = Some(keys);
         }
-        let content_filter = match &candidates {
+        let mut content_filter = match &candidates {
             Some(keys) if push_all_to_metadata => ContentFilter {
                 keys: Some(keys.clone()),
                 ..ContentFilter::default()
@@ -212,6 +212,11 @@ impl QueryEngine {
             },
             None => content_filter(&request.filter, channels.clone()),
         };
+        // Every channel allowed and none picked: the channel list filters nothing, and leaving it
+        // out keeps the backend on its unfiltered path. (Results are still checked below.)
+        if allowed.allows_all() && request.filter.channels.is_none() {
+            content_filter.channels = None;
+        }
         timings.metadata_us = micros(started);
         let candidate_count = candidates.as_ref().map(Vec::len);
         if candidate_count == Some(0) {
@@ -237,7 +242,10 @@ impl QueryEngine {
                 return Ok::<_, Error>((Vec::new(), 0, 0));
             }
             let t = Instant::now();
-            let vectors = self.embedder.embed(std::slice::from_ref(&request.query)).await?;
+            let vectors = self
+                .embedder
+                .embed(std::slice::from_ref(&request.query))
+                .await?;
             let vector = vectors.into_iter().next().ok_or_else(|| {
                 Error::backend_error("the embedder returned no vector for the query")
             })?;

@@ -104,6 +104,12 @@ impl Allowed {
         v
     }
 
+    /// Whether the scope allows every channel of the workspace (then a channel filter that lists
+    /// them all can be left out, which lets backends use their unfiltered fast path).
+    pub(crate) fn allows_all(&self) -> bool {
+        self.ids.len() == self.channels.len()
+    }
+
     /// The channel with this id.
     pub(crate) fn channel(&self, id: &ChannelId) -> Option<&Channel> {
         self.channels.get(id)

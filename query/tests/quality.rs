@@ -79,9 +79,11 @@ pub async fn evaluate(engine: &QueryEngine, ws: &WorkspaceId, mode: SearchMode) 
     }
 }
 
-#[tokio::test]
-async fn hybrid_does_not_lose_to_either_single_mode_with_the_hashing_embedder() {
-    let (meta, content) = common::memory_stores();
+async fn run(
+    label: &str,
+    meta: Arc<dyn chatvault_core::MetadataStore>,
+    content: Arc<dyn chatvault_core::ContentStore>,
+) {
     let embedder: Arc<dyn Embedder> = Arc::new(HashingEmbedder::new(384).expect("embedder"));
     let loaded = common::load_export(
         &common::testdata("slack-export-houstondatavis"),
@@ -95,35 +97,35 @@ async fn hybrid_does_not_lose_to_either_single_mode_with_the_hashing_embedder() 
     .await;
     let engine = QueryEngine::new(meta, content, embedder);
     if std::env::var_os("CHATVAULT_QUALITY_SWEEP").is_some() {
-        for k in [5.0, 60.0] {
-            for lw in [1.0] {
-                for sw in [0.05, 0.1, 0.2, 0.3, 0.5] {
-                    let depth = 50;
-                    let cfg = chatvault_query::FusionConfig {
-                        k,
-                        lexical_weight: lw,
-                        semantic_weight: sw,
-                        min_depth: depth,
-                    };
-                    let e = engine.clone().with_fusion(cfg).expect("fusion");
-                    let m = evaluate(&e, &loaded.workspace, SearchMode::Hybrid).await;
-                    println!(
-                        "sweep k={k} lw={lw} sw={sw}: MRR {:.3} recall {:.3}",
-                        m.mrr, m.recall
-                    );
-                }
+        for k in [5.0, 10.0, 60.0] {
+            for sw in [0.05, 0.1, 0.3, 0.5, 1.0] {
+                let cfg = chatvault_query::FusionConfig {
+                    k,
+                    lexical_weight: 1.0,
+                    semantic_weight: sw,
+                    min_depth: 50,
+                };
+                let e = engine.clone().with_fusion(cfg).expect("fusion");
+                let m = evaluate(&e, &loaded.workspace, SearchMode::Hybrid).await;
+                println!(
+                    "sweep [{label}] k={k} sw={sw}: MRR {:.3} recall {:.3}",
+                    m.mrr, m.recall
+                );
             }
         }
     }
-    println!("fusion: {:?}", engine.fusion());
     let eq = engine
         .clone()
         .with_fusion(chatvault_query::FusionConfig::default())
         .expect("fusion");
     let m = evaluate(&eq, &loaded.workspace, SearchMode::Hybrid).await;
     println!(
-        "quality [hashing-384, memory stores] Hybrid with plain RRF (k=60, equal weights): MRR@10 = {:.3}, recall@10 = {:.3}",
+        "quality [hashing-384, {label}] Hybrid with plain RRF (k=60, equal weights): MRR@10 = {:.3}, recall@10 = {:.3}",
         m.mrr, m.recall
+    );
+    println!(
+        "quality [hashing-384, {label}] fusion in use: {:?}",
+        engine.fusion()
     );
     let mut results = Vec::new();
     for mode in [
@@ -133,7 +135,7 @@ async fn hybrid_does_not_lose_to_either_single_mode_with_the_hashing_embedder() 
     ] {
         let m = evaluate(&engine, &loaded.workspace, mode).await;
         println!(
-            "quality [hashing-384, memory stores] {mode:?}: MRR@10 = {:.3}, recall@10 = {:.3}",
+            "quality [hashing-384, {label}] {mode:?}: MRR@10 = {:.3}, recall@10 = {:.3}",
             m.mrr, m.recall
         );
         results.push(m);
@@ -141,16 +143,28 @@ async fn hybrid_does_not_lose_to_either_single_mode_with_the_hashing_embedder() 
     let (lex, sem, hyb) = (&results[0], &results[1], &results[2]);
     assert!(
         hyb.mrr >= lex.mrr.max(sem.mrr),
-        "hybrid MRR {:.3} lost to max(lexical {:.3}, semantic {:.3})",
+        "[{label}] hybrid MRR {:.3} lost to max(lexical {:.3}, semantic {:.3})",
         hyb.mrr,
         lex.mrr,
         sem.mrr
     );
     assert!(
         hyb.recall >= lex.recall.max(sem.recall),
-        "hybrid recall {:.3} lost to max(lexical {:.3}, semantic {:.3})",
+        "[{label}] hybrid recall {:.3} lost to max(lexical {:.3}, semantic {:.3})",
         hyb.recall,
         lex.recall,
         sem.recall
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_does_not_lose_on_the_real_content_store() {
+    let (meta, content, _dir) = common::real_stores();
+    run("tantivy-hnsw content store", meta, content).await;
+}
+
+#[tokio::test]
+async fn hybrid_does_not_lose_on_the_memory_stores() {
+    let (meta, content) = common::memory_stores();
+    run("memory stores", meta, content).await;
 }

@@ -22,6 +22,22 @@ pub fn testdata(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The real content store (tantivy + hnsw_rs in a temporary directory) and the in-memory
+/// metadata store (the SQL one has not landed yet). Keep the guard alive as long as the stores.
+pub fn real_stores() -> (
+    Arc<dyn MetadataStore>,
+    Arc<dyn ContentStore>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = chatvault_storage_vector::VectorStore::open(
+        dir.path(),
+        chatvault_storage_vector::VectorStoreOptions::default(),
+    )
+    .expect("vector store");
+    (Arc::new(MemoryMetadataStore::new()), Arc::new(store), dir)
+}
+
 pub fn memory_stores() -> (Arc<dyn MetadataStore>, Arc<dyn ContentStore>) {
     (
         Arc::new(MemoryMetadataStore::new()),
