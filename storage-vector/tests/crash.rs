@@ -24,13 +24,17 @@ const CHILD_ENV: &str = "CHATVAULT_CRASH_CHILD";
 
 fn child_options() -> VectorStoreOptions {
     VectorStoreOptions {
-        // small graph batches and frequent dumps, so kills land inside graph writes too
-        index_batch: 100,
-        persist_every: 150,
+        // the child indexes and dumps the graph itself every few batches (see `crash_child`), so
+        // kills land inside tantivy commits, graph inserts and graph dumps alike, and the tail
+        // a reopen must catch up on stays small (tests run hnsw_rs unoptimised)
+        background_indexing: false,
         writer_memory: 15_000_000,
         ..Default::default()
     }
 }
+
+/// The child flushes the graph (index the tail, dump) after every this many batches.
+const FLUSH_EVERY: usize = 8;
 
 /// Batch `b`: `NEW` new keys and `BATCH - NEW` rewrites of keys of batch `b - 1` at a higher
 /// version.
@@ -84,6 +88,9 @@ fn crash_child() {
         for b in start.. {
             store.upsert(&w, &batch(b)).await.unwrap();
             println!("ack {b}");
+            if b % FLUSH_EVERY == FLUSH_EVERY - 1 {
+                store.flush_graph(&w).unwrap();
+            }
             // a steady writer rather than a flood: keeps the collection (and the test) small
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -122,11 +129,11 @@ async fn sigkill_never_loses_acknowledged_batches() {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let line = rx.recv_timeout(Duration::from_secs(60)).expect("child never got ready");
-            if line == "ready" || Instant::now() > deadline {
+            if line.ends_with("ready") || Instant::now() > deadline {
                 break;
             }
         }
-        std::thread::sleep(Duration::from_millis(rng.random_range(10..250)));
+        std::thread::sleep(Duration::from_millis(rng.random_range(50..800)));
         child.kill().unwrap(); // SIGKILL on unix
         child.wait().unwrap();
         reader.join().unwrap();
@@ -141,13 +148,9 @@ async fn sigkill_never_loses_acknowledged_batches() {
             started.elapsed()
         );
 
-        // reopen and check (without an indexer of our own: the loaded graph plus the exact tail
-        // must answer, and only the child writes graph dumps)
-        let store = VectorStore::open(
-            dir.path(),
-            VectorStoreOptions { background_indexing: false, ..child_options() },
-        )
-        .unwrap();
+        // reopen and check (without indexing: the loaded graph plus the exact tail must answer,
+        // and only the child writes graph dumps)
+        let store = VectorStore::open(dir.path(), child_options()).unwrap();
         let w = ws("T1");
         let Some(last) = acked else { continue };
         let versions = store
@@ -207,5 +210,5 @@ async fn sigkill_never_loses_acknowledged_batches() {
         assert_eq!(unique.len(), hits.len(), "a search returned a key twice");
         store.close();
     }
-    assert!(acked.is_some_and(|a| a >= kills), "the child wrote too little: {acked:?}");
+    assert!(acked.is_some_and(|a| a >= 10), "the child wrote too little: {acked:?}");
 }
