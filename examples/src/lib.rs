@@ -1,1 +1,367 @@
-//! chatvault-examples (work in progress).
+//! # chatvault-examples
+//!
+//! The `chatvault` command-line program and the runnable examples. This library holds what they
+//! share: opening the stores from a data directory or a database URL, choosing the embedder, and
+//! resolving names a person types (`#general`, `ann`) into ids.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chatvault_core::{
+    ChannelId, ContentStore, Embedder, Error, ErrorKind, HashingEmbedder, MetadataStore, Result,
+    UserId, WorkspaceId,
+};
+use chatvault_embed::MiniLmEmbedder;
+use chatvault_storage_postgres::{ConnectOptions, SqlMetadataStore};
+use chatvault_storage_vector::{VectorStore, VectorStoreOptions};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+
+/// The dimension of the built-in hashing embedder: the same as all-MiniLM-L6-v2's.
+pub const HASHING_DIMENSION: usize = 384;
+
+/// Where the stores live.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// The data directory: the SQLite file (unless `database_url` is set) and the vector
+    /// collections.
+    pub data_dir: PathBuf,
+    /// A `postgres://` (or `sqlite://`) URL for the metadata store instead of the SQLite file.
+    pub database_url: Option<String>,
+}
+
+impl StorageConfig {
+    /// The metadata store's URL: `database_url`, else `sqlite://<data_dir>/metadata.db?mode=rwc`.
+    pub fn metadata_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("metadata.db").display()
+            ),
+        }
+    }
+
+    /// Where the content store's collections live.
+    pub fn content_dir(&self) -> PathBuf {
+        self.data_dir.join("content")
+    }
+}
+
+/// Which embedder to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmbedderChoice {
+    /// The model if it can be found, else the hashing embedder (and say so).
+    #[default]
+    Auto,
+    /// all-MiniLM-L6-v2 (or another sentence-transformers model directory); fail without it.
+    MiniLm,
+    /// The built-in hashing embedder.
+    Hashing,
+}
+
+/// The stores and embedder a command works with.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// Metadata (SQLite or PostgreSQL).
+    pub meta: Arc<dyn MetadataStore>,
+    /// Content (tantivy + hnsw_rs).
+    pub content: Arc<dyn ContentStore>,
+    /// The embedder.
+    pub embedder: Arc<dyn Embedder>,
+    /// One line saying which embedder was picked and, for the hashing one, how to get the model.
+    pub embedder_note: String,
+}
+
+/// Opens (creating when needed) the metadata store and the content store.
+///
+/// # Errors
+/// `Unavailable` when the database cannot be reached; `Conflict` when another process holds the
+/// content store for writing; I/O errors creating the data directory.
+pub async fn open_stores(
+    config: &StorageConfig,
+) -> Result<(Arc<dyn MetadataStore>, Arc<dyn ContentStore>)> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Error::unavailable(format!(
+            "cannot create the data directory {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let meta = SqlMetadataStore::connect(&config.metadata_url(), ConnectOptions::default()).await?;
+    let content = VectorStore::open(config.content_dir(), VectorStoreOptions::default())?;
+    Ok((Arc::new(meta), Arc::new(content)))
+}
+
+/// The model directory to try: `explicit`, else `$CHATVAULT_MODEL_DIR`, else the cache folder
+/// `scripts/fetch-model.sh` fills by default.
+pub fn model_dir_candidate(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os(chatvault_embed::MODEL_DIR_ENV).filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var_os("HOME")?;
+    let p = PathBuf::from(home).join(".cache/chatvault/all-MiniLM-L6-v2");
+    p.join("config.json").exists().then_some(p)
+}
+
+/// Picks the embedder. A workspace's collection records the model it was built with; when
+/// `existing_model` names one, the same embedder is used so vectors stay comparable.
+///
+/// # Errors
+/// `InvalidInput`/`NotFound` when the model is required (explicitly, or by the collection) but
+/// cannot be loaded — the message says how to get it.
+pub fn choose_embedder(
+    choice: EmbedderChoice,
+    model_dir: Option<&Path>,
+    existing_model: Option<&str>,
+) -> Result<(Arc<dyn Embedder>, String)> {
+    let hashing = || -> Result<(Arc<dyn Embedder>, String)> {
+        let e = HashingEmbedder::new(HASHING_DIMENSION)?;
+        let note = format!(
+            "embedder: built-in hashing embedder ({}) — words only, no synonyms. For real semantic \
+             search run scripts/fetch-model.sh and set {}=<the path it prints>.",
+            e.model_id(),
+            chatvault_embed::MODEL_DIR_ENV
+        );
+        Ok((Arc::new(e), note))
+    };
+    let existing_is_hashing = existing_model.is_some_and(|m| m.starts_with("chatvault-hashing"));
+    let choice = match (choice, existing_model) {
+        (EmbedderChoice::Auto, Some(_)) if existing_is_hashing => EmbedderChoice::Hashing,
+        (EmbedderChoice::Auto, Some(_)) => EmbedderChoice::MiniLm,
+        (c, _) => c,
+    };
+    match choice {
+        EmbedderChoice::Hashing => hashing(),
+        EmbedderChoice::MiniLm | EmbedderChoice::Auto => {
+            let Some(dir) = model_dir_candidate(model_dir) else {
+                if choice == EmbedderChoice::Auto {
+                    return hashing();
+                }
+                return Err(Error::not_found(format!(
+                    "no embedding model found{}: run scripts/fetch-model.sh and set {}",
+                    existing_model
+                        .map(|m| format!(" (this workspace was indexed with {m})"))
+                        .unwrap_or_default(),
+                    chatvault_embed::MODEL_DIR_ENV
+                )));
+            };
+            match MiniLmEmbedder::from_dir(&dir) {
+                Ok(e) => {
+                    let note = format!(
+                        "embedder: {} from {} (loaded in {:.1} s)",
+                        e.model_id(),
+                        dir.display(),
+                        e.load_time().as_secs_f64()
+                    );
+                    Ok((Arc::new(e), note))
+                }
+                Err(e) if choice == EmbedderChoice::Auto && model_dir.is_none() => {
+                    let (h, note) = hashing()?;
+                    Ok((
+                        h,
+                        format!("{note} (the model at {} did not load: {e})", dir.display()),
+                    ))
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Opens the stores and picks an embedder consistent with `workspace`'s collection, if any.
+///
+/// # Errors
+/// As [`open_stores`] and [`choose_embedder`].
+pub async fn open_all(
+    config: &StorageConfig,
+    choice: EmbedderChoice,
+    model_dir: Option<&Path>,
+    workspace: Option<&WorkspaceId>,
+) -> Result<Stores> {
+    let (meta, content) = open_stores(config).await?;
+    let existing = match workspace {
+        Some(ws) => content.collection_info(ws).await?.map(|c| c.spec.model_id),
+        None => None,
+    };
+    let (embedder, embedder_note) = choose_embedder(choice, model_dir, existing.as_deref())?;
+    Ok(Stores {
+        meta,
+        content,
+        embedder,
+        embedder_note,
+    })
+}
+
+/// The workspace to work on: `explicit`, else the only one stored.
+///
+/// # Errors
+/// `NotFound` when there is none or `explicit` does not exist; `InvalidInput` when there are
+/// several and none was named (the message lists them).
+pub async fn resolve_workspace(
+    meta: &dyn MetadataStore,
+    explicit: Option<&str>,
+) -> Result<WorkspaceId> {
+    let all = meta.list_workspaces().await?;
+    if let Some(name) = explicit {
+        let id = WorkspaceId::new(name)?;
+        return if all.iter().any(|w| w.id == id) {
+            Ok(id)
+        } else {
+            Err(Error::not_found(format!(
+                "no workspace {id:?} in this data directory (stored: {})",
+                list_or_none(all.iter().map(|w| w.id.to_string()))
+            )))
+        };
+    }
+    match all.len() {
+        0 => Err(Error::not_found(
+            "this data directory holds no workspace yet: run `chatvault ingest-export <dir|zip>` first",
+        )),
+        1 => Ok(all[0].id.clone()),
+        _ => Err(Error::invalid_input(format!(
+            "several workspaces are stored ({}): pick one with --workspace",
+            list_or_none(all.iter().map(|w| w.id.to_string()))
+        ))),
+    }
+}
+
+fn list_or_none(items: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = items.collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// A workspace id from an export's file name (`slack-export-acme.zip` → `slack-export-acme`).
+pub fn workspace_id_from_path(path: &Path) -> Result<WorkspaceId> {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cleaned: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(chatvault_core::MAX_ID_LEN)
+        .collect();
+    WorkspaceId::new(if cleaned.is_empty() {
+        "workspace".into()
+    } else {
+        cleaned
+    })
+}
+
+/// A channel given as `#name`, `name` or an id.
+///
+/// # Errors
+/// `NotFound` naming the channel.
+pub async fn resolve_channel(
+    meta: &dyn MetadataStore,
+    workspace: &WorkspaceId,
+    given: &str,
+) -> Result<ChannelId> {
+    let name = given.trim_start_matches('#');
+    let channels = meta.list_channels(workspace).await?;
+    if let Some(c) = channels
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(name) || c.id.as_str() == name)
+    {
+        return Ok(c.id.clone());
+    }
+    Err(Error::not_found(format!(
+        "no channel {given:?} in workspace {workspace}"
+    )))
+}
+
+/// A user given as `@handle`, display or real name, or an id.
+///
+/// # Errors
+/// `NotFound` naming the user.
+pub async fn resolve_user(
+    meta: &dyn MetadataStore,
+    workspace: &WorkspaceId,
+    given: &str,
+) -> Result<UserId> {
+    let name = given.trim_start_matches('@');
+    let users = meta.list_users(workspace).await?;
+    let found = users.iter().find(|u| u.id.as_str() == name).or_else(|| {
+        users.iter().find(|u| {
+            u.name.eq_ignore_ascii_case(name)
+                || u.display_name
+                    .as_deref()
+                    .is_some_and(|d| d.eq_ignore_ascii_case(name))
+                || u.real_name
+                    .as_deref()
+                    .is_some_and(|d| d.eq_ignore_ascii_case(name))
+        })
+    });
+    found
+        .map(|u| u.id.clone())
+        .ok_or_else(|| Error::not_found(format!("no user {given:?} in workspace {workspace}")))
+}
+
+/// A point in time given as `YYYY-MM-DD` (midnight UTC) or RFC 3339.
+///
+/// # Errors
+/// `InvalidInput` naming the value.
+pub fn parse_time(given: &str) -> Result<DateTime<Utc>> {
+    if let Ok(d) = NaiveDate::parse_from_str(given, "%Y-%m-%d") {
+        let t = d.and_hms_opt(0, 0, 0).expect("midnight exists");
+        return Ok(Utc.from_utc_datetime(&t));
+    }
+    DateTime::parse_from_rfc3339(given)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            Error::invalid_input(format!(
+                "{given:?} is not a date: use YYYY-MM-DD or RFC 3339 (2024-01-31T09:00:00Z)"
+            ))
+        })
+}
+
+/// The process exit code for an error: 3 bad input, 4 not found, 5 store unavailable,
+/// 6 conflict, 7 unsupported, 1 anything else (2 is clap's usage error).
+pub fn exit_code(e: &Error) -> i32 {
+    match e.kind() {
+        ErrorKind::InvalidInput => 3,
+        ErrorKind::NotFound => 4,
+        ErrorKind::Unavailable => 5,
+        ErrorKind::Conflict | ErrorKind::AlreadyExists => 6,
+        ErrorKind::Unsupported => 7,
+        _ => 1,
+    }
+}
+
+/// The bundled sample export (the real houstondatavis export in `testdata/`).
+pub fn sample_export() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/slack-export-houstondatavis")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_ids_parse() {
+        assert_eq!(
+            parse_time("2016-01-02").unwrap().to_rfc3339(),
+            "2016-01-02T00:00:00+00:00"
+        );
+        assert!(parse_time("02/01/2016").is_err());
+        assert_eq!(
+            workspace_id_from_path(Path::new("/x/slack export (1).zip"))
+                .unwrap()
+                .as_str(),
+            "slack-export--1-"
+        );
+        assert_eq!(exit_code(&Error::not_found("x")), 4);
+    }
+}

@@ -1,0 +1,992 @@
+//! `chatvault`: ingest Slack into the embedded stores (or PostgreSQL) and search it.
+//!
+//! Output is for people by default; `--json` prints one JSON document per command (the library's
+//! serde types: `SearchResponse`, `Thread`, `Digest`, `PrReviewReport`, `Retrieval`, …).
+//! Exit codes: 0 ok, 2 usage, 3 bad input, 4 not found, 5 store unavailable, 6 conflict,
+//! 7 unsupported, 1 anything else.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chatvault_collector::{
+    Backfill, BackfillOptions, Collector, ImportOptions, Progress, ProgressUpdate, Relay,
+    RelayOptions, Stage,
+};
+use chatvault_core::{
+    Error, MessageKey, OutboxId, Result, SecretString, TimeRange, Ts, WorkspaceId,
+};
+use chatvault_examples::{
+    exit_code, open_all, parse_time, resolve_channel, resolve_user, resolve_workspace,
+    sample_export, workspace_id_from_path, EmbedderChoice, StorageConfig, Stores,
+};
+use chatvault_query::{
+    AskRequest, DigestRequest, MessageView, PrReviewRequest, QueryEngine, Scope, SearchFilter,
+    SearchMode, SearchRequest, SearchResponse,
+};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "chatvault",
+    version,
+    about = "Archive Slack and search it: metadata in SQLite or PostgreSQL, content in an embedded vector + BM25 index"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct Global {
+    /// The data directory: the SQLite file and the vector collections.
+    #[arg(
+        long,
+        global = true,
+        default_value = "./chatvault-data",
+        env = "CHATVAULT_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    /// Keep metadata in PostgreSQL instead of the SQLite file (postgres://user@host/db).
+    #[arg(long, global = true, env = "CHATVAULT_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The workspace to use when the data directory holds several.
+    #[arg(long, global = true)]
+    workspace: Option<String>,
+    /// Which embedder: auto (the model if found, else hashing), minilm, hashing.
+    #[arg(long, global = true, value_enum, default_value_t = EmbedderArg::Auto)]
+    embedder: EmbedderArg,
+    /// A sentence-transformers model directory (default: $CHATVAULT_MODEL_DIR).
+    #[arg(long, global = true)]
+    model_dir: Option<PathBuf>,
+    /// Print JSON for scripts instead of text for people.
+    #[arg(long, global = true)]
+    json: bool,
+    /// On errors, print the chain of causes.
+    #[arg(long, short, global = true)]
+    verbose: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum EmbedderArg {
+    Auto,
+    Minilm,
+    Hashing,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum ModeArg {
+    Hybrid,
+    Semantic,
+    Lexical,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Ingest the bundled sample export into a fresh data directory and run a few searches.
+    Demo {
+        /// Where to put the data (default: a new temporary directory).
+        #[arg(long)]
+        into: Option<PathBuf>,
+    },
+    /// Import a Slack export (a directory or a .zip), then deliver its content to the index.
+    IngestExport {
+        /// The export directory or .zip.
+        path: PathBuf,
+        /// The workspace id (default: from the file name).
+        #[arg(long = "as")]
+        workspace_id: Option<String>,
+    },
+    /// Fetch history from the Slack Web API with a bot token read from an environment variable.
+    Backfill {
+        /// The environment variable holding the bot token (never pass tokens as arguments).
+        #[arg(long, default_value = "SLACK_BOT_TOKEN")]
+        token_env: String,
+        /// The workspace id to store under (default: --workspace, else "slack").
+        #[arg(long = "as")]
+        workspace_id: Option<String>,
+        /// The Web API base URL (for tests and proxies).
+        #[arg(long, default_value = "https://slack.com/api")]
+        api_url: String,
+    },
+    /// Search messages.
+    Search {
+        /// What to look for.
+        query: String,
+        /// hybrid (default), semantic or lexical.
+        #[arg(long, value_enum, default_value_t = ModeArg::Hybrid)]
+        mode: ModeArg,
+        /// Only in these channels (#name or id); repeatable.
+        #[arg(long)]
+        channel: Vec<String>,
+        /// Only by these people (handle, name or id); repeatable.
+        #[arg(long)]
+        user: Vec<String>,
+        /// Only from this date (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only before this date.
+        #[arg(long)]
+        until: Option<String>,
+        /// How many hits.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Continue from a previous page's cursor.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Show a message's whole thread.
+    Thread {
+        /// The channel (#name or id).
+        channel: String,
+        /// The message's ts (any message of the thread).
+        ts: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// A digest (Markdown) of a time range: most reacted, active threads, links, busiest channels and people.
+    Digest {
+        /// From (YYYY-MM-DD or RFC 3339); default: 7 days before --until.
+        #[arg(long)]
+        since: Option<String>,
+        /// Until (default: now).
+        #[arg(long)]
+        until: Option<String>,
+        /// Rows per section.
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Pull/merge requests shared in a range with the attention they got, and unanswered questions.
+    Prs {
+        /// From (default: all time).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until (default: now).
+        #[arg(long)]
+        until: Option<String>,
+        /// How many of each.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Retrieve passages that answer a question, with citations, and the prompt for a language model.
+    Ask {
+        /// The question.
+        question: String,
+        /// How many passages.
+        #[arg(long, default_value_t = 5)]
+        passages: usize,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Counts for the workspace and the outbox.
+    Stats,
+    /// Compare the metadata and content stores and repair drift.
+    Reconcile {
+        /// Only report, repair nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List or re-queue content deliveries that kept failing.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DeadLetterAction {
+    /// List them.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Put them back in the queue (all, or these ids) and deliver them.
+    Requeue {
+        /// Only these outbox ids.
+        #[arg(long)]
+        id: Vec<OutboxId>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct ScopeArgs {
+    /// Search as this member (handle, name or id): public channels plus their private ones.
+    /// Without it, public channels only.
+    #[arg(long)]
+    viewer: Option<String>,
+    /// Every channel, private ones included (administrators).
+    #[arg(long, conflicts_with = "viewer")]
+    admin: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = if cli.global.verbose { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let verbose = cli.global.verbose;
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("error: {e}");
+        if verbose {
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+        } else if std::error::Error::source(&e).is_some() {
+            eprintln!("  (run with --verbose for the causes)");
+        }
+        std::process::exit(exit_code(&e));
+    }
+}
+
+fn storage(g: &Global) -> StorageConfig {
+    StorageConfig {
+        data_dir: g.data_dir.clone(),
+        database_url: g.database_url.clone(),
+    }
+}
+
+fn embedder_choice(g: &Global) -> EmbedderChoice {
+    match g.embedder {
+        EmbedderArg::Auto => EmbedderChoice::Auto,
+        EmbedderArg::Minilm => EmbedderChoice::MiniLm,
+        EmbedderArg::Hashing => EmbedderChoice::Hashing,
+    }
+}
+
+/// Opens the stores for an existing workspace.
+async fn open_workspace(g: &Global) -> Result<(Stores, WorkspaceId)> {
+    // Resolve the workspace first (metadata only), then pick the embedder its collection uses.
+    let config = storage(g);
+    let (meta, _) = chatvault_examples::open_stores(&config).await?;
+    let ws = resolve_workspace(meta.as_ref(), g.workspace.as_deref()).await?;
+    drop(meta);
+    let stores = open_all(
+        &config,
+        embedder_choice(g),
+        g.model_dir.as_deref(),
+        Some(&ws),
+    )
+    .await?;
+    Ok((stores, ws))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Demo { into } => demo(g, into.clone()).await,
+        Command::IngestExport { path, workspace_id } => {
+            let ws = match workspace_id.as_deref().or(g.workspace.as_deref()) {
+                Some(w) => WorkspaceId::new(w)?,
+                None => workspace_id_from_path(path)?,
+            };
+            let stores = open_all(
+                &storage(g),
+                embedder_choice(g),
+                g.model_dir.as_deref(),
+                Some(&ws),
+            )
+            .await?;
+            if !g.json {
+                eprintln!("{}", stores.embedder_note);
+            }
+            ingest(g, &stores, &ws, path).await
+        }
+        Command::Backfill {
+            token_env,
+            workspace_id,
+            api_url,
+        } => {
+            let token = std::env::var(token_env).map_err(|_| {
+                Error::invalid_input(format!(
+                    "the environment variable {token_env} is not set: export your bot token (xoxb-…) in it"
+                ))
+            })?;
+            let ws = WorkspaceId::new(
+                workspace_id
+                    .as_deref()
+                    .or(g.workspace.as_deref())
+                    .unwrap_or("slack"),
+            )?;
+            let stores = open_all(
+                &storage(g),
+                embedder_choice(g),
+                g.model_dir.as_deref(),
+                Some(&ws),
+            )
+            .await?;
+            if !g.json {
+                eprintln!("{}", stores.embedder_note);
+            }
+            let bars = Bars::new(g.json);
+            let options = BackfillOptions {
+                api_url: api_url.clone(),
+                ..Default::default()
+            };
+            let backfill = Backfill::new(
+                stores.meta.clone(),
+                ws.clone(),
+                SecretString::new(token),
+                options,
+            )?
+            .with_progress(bars.clone());
+            let report = backfill.run().await?;
+            let relay = relay_all(&stores, &ws, &bars).await?;
+            bars.finish();
+            if g.json {
+                print_json(&serde_json::json!({
+                    "workspace": ws,
+                    "users": report.users, "channels": report.channels,
+                    "messages": report.messages, "replies": report.replies,
+                    "api_calls": report.calls, "rate_limited": report.rate_limited,
+                    "channels_complete": report.channels_complete,
+                    "channels_failed": report.channels_failed.iter().map(|(c, e)| serde_json::json!({"channel": c, "error": e})).collect::<Vec<_>>(),
+                    "skipped": report.skipped,
+                    "embedded": relay.embedded, "delivered": relay.acked, "dead_lettered": relay.dead_lettered,
+                }))?;
+            } else {
+                println!(
+                    "backfilled {}: {} users, {} channels ({} complete), {} messages ({} replies) in {} API calls ({} rate-limited)",
+                    ws, report.users, report.channels, report.channels_complete, report.messages,
+                    report.replies, report.calls, report.rate_limited
+                );
+                for (c, e) in &report.channels_failed {
+                    println!("  channel {c} failed: {e} (a rerun continues where it stopped)");
+                }
+                println!(
+                    "content: {} embedded, {} delivered, {} dead-lettered",
+                    relay.embedded, relay.acked, relay.dead_lettered
+                );
+            }
+            Ok(())
+        }
+        Command::Search {
+            query,
+            mode,
+            channel,
+            user,
+            since,
+            until,
+            limit,
+            cursor,
+            scope,
+        } => {
+            let (stores, ws) = open_workspace(g).await?;
+            let engine = engine(&stores);
+            let mut filter = SearchFilter::default();
+            if !channel.is_empty() {
+                let mut ids = Vec::new();
+                for c in channel {
+                    ids.push(resolve_channel(stores.meta.as_ref(), &ws, c).await?);
+                }
+                filter.channels = Some(ids);
+            }
+            if !user.is_empty() {
+                let mut ids = Vec::new();
+                for u in user {
+                    ids.push(resolve_user(stores.meta.as_ref(), &ws, u).await?);
+                }
+                filter.users = Some(ids);
+            }
+            filter.time = range(since.as_deref(), until.as_deref())?;
+            let request = SearchRequest::new(query.clone())
+                .mode(match mode {
+                    ModeArg::Hybrid => SearchMode::Hybrid,
+                    ModeArg::Semantic => SearchMode::Semantic,
+                    ModeArg::Lexical => SearchMode::Lexical,
+                })
+                .filter(filter)
+                .limit(*limit)
+                .cursor(cursor.clone())
+                .scope(resolve_scope(&stores, &ws, scope).await?);
+            let response = engine.search(&ws, request).await?;
+            if g.json {
+                print_json(&response)
+            } else {
+                print_search(query, &response);
+                Ok(())
+            }
+        }
+        Command::Thread { channel, ts, scope } => {
+            let (stores, ws) = open_workspace(g).await?;
+            let channel = resolve_channel(stores.meta.as_ref(), &ws, channel).await?;
+            let key = MessageKey::new(ws.clone(), channel, Ts::new(ts.as_str())?);
+            let thread = engine(&stores)
+                .thread(&key, &resolve_scope(&stores, &ws, scope).await?)
+                .await?;
+            if g.json {
+                print_json(&thread)
+            } else {
+                for m in &thread.messages {
+                    print_message(m, "");
+                }
+                Ok(())
+            }
+        }
+        Command::Digest {
+            since,
+            until,
+            limit,
+            scope,
+        } => {
+            let (stores, ws) = open_workspace(g).await?;
+            let until_t = match until {
+                Some(u) => parse_time(u)?,
+                None => chrono::Utc::now(),
+            };
+            let since_t = match since {
+                Some(s) => parse_time(s)?,
+                None => until_t - chrono::Duration::days(7),
+            };
+            let mut request = DigestRequest::new(TimeRange::between(since_t, until_t));
+            request.limit = *limit;
+            request.scope = resolve_scope(&stores, &ws, scope).await?;
+            let digest = engine(&stores).digest(&ws, request).await?;
+            if g.json {
+                print_json(&digest)
+            } else {
+                println!("{}", digest.to_markdown());
+                Ok(())
+            }
+        }
+        Command::Prs {
+            since,
+            until,
+            limit,
+            scope,
+        } => {
+            let (stores, ws) = open_workspace(g).await?;
+            let mut request = PrReviewRequest::new(range(since.as_deref(), until.as_deref())?);
+            request.limit = *limit;
+            request.scope = resolve_scope(&stores, &ws, scope).await?;
+            let report = engine(&stores).pr_reviews(&ws, request).await?;
+            if g.json {
+                return print_json(&report);
+            }
+            println!("Review requests ({}):", report.reviews.len());
+            for r in &report.reviews {
+                println!(
+                    "  {}  — {} replies, {} reactions, shared {}×",
+                    r.url,
+                    r.reply_count,
+                    r.reaction_count,
+                    r.shares.len()
+                );
+                if let Some(first) = r.shares.first() {
+                    println!(
+                        "      first shared in {} by {}",
+                        first.message.channel_label(),
+                        first.message.author_label()
+                    );
+                }
+            }
+            println!("\nUnanswered questions ({}):", report.open_questions.len());
+            for q in &report.open_questions {
+                print_message(&q.message, "  ");
+            }
+            Ok(())
+        }
+        Command::Ask {
+            question,
+            passages,
+            scope,
+        } => {
+            let (stores, ws) = open_workspace(g).await?;
+            let mut request = AskRequest::new(question.clone());
+            request.passages = *passages;
+            request.scope = resolve_scope(&stores, &ws, scope).await?;
+            let retrieval = engine(&stores).ask(&ws, request).await?;
+            if g.json {
+                return print_json(&retrieval);
+            }
+            if let Some(d) = &retrieval.degraded {
+                println!("(note: {d})");
+            }
+            if retrieval.passages.is_empty() {
+                println!("No passage found for {question:?}.");
+            }
+            for p in &retrieval.passages {
+                println!(
+                    "[{}] {} · {} · {}",
+                    p.citation,
+                    p.hit.message.channel_label(),
+                    p.hit.message.author_label(),
+                    p.hit.message.time.format("%Y-%m-%d %H:%M")
+                );
+                for m in &p.context {
+                    let marker = if m.key == p.hit.message.key { ">" } else { " " };
+                    println!(
+                        "   {marker} {}: {}",
+                        m.author_label(),
+                        one_line(m.text.as_deref().unwrap_or(""), 160)
+                    );
+                }
+                println!("    {}", p.link());
+            }
+            println!("\n(To generate an answer, hand `chatvault ask --json … | jq -r .prompt` to a language model.)");
+            Ok(())
+        }
+        Command::Stats => {
+            let (stores, ws) = open_workspace(g).await?;
+            let stats = stores.meta.stats(&ws).await?;
+            let outbox = stores.meta.outbox_stats(Some(ws.clone())).await?;
+            let collection = stores.content.collection_info(&ws).await?;
+            if g.json {
+                return print_json(&serde_json::json!({
+                    "workspace": ws, "metadata": stats, "outbox": outbox,
+                    "content": collection,
+                    "metadata_backend": stores.meta.backend(), "content_backend": stores.content.backend(),
+                }));
+            }
+            println!(
+                "workspace {ws}  (metadata: {}, content: {})",
+                stores.meta.backend(),
+                stores.content.backend()
+            );
+            println!(
+                "  messages      {:>8}  ({} replies)",
+                stats.messages, stats.replies
+            );
+            println!("  with content  {:>8}", stats.with_content);
+            println!("  channels      {:>8}", stats.channels);
+            println!("  users         {:>8}", stats.users);
+            println!("  reactions     {:>8}", stats.reactions);
+            println!("  links         {:>8}", stats.links);
+            println!("  files         {:>8}", stats.files);
+            println!(
+                "  outbox        {:>8} pending, {} leased, {} dead",
+                outbox.pending, outbox.leased, outbox.dead
+            );
+            match collection {
+                Some(c) => println!(
+                    "  index         {:>8} documents ({}, {} dims)",
+                    c.documents, c.spec.model_id, c.spec.dimension
+                ),
+                None => println!("  index         none yet"),
+            }
+            Ok(())
+        }
+        Command::Reconcile { dry_run } => {
+            let (stores, ws) = open_workspace(g).await?;
+            let options = chatvault_collector::ReconcileOptions {
+                repair: !dry_run,
+                ..Default::default()
+            };
+            let report = chatvault_collector::reconcile_with(
+                stores.meta.clone(),
+                stores.content.clone(),
+                ws.clone(),
+                options,
+            )
+            .await?;
+            if g.json {
+                return print_json(&serde_json::json!({
+                    "workspace": ws, "clean": report.is_clean(),
+                    "expected": report.expected, "stored": report.stored, "missing": report.missing,
+                    "mismatched": report.mismatched, "undelivered": report.undelivered, "orphans": report.orphans,
+                    "requeued": report.requeued, "orphans_deleted": report.orphans_deleted,
+                    "outbox_pending": report.outbox_pending,
+                    "examples": report.examples.iter().map(|(k, key)| serde_json::json!({"finding": k, "key": key})).collect::<Vec<_>>(),
+                }));
+            }
+            println!(
+                "{}: {} expected, {} stored; {} missing, {} mismatched, {} undelivered, {} orphans",
+                if report.is_clean() {
+                    "clean"
+                } else {
+                    "drift found"
+                },
+                report.expected,
+                report.stored,
+                report.missing,
+                report.mismatched,
+                report.undelivered,
+                report.orphans
+            );
+            if !dry_run && !report.is_clean() {
+                println!(
+                    "repaired: {} orphans deleted, {} messages marked for re-delivery (re-run ingest-export or backfill to re-send their text)",
+                    report.orphans_deleted, report.requeued
+                );
+            }
+            for (what, key) in &report.examples {
+                println!("  {what}: {key}");
+            }
+            Ok(())
+        }
+        Command::DeadLetters { action } => {
+            let (stores, ws) = open_workspace(g).await?;
+            match action {
+                DeadLetterAction::List { limit } => {
+                    let dead = stores.meta.dead_letters(Some(ws.clone()), *limit).await?;
+                    if g.json {
+                        return print_json(&dead);
+                    }
+                    if dead.is_empty() {
+                        println!("no dead letters");
+                    }
+                    for d in &dead {
+                        println!(
+                            "{:>8}  {:<10} {}  after {} attempts: {}",
+                            d.id,
+                            d.op.name(),
+                            d.key,
+                            d.attempts,
+                            d.last_error.as_deref().unwrap_or("")
+                        );
+                    }
+                    Ok(())
+                }
+                DeadLetterAction::Requeue { id } => {
+                    let ids = (!id.is_empty()).then(|| id.clone());
+                    let n = stores
+                        .meta
+                        .requeue_dead_letters(Some(ws.clone()), ids)
+                        .await?;
+                    let bars = Bars::new(g.json);
+                    let report = relay_all(&stores, &ws, &bars).await?;
+                    bars.finish();
+                    if g.json {
+                        return print_json(
+                            &serde_json::json!({"requeued": n, "delivered": report.acked, "dead_lettered": report.dead_lettered}),
+                        );
+                    }
+                    println!(
+                        "re-queued {n}; delivered {}, dead-lettered again {}",
+                        report.acked, report.dead_lettered
+                    );
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn engine(stores: &Stores) -> QueryEngine {
+    QueryEngine::new(
+        stores.meta.clone(),
+        stores.content.clone(),
+        stores.embedder.clone(),
+    )
+}
+
+async fn resolve_scope(stores: &Stores, ws: &WorkspaceId, scope: &ScopeArgs) -> Result<Scope> {
+    if scope.admin {
+        return Ok(Scope::Admin);
+    }
+    match &scope.viewer {
+        Some(v) => Ok(Scope::User(
+            resolve_user(stores.meta.as_ref(), ws, v).await?,
+        )),
+        None => Ok(Scope::Public),
+    }
+}
+
+fn range(since: Option<&str>, until: Option<&str>) -> Result<TimeRange> {
+    Ok(TimeRange {
+        start: since.map(parse_time).transpose()?,
+        end: until.map(parse_time).transpose()?,
+    })
+}
+
+async fn ingest(
+    g: &Global,
+    stores: &Stores,
+    ws: &WorkspaceId,
+    path: &std::path::Path,
+) -> Result<()> {
+    let bars = Bars::new(g.json);
+    let collector = Collector::new(stores.meta.clone(), ws.clone()).with_progress(bars.clone());
+    let summary = collector
+        .import_export(path, ImportOptions::default())
+        .await?;
+    let relay = relay_all(stores, ws, &bars).await?;
+    bars.finish();
+    if g.json {
+        return print_json(&serde_json::json!({
+            "workspace": ws,
+            "files_read": summary.files_read, "users": summary.users, "channels": summary.channels,
+            "messages": summary.totals.messages, "replies": summary.totals.replies,
+            "with_content": summary.totals.with_content, "reactions": summary.totals.reactions,
+            "files": summary.totals.files, "links": summary.totals.links,
+            "metadata_only": summary.metadata_only, "outbox_enqueued": summary.outbox_enqueued,
+            "skipped": summary.skipped.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+            "warnings": summary.warnings.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+            "embedded": relay.embedded, "embeddings_reused": relay.embeddings_reused,
+            "delivered": relay.acked, "dead_lettered": relay.dead_lettered,
+            "seconds": summary.elapsed.as_secs_f64(),
+        }));
+    }
+    println!(
+        "imported {} into workspace {ws}: {} messages ({} replies, {} with text, {} metadata-only), {} users, {} channels, {} reactions, {} files, {} links in {:.1} s ({:.0} messages/s)",
+        path.display(),
+        summary.totals.messages,
+        summary.totals.replies,
+        summary.totals.with_content,
+        summary.metadata_only,
+        summary.users,
+        summary.channels,
+        summary.totals.reactions,
+        summary.totals.files,
+        summary.totals.links,
+        summary.elapsed.as_secs_f64(),
+        summary.messages_per_second()
+    );
+    println!(
+        "content: {} embedded, {} reused unchanged, {} delivered, {} dead-lettered",
+        relay.embedded, relay.embeddings_reused, relay.acked, relay.dead_lettered
+    );
+    if !summary.skipped.is_empty() {
+        println!("skipped {}:", summary.skipped.len());
+        for i in summary.skipped.iter().take(20) {
+            println!("  {i}");
+        }
+        if summary.skipped.len() > 20 {
+            println!(
+                "  … and {} more (--json lists all)",
+                summary.skipped.len() - 20
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn relay_all(
+    stores: &Stores,
+    ws: &WorkspaceId,
+    bars: &Arc<Bars>,
+) -> Result<chatvault_collector::RelayReport> {
+    let relay = Relay::new(
+        stores.meta.clone(),
+        stores.content.clone(),
+        stores.embedder.clone(),
+        RelayOptions {
+            workspace: Some(ws.clone()),
+            ..Default::default()
+        },
+    )
+    .with_progress(bars.clone());
+    relay.drain().await
+}
+
+async fn demo(g: &Global, into: Option<PathBuf>) -> Result<()> {
+    let dir = match into {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("chatvault-demo-{}", std::process::id())),
+    };
+    if dir.join("metadata.db").exists() {
+        return Err(Error::invalid_input(format!(
+            "{} already holds a chatvault data directory: the demo wants a fresh one (pass another --into)",
+            dir.display()
+        )));
+    }
+    let config = StorageConfig {
+        data_dir: dir.clone(),
+        database_url: g.database_url.clone(),
+    };
+    let ws = WorkspaceId::new("houstondatavis")?;
+    let stores = open_all(
+        &config,
+        embedder_choice(g),
+        g.model_dir.as_deref(),
+        Some(&ws),
+    )
+    .await?;
+    println!("data directory: {}", dir.display());
+    println!("{}", stores.embedder_note);
+    let export = sample_export();
+    ingest(g, &stores, &ws, &export).await?;
+    let engine = engine(&stores);
+    for query in [
+        "where is the next meetup",
+        "d3 tutorial for beginners",
+        "python library for interactive maps",
+    ] {
+        println!("\n=== hybrid search: {query:?}");
+        let response = engine
+            .search(&ws, SearchRequest::new(query).limit(3))
+            .await?;
+        print_search(query, &response);
+    }
+    println!(
+        "\nTry more: cargo run -p chatvault-examples --bin chatvault -- --data-dir {} search \"<words>\"",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn print_search(query: &str, response: &SearchResponse) {
+    if let Some(d) = &response.degraded {
+        println!("(note: {d})");
+    }
+    if response.hits.is_empty() {
+        println!("no results for {query:?}");
+        return;
+    }
+    for (i, hit) in response.hits.iter().enumerate() {
+        let m = &hit.message;
+        let mut why = Vec::new();
+        if let Some(l) = hit.why.lexical {
+            why.push(format!("lexical #{}", l.rank));
+        }
+        if let Some(s) = hit.why.semantic {
+            why.push(format!("semantic #{} ({:.2})", s.rank, s.score));
+        }
+        println!(
+            "{:>2}. {} · {} · {}   [{}]",
+            i + 1,
+            m.channel_label(),
+            m.author_label(),
+            m.time.format("%Y-%m-%d %H:%M"),
+            why.join(", ")
+        );
+        println!("    {}", one_line(&hit.snippet.marked, 200));
+        let mut extra = Vec::new();
+        if m.reaction_count > 0 {
+            extra.push(format!("{} reactions", m.reaction_count));
+        }
+        if m.reply_count > 0 {
+            extra.push(format!("{} replies", m.reply_count));
+        }
+        if let Some(p) = &hit.parent {
+            extra.push(format!(
+                "in a thread by {}",
+                p.user_name.as_deref().unwrap_or("?")
+            ));
+        }
+        if !extra.is_empty() {
+            println!("    ({})", extra.join(", "));
+        }
+        println!("    {}", m.link());
+    }
+    if let Some(c) = &response.next_cursor {
+        println!("(more: --cursor {c})");
+    }
+}
+
+fn print_message(m: &MessageView, indent: &str) {
+    println!(
+        "{indent}{} · {} · {}: {}",
+        m.channel_label(),
+        m.author_label(),
+        m.time.format("%Y-%m-%d %H:%M"),
+        one_line(m.text.as_deref().unwrap_or("(no text)"), 200)
+    );
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > max {
+        let cut: String = flat.chars().take(max).collect();
+        format!("{cut}…")
+    } else {
+        flat
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Progress bars per stage (indicatif), drawn only when stderr is a terminal and output is not JSON.
+#[derive(Debug)]
+struct Bars {
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<StageKey, ProgressBar>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct StageKey(u8);
+
+fn stage_key(s: Stage) -> (StageKey, &'static str) {
+    match s {
+        Stage::Users => (StageKey(0), "users"),
+        Stage::Channels => (StageKey(1), "channels"),
+        Stage::DayFiles => (StageKey(2), "day files"),
+        Stage::Messages => (StageKey(3), "messages"),
+        Stage::Relay => (StageKey(4), "delivered"),
+        Stage::Embedded => (StageKey(5), "embedded"),
+        Stage::ApiPages => (StageKey(6), "API pages"),
+        Stage::Reconcile => (StageKey(7), "compared"),
+    }
+}
+
+impl Bars {
+    fn new(json: bool) -> Arc<Self> {
+        let draw = !json && std::io::stderr().is_terminal();
+        Arc::new(Bars {
+            multi: draw.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            bars: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn finish(&self) {
+        if let Ok(bars) = self.bars.lock() {
+            for b in bars.values() {
+                b.finish();
+            }
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn update(&self, u: &ProgressUpdate) {
+        let Some(multi) = &self.multi else { return };
+        let Ok(mut bars) = self.bars.lock() else {
+            return;
+        };
+        let (key, label) = stage_key(u.stage);
+        let bar = bars.entry(key).or_insert_with(|| {
+            let bar = multi.add(match u.total {
+                Some(t) => ProgressBar::new(t),
+                None => ProgressBar::new_spinner(),
+            });
+            let template = if u.total.is_some() {
+                format!("{label:>10} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}")
+            } else {
+                format!("{label:>10} {{spinner}} {{pos}} {{per_sec}} {{msg}}")
+            };
+            if let Ok(style) = ProgressStyle::with_template(&template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        if let Some(t) = u.total {
+            bar.set_length(t);
+        }
+        bar.set_position(u.done);
+        if let Some(d) = &u.detail {
+            bar.set_message(d.clone());
+        }
+    }
+}
