@@ -167,7 +167,7 @@ pub(crate) async fn ack(store: &SqlMetadataStore, ids: &[OutboxId]) -> Result<()
                 "UPDATE message_metadata SET content_id = NULL WHERE workspace_id = "
             });
             q.bind(ws.as_str())
-                .push(" AND (channel_id, ts) IN (VALUES ");
+                .push(" AND (channel_id, ts) IN (SELECT column1, column2 FROM (VALUES ");
             for (i, (c, t)) in chunk.iter().enumerate() {
                 if i > 0 {
                     q.push(", ");
@@ -178,7 +178,8 @@ pub(crate) async fn ack(store: &SqlMetadataStore, ids: &[OutboxId]) -> Result<()
                     .bind(t.as_str())
                     .push(")");
             }
-            q.push(")");
+            // The subquery form, not `IN (VALUES …)`: see `Sql::bind_keys`.
+            q.push(") AS keys)");
             txn.execute(q.stmt(backend))
                 .await
                 .db(be, "recording content ids")?;

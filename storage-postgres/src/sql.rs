@@ -60,15 +60,19 @@ impl Sql {
         self
     }
 
-    /// Appends `(channel_id, ts) IN (VALUES ($a, $b), …)` for these message keys.
+    /// Appends `(channel_id, ts) IN (SELECT column1, column2 FROM (VALUES ($a, $b), …) AS keys)`
+    /// for these message keys. SQLite plans a bare `(a, b) IN (VALUES …)` as a scan of every row
+    /// of the workspace probing the list (`SEARCH … (workspace_id=?)`), so a batch costs time in
+    /// the size of the table; the subquery form is a key lookup per listed key on both databases.
     pub(crate) fn bind_keys<'a>(
         &mut self,
         channel_col: &str,
         ts_col: &str,
         keys: impl IntoIterator<Item = (&'a ChannelId, &'a Ts)>,
     ) -> &mut Self {
-        self.sql
-            .push_str(&format!("({channel_col}, {ts_col}) IN (VALUES "));
+        self.sql.push_str(&format!(
+            "({channel_col}, {ts_col}) IN (SELECT column1, column2 FROM (VALUES "
+        ));
         for (i, (c, t)) in keys.into_iter().enumerate() {
             if i > 0 {
                 self.sql.push_str(", ");
@@ -79,7 +83,7 @@ impl Sql {
             self.bind(t.as_str());
             self.sql.push(')');
         }
-        self.sql.push(')');
+        self.sql.push_str(") AS keys)");
         self
     }
 

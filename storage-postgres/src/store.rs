@@ -124,6 +124,10 @@ impl SqlMetadataStore {
                     })?
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
+                    // A 64 MiB page cache (the default is 2 MiB) keeps the indexes a large write
+                    // batch touches in memory; temporary b-trees stay in memory too.
+                    .pragma("cache_size", "-65536")
+                    .pragma("temp_store", "memory")
                     .foreign_keys(true)
                     .busy_timeout(options.busy_timeout);
                 let max = if memory { 1 } else { options.max_connections.unwrap_or(4).max(1) };
