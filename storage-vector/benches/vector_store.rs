@@ -87,12 +87,20 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let w = ws("T1");
     let mut mix = Mixture::new(42, DIM, (n / 100).clamp(200, 2000), 0.8);
-    println!("# chatvault-storage-vector bench: {n} x {DIM}-d vectors, k = {K}, {queries_n} queries");
+    println!(
+        "# chatvault-storage-vector bench: {n} x {DIM}-d vectors, k = {K}, {queries_n} queries"
+    );
 
     let rss0 = rss();
     let store = VectorStore::open(dir.path(), VectorStoreOptions::default()).expect("open");
-    rt.block_on(store.create_collection(&w, &CollectionSpec { dimension: DIM, model_id: "gmm".into() }))
-        .expect("create");
+    rt.block_on(store.create_collection(
+        &w,
+        &CollectionSpec {
+            dimension: DIM,
+            model_id: "gmm".into(),
+        },
+    ))
+    .expect("create");
 
     // ingest: durable + searchable once tantivy commits; the graph follows in the background
     let batch = 1000;
@@ -161,8 +169,13 @@ fn main() {
         let mut found = 0;
         let mut expected = 0;
         for (q, tr) in queries.iter().zip(truth) {
-            let hits = store.search_vector_tuned(&w, q, opts, &tuning).expect("search");
-            let ids: Vec<usize> = hits.iter().map(|h| (h.key.ts.as_micros() - 1) as usize).collect();
+            let hits = store
+                .search_vector_tuned(&w, q, opts, &tuning)
+                .expect("search");
+            let ids: Vec<usize> = hits
+                .iter()
+                .map(|h| (h.key.ts.as_micros() - 1) as usize)
+                .collect();
             found += tr.iter().filter(|i| ids.contains(i)).count();
             expected += tr.len();
         }
@@ -176,7 +189,10 @@ fn main() {
     for ef in [16, 32, 48, 64, 96, 128, 200] {
         let (qps, recall) = run(
             &SearchOptions::top(K),
-            SearchTuning { ef_search: Some(ef), exact_scan_threshold: None },
+            SearchTuning {
+                ef_search: Some(ef),
+                exact_scan_threshold: None,
+            },
             &truth,
         );
         println!("  {ef:<5} {recall:<11.4} {qps:.0}");
@@ -184,16 +200,36 @@ fn main() {
 
     println!("\nfiltered search (min_reactions), one thread: exact scan vs graph walk:");
     println!("  selectivity  candidates  exact QPS (recall)   graph QPS (recall)");
-    for (min, sel) in [(99u32, "1%"), (98, "2%"), (95, "5%"), (90, "10%"), (70, "30%"), (50, "50%")] {
-        let filter = ContentFilter { min_reactions: Some(min), ..Default::default() };
+    for (min, sel) in [
+        (99u32, "1%"),
+        (98, "2%"),
+        (95, "5%"),
+        (90, "10%"),
+        (70, "30%"),
+        (50, "50%"),
+    ] {
+        let filter = ContentFilter {
+            min_reactions: Some(min),
+            ..Default::default()
+        };
         let truth = truth_for(&|i| (i % 100) as u32 >= min);
         let opts = SearchOptions::top(K).with_filter(filter);
         let (eq, er) = run(
             &opts,
-            SearchTuning { ef_search: None, exact_scan_threshold: Some(usize::MAX) },
+            SearchTuning {
+                ef_search: None,
+                exact_scan_threshold: Some(usize::MAX),
+            },
             &truth,
         );
-        let (gq, gr) = run(&opts, SearchTuning { ef_search: None, exact_scan_threshold: Some(0) }, &truth);
+        let (gq, gr) = run(
+            &opts,
+            SearchTuning {
+                ef_search: None,
+                exact_scan_threshold: Some(0),
+            },
+            &truth,
+        );
         println!(
             "  {sel:<12} {:<11} {eq:<8.0} ({er:.3})       {gq:<8.0} ({gr:.3})",
             n * (100 - min as usize) / 100
@@ -204,7 +240,11 @@ fn main() {
         ..Default::default()
     };
     let truth = truth_for(&|i| i % 100 == 7);
-    let (qps, recall) = run(&SearchOptions::top(K).with_filter(filter), SearchTuning::default(), &truth);
+    let (qps, recall) = run(
+        &SearchOptions::top(K).with_filter(filter),
+        SearchTuning::default(),
+        &truth,
+    );
     println!("\nfiltered search at 1% (one channel), default planner: {qps:.0} QPS, recall@10 {recall:.4}");
 
     let t = Instant::now();

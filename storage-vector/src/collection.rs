@@ -182,8 +182,12 @@ impl Collection {
             Error::unavailable(format!("cannot open {}: {e}", index_dir.display()))
                 .with_backend(BACKEND)
         })?;
-        Index::create(mmap, fields.schema.clone(), tantivy::IndexSettings::default())
-            .map_err(|e| ctx(tantivy_err(e), workspace))?;
+        Index::create(
+            mmap,
+            fields.schema.clone(),
+            tantivy::IndexSettings::default(),
+        )
+        .map_err(|e| ctx(tantivy_err(e), workspace))?;
         let spec_file = SpecFile {
             workspace: workspace.to_string(),
             dimension: spec.dimension,
@@ -261,7 +265,9 @@ impl Collection {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(|e| ctx(tantivy_err(e), workspace))?;
-        let metas = index.load_metas().map_err(|e| ctx(tantivy_err(e), workspace))?;
+        let metas = index
+            .load_metas()
+            .map_err(|e| ctx(tantivy_err(e), workspace))?;
         let payload: CommitPayload = metas
             .payload
             .as_deref()
@@ -383,7 +389,8 @@ impl Collection {
             let mut vids = Vec::with_capacity(part.len());
             let mut data = Vec::with_capacity(part.len() * dim);
             for (vid, addr) in part {
-                let doc: TantivyDocument = searcher.doc(*addr).map_err(|e| self.err(tantivy_err(e)))?;
+                let doc: TantivyDocument =
+                    searcher.doc(*addr).map_err(|e| self.err(tantivy_err(e)))?;
                 let content = self.fields.to_content(&self.workspace, &doc)?;
                 if content.embedding.len() != dim {
                     return Err(self.err(Error::backend_error(format!(
@@ -505,8 +512,10 @@ impl Collection {
         };
         let mut vid = first_vid;
         for d in &todo {
-            w.writer
-                .delete_term(Term::from_field_text(self.fields.key, &d.key().content_id()));
+            w.writer.delete_term(Term::from_field_text(
+                self.fields.key,
+                &d.key().content_id(),
+            ));
             let doc = self.fields.live_doc(d, vid);
             if let Err(e) = w.writer.add_document(doc) {
                 let _ = w.writer.rollback();
@@ -656,11 +665,7 @@ impl Collection {
 
     /// Sorts by descending score then key and keeps `k`.
     fn rank(mut hits: Vec<ScoredKey>, k: usize) -> Vec<ScoredKey> {
-        hits.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.key.cmp(&b.key))
-        });
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.key.cmp(&b.key)));
         hits.truncate(k);
         hits
     }
@@ -762,7 +767,12 @@ impl Collection {
         (base as f64 * factor).ceil() as usize
     }
 
-    fn finish(&self, snap: &Snapshot, found: HashMap<u64, f32>, k: usize) -> Result<Vec<ScoredKey>> {
+    fn finish(
+        &self,
+        snap: &Snapshot,
+        found: HashMap<u64, f32>,
+        k: usize,
+    ) -> Result<Vec<ScoredKey>> {
         // the best k, plus everything tied with the k-th so ties break by key
         let mut heap: BinaryHeap<(std::cmp::Reverse<OrdF32>, u64)> = BinaryHeap::new();
         let mut all: Vec<(f32, u64)> = found.into_iter().map(|(v, s)| (s, v)).collect();
@@ -772,7 +782,10 @@ impl Collection {
                 heap.pop();
             }
         }
-        let kth = heap.peek().map(|(s, _)| s.0 .0).unwrap_or(f32::NEG_INFINITY);
+        let kth = heap
+            .peek()
+            .map(|(s, _)| s.0 .0)
+            .unwrap_or(f32::NEG_INFINITY);
         all.retain(|(s, _)| *s >= kth);
         let vids: Vec<u64> = all.iter().map(|(_, v)| *v).collect();
         let keys = self.keys_of(snap, &vids)?;
@@ -857,7 +870,10 @@ impl Collection {
         let mut id = String::new();
         for (seg_ord, docs) in by_segment {
             let seg = searcher.segment_reader(seg_ord);
-            let Some(col) = seg.fast_fields().str("key").map_err(|e| self.err(tantivy_err(e)))?
+            let Some(col) = seg
+                .fast_fields()
+                .str("key")
+                .map_err(|e| self.err(tantivy_err(e)))?
             else {
                 continue;
             };
@@ -1108,7 +1124,15 @@ impl Collection {
             .index
             .searchable_segment_ids()
             .map_err(|e| self.err(tantivy_err(e)))?;
-        if ids.len() > 1 || self.state.read().searcher.segment_readers().iter().any(|s| s.has_deletes()) {
+        if ids.len() > 1
+            || self
+                .state
+                .read()
+                .searcher
+                .segment_readers()
+                .iter()
+                .any(|s| s.has_deletes())
+        {
             w.writer
                 .merge(&ids)
                 .wait()

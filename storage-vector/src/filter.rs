@@ -19,9 +19,8 @@ pub(crate) fn filter_query(
     workspace: &WorkspaceId,
     filter: &ContentFilter,
 ) -> Result<Box<dyn Query>> {
-    let term_q = |t: Term| -> Box<dyn Query> {
-        Box::new(TermQuery::new(t, IndexRecordOption::Basic))
-    };
+    let term_q =
+        |t: Term| -> Box<dyn Query> { Box::new(TermQuery::new(t, IndexRecordOption::Basic)) };
     let set_q = |field: Field, values: Vec<String>| -> Box<dyn Query> {
         Box::new(TermSetQuery::new(
             values.into_iter().map(|v| Term::from_field_text(field, &v)),
@@ -45,7 +44,10 @@ pub(crate) fn filter_query(
         ));
     }
     if let Some(users) = &filter.users {
-        must.push(set_q(fields.user, users.iter().map(|u| u.to_string()).collect()));
+        must.push(set_q(
+            fields.user,
+            users.iter().map(|u| u.to_string()).collect(),
+        ));
     }
     let (start, end) = (filter.time.start_micros(), filter.time.end_micros());
     if start.is_some() || end.is_some() {
@@ -59,8 +61,14 @@ pub(crate) fn filter_query(
     }
     if let Some(t) = &filter.thread_ts {
         must.push(Box::new(BooleanQuery::new(vec![
-            (Occur::Should, term_q(Term::from_field_text(fields.ts_raw, t.as_str()))),
-            (Occur::Should, term_q(Term::from_field_text(fields.thread_ts, t.as_str()))),
+            (
+                Occur::Should,
+                term_q(Term::from_field_text(fields.ts_raw, t.as_str())),
+            ),
+            (
+                Occur::Should,
+                term_q(Term::from_field_text(fields.thread_ts, t.as_str())),
+            ),
         ])));
     }
     for (cond, field) in [
@@ -265,7 +273,11 @@ pub(crate) fn fast_u64(searcher: &Searcher, addr: DocAddress, field: &str) -> Re
 }
 
 /// Reads a bool fast field of one document.
-pub(crate) fn fast_bool(searcher: &Searcher, addr: DocAddress, field: &str) -> Result<Option<bool>> {
+pub(crate) fn fast_bool(
+    searcher: &Searcher,
+    addr: DocAddress,
+    field: &str,
+) -> Result<Option<bool>> {
     let seg = searcher.segment_reader(addr.segment_ord);
     let col = seg.fast_fields().bool(field).map_err(tantivy_err)?;
     Ok(col.first(addr.doc_id))

@@ -31,7 +31,11 @@ pub(crate) const NONE_COVERED: u64 = u64::MAX;
 
 /// A normalised copy of `v` (zero stays zero: its cosine with anything is 0).
 pub(crate) fn normalize(v: &[f32]) -> Vec<f32> {
-    let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    let norm = v
+        .iter()
+        .map(|x| f64::from(*x) * f64::from(*x))
+        .sum::<f64>()
+        .sqrt();
     if norm == 0.0 || !norm.is_finite() {
         return vec![0.0; v.len()];
     }

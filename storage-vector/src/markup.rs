@@ -41,11 +41,13 @@ pub(crate) fn normalize(text: &str) -> String {
             if let Some(len) = emoji_len(&rest[1..]) {
                 out.push(' ');
                 // `white_check_mark` and `skin-tone-2`: the parts are the words
-                out.extend(
-                    rest[1..1 + len]
-                        .chars()
-                        .map(|c| if c == '_' || c == '-' { ' ' } else { c }),
-                );
+                out.extend(rest[1..1 + len].chars().map(|c| {
+                    if c == '_' || c == '-' {
+                        ' '
+                    } else {
+                        c
+                    }
+                }));
                 out.push(' ');
                 rest = &rest[len + 2..];
                 continue;
@@ -86,7 +88,10 @@ fn angle(inner: &str, out: &mut String) {
         Some((t, l)) => (t, Some(l)),
         None => (inner, None),
     };
-    if let Some(id) = target.strip_prefix('@').or_else(|| target.strip_prefix('#')) {
+    if let Some(id) = target
+        .strip_prefix('@')
+        .or_else(|| target.strip_prefix('#'))
+    {
         // a mention or channel link: its label is what people call it
         out.push_str(label.unwrap_or(id));
     } else if let Some(special) = target.strip_prefix('!') {
@@ -134,9 +139,15 @@ mod tests {
             ["runbook", "x", "y", "deploy", "white", "check", "mark"]
         );
         assert_eq!(words("<!here> ship it :+1:"), ["here", "ship", "it", "1"]);
-        assert_eq!(words("<!subteam^S1|@devs> R&amp;D &lt;3"), ["devs", "r", "d", "3"]);
+        assert_eq!(
+            words("<!subteam^S1|@devs> R&amp;D &lt;3"),
+            ["devs", "r", "d", "3"]
+        );
         assert_eq!(words("Café DÉPLOY"), ["cafe", "deploy"]);
         // unbalanced markup and bare colons survive
-        assert_eq!(words("a < b at 10:30 ok"), ["a", "b", "at", "10", "30", "ok"]);
+        assert_eq!(
+            words("a < b at 10:30 ok"),
+            ["a", "b", "at", "10", "30", "ok"]
+        );
     }
 }

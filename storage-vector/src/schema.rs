@@ -9,8 +9,8 @@ use chatvault_core::{
     UserId, WorkspaceId,
 };
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST,
-    INDEXED, STORED, STRING,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED,
+    STRING,
 };
 use tantivy::TantivyDocument;
 
@@ -192,11 +192,17 @@ impl Fields {
         })
     }
 
-    pub(crate) fn key_of(&self, workspace: &WorkspaceId, doc: &TantivyDocument) -> Result<MessageKey> {
+    pub(crate) fn key_of(
+        &self,
+        workspace: &WorkspaceId,
+        doc: &TantivyDocument,
+    ) -> Result<MessageKey> {
         let id = doc
             .get_first(self.key)
             .and_then(|v| v.as_str())
-            .ok_or_else(|| Error::backend_error("stored document lacks its key").with_backend("tantivy"))?;
+            .ok_or_else(|| {
+                Error::backend_error("stored document lacks its key").with_backend("tantivy")
+            })?;
         MessageKey::from_content_id(workspace, id)
     }
 }

@@ -120,7 +120,9 @@ impl VectorStore {
             )));
         }
         if options.ef_search == 0 || options.ef_construction == 0 {
-            return Err(Error::invalid_input("ef_search and ef_construction must be positive"));
+            return Err(Error::invalid_input(
+                "ef_search and ef_construction must be positive",
+            ));
         }
         fs::create_dir_all(&root).map_err(|e| io_err(root.display(), e))?;
         Ok(VectorStore {
@@ -153,9 +155,11 @@ impl VectorStore {
         }
         let dir = self.dir_of(workspace);
         let Some(spec) = Collection::read_spec(&dir)? else {
-            return Err(Error::not_found(format!("no collection for workspace {workspace}"))
-                .with_context("workspace", workspace)
-                .with_backend(BACKEND));
+            return Err(
+                Error::not_found(format!("no collection for workspace {workspace}"))
+                    .with_context("workspace", workspace)
+                    .with_backend(BACKEND),
+            );
         };
         let spec = CollectionSpec {
             dimension: spec.dimension,
@@ -263,7 +267,11 @@ impl ContentStore for VectorStore {
         BACKEND
     }
 
-    async fn create_collection(&self, workspace: &WorkspaceId, spec: &CollectionSpec) -> Result<()> {
+    async fn create_collection(
+        &self,
+        workspace: &WorkspaceId,
+        spec: &CollectionSpec,
+    ) -> Result<()> {
         if spec.dimension == 0 {
             return Err(Error::invalid_input("collection dimension is 0")
                 .with_context("workspace", workspace));
@@ -285,7 +293,12 @@ impl ContentStore for VectorStore {
                 Err(e) => return Err(e),
             }
             let _admin = this.inner.admin.lock();
-            let c = Collection::create(&this.dir_of(&workspace), &workspace, &spec, &this.inner.options)?;
+            let c = Collection::create(
+                &this.dir_of(&workspace),
+                &workspace,
+                &spec,
+                &this.inner.options,
+            )?;
             this.inner.open.lock().insert(workspace, c);
             Ok(())
         })
@@ -355,7 +368,11 @@ impl ContentStore for VectorStore {
         .await
     }
 
-    async fn upsert(&self, workspace: &WorkspaceId, docs: &[ContentDocument]) -> Result<WriteOutcome> {
+    async fn upsert(
+        &self,
+        workspace: &WorkspaceId,
+        docs: &[ContentDocument],
+    ) -> Result<WriteOutcome> {
         let c = {
             let (this, ws) = (self.clone(), workspace.clone());
             blocking(move || this.collection(&ws)).await?
@@ -367,7 +384,11 @@ impl ContentStore for VectorStore {
         blocking(move || c.upsert(&docs)).await
     }
 
-    async fn delete(&self, workspace: &WorkspaceId, deletes: &[ContentDelete]) -> Result<WriteOutcome> {
+    async fn delete(
+        &self,
+        workspace: &WorkspaceId,
+        deletes: &[ContentDelete],
+    ) -> Result<WriteOutcome> {
         let c = {
             let (this, ws) = (self.clone(), workspace.clone());
             blocking(move || this.collection(&ws)).await?
@@ -379,7 +400,11 @@ impl ContentStore for VectorStore {
         blocking(move || c.delete(&deletes)).await
     }
 
-    async fn get(&self, workspace: &WorkspaceId, keys: &[MessageKey]) -> Result<Vec<ContentDocument>> {
+    async fn get(
+        &self,
+        workspace: &WorkspaceId,
+        keys: &[MessageKey],
+    ) -> Result<Vec<ContentDocument>> {
         let (this, ws, keys) = (self.clone(), workspace.clone(), keys.to_vec());
         blocking(move || this.collection(&ws)?.get(&keys)).await
     }
@@ -390,8 +415,12 @@ impl ContentStore for VectorStore {
         query: &[f32],
         options: &SearchOptions,
     ) -> Result<Vec<ScoredKey>> {
-        let (this, ws, query, options) =
-            (self.clone(), workspace.clone(), query.to_vec(), options.clone());
+        let (this, ws, query, options) = (
+            self.clone(),
+            workspace.clone(),
+            query.to_vec(),
+            options.clone(),
+        );
         blocking(move || {
             this.collection(&ws)?.search_vector(
                 &query,
@@ -400,7 +429,7 @@ impl ContentStore for VectorStore {
                 &SearchTuning::default(),
             )
         })
-            .await
+        .await
     }
 
     async fn search_lexical(
@@ -409,13 +438,24 @@ impl ContentStore for VectorStore {
         query: &str,
         options: &SearchOptions,
     ) -> Result<Vec<ScoredKey>> {
-        let (this, ws, query, options) =
-            (self.clone(), workspace.clone(), query.to_string(), options.clone());
-        blocking(move || this.collection(&ws)?.search_lexical(&query, options.k, &options.filter))
-            .await
+        let (this, ws, query, options) = (
+            self.clone(),
+            workspace.clone(),
+            query.to_string(),
+            options.clone(),
+        );
+        blocking(move || {
+            this.collection(&ws)?
+                .search_lexical(&query, options.k, &options.filter)
+        })
+        .await
     }
 
-    async fn list_versions(&self, workspace: &WorkspaceId, page: &PageRequest) -> Result<Vec<ContentVersion>> {
+    async fn list_versions(
+        &self,
+        workspace: &WorkspaceId,
+        page: &PageRequest,
+    ) -> Result<Vec<ContentVersion>> {
         let (this, ws, page) = (self.clone(), workspace.clone(), page.clone());
         blocking(move || this.collection(&ws)?.list_versions(&page)).await
     }

@@ -13,7 +13,9 @@ async fn content_store_conformance() {
     let base = tempfile::tempdir().unwrap();
     let n = AtomicUsize::new(0);
     content_store_suite::run_all(|| {
-        let dir = base.path().join(n.fetch_add(1, Ordering::SeqCst).to_string());
+        let dir = base
+            .path()
+            .join(n.fetch_add(1, Ordering::SeqCst).to_string());
         async move {
             Arc::new(VectorStore::open(dir, VectorStoreOptions::default()).unwrap())
                 as Arc<dyn ContentStore>

@@ -81,7 +81,13 @@ fn crash_child() {
         let store = VectorStore::open(&dir, child_options()).unwrap();
         let w = ws("T1");
         store
-            .create_collection(&w, &CollectionSpec { dimension: DIM, model_id: "m".into() })
+            .create_collection(
+                &w,
+                &CollectionSpec {
+                    dimension: DIM,
+                    model_id: "m".into(),
+                },
+            )
             .await
             .unwrap();
         println!("ready");
@@ -128,7 +134,9 @@ async fn sigkill_never_loses_acknowledged_batches() {
         // wait until the child is writing, then let it run a random while
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let line = rx.recv_timeout(Duration::from_secs(60)).expect("child never got ready");
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("child never got ready");
             if line.ends_with("ready") || Instant::now() > deadline {
                 break;
             }
@@ -157,8 +165,10 @@ async fn sigkill_never_loses_acknowledged_batches() {
             .list_versions(&w, &PageRequest::first(1_000_000))
             .await
             .unwrap();
-        let listed: std::collections::HashMap<_, _> =
-            versions.iter().map(|v| (v.key.clone(), v.version)).collect();
+        let listed: std::collections::HashMap<_, _> = versions
+            .iter()
+            .map(|v| (v.key.clone(), v.version))
+            .collect();
         assert_eq!(listed.len(), versions.len(), "a key is listed twice");
         let info = store.collection_info(&w).await.unwrap().unwrap();
         assert_eq!(info.documents as usize, versions.len());
@@ -180,7 +190,11 @@ async fn sigkill_never_loses_acknowledged_batches() {
             let got = store.get(&w, &want).await.unwrap();
             assert_eq!(got.len(), want.len(), "batch {b} lost documents");
             for (g, e) in got.iter().zip(&expected) {
-                assert!(g.version >= e.version, "batch {b}: {} went back in time", e.key());
+                assert!(
+                    g.version >= e.version,
+                    "batch {b}: {} went back in time",
+                    e.key()
+                );
                 if g.version == e.version {
                     assert_eq!(g, e);
                 }
@@ -202,7 +216,11 @@ async fn sigkill_never_loses_acknowledged_batches() {
             store.pending_vectors(&w).unwrap()
         );
         let lexical = store
-            .search_lexical(&w, &format!("batch {last} item {}", NEW - 1), &SearchOptions::top(5))
+            .search_lexical(
+                &w,
+                &format!("batch {last} item {}", NEW - 1),
+                &SearchOptions::top(5),
+            )
             .await
             .unwrap();
         assert!(lexical.iter().any(|h| &h.key == probe.key()));
@@ -210,5 +228,8 @@ async fn sigkill_never_loses_acknowledged_batches() {
         assert_eq!(unique.len(), hits.len(), "a search returned a key twice");
         store.close();
     }
-    assert!(acked.is_some_and(|a| a >= 10), "the child wrote too little: {acked:?}");
+    assert!(
+        acked.is_some_and(|a| a >= 10),
+        "the child wrote too little: {acked:?}"
+    );
 }

@@ -25,12 +25,21 @@ async fn recall_at_10_holds_at_every_selectivity() {
     // the benches measure the defaults.
     let store = VectorStore::open(
         dir.path(),
-        VectorStoreOptions { ef_construction: 40, ..Default::default() },
+        VectorStoreOptions {
+            ef_construction: 40,
+            ..Default::default()
+        },
     )
     .unwrap();
     let w = ws("T1");
     store
-        .create_collection(&w, &CollectionSpec { dimension: DIM, model_id: "gmm".into() })
+        .create_collection(
+            &w,
+            &CollectionSpec {
+                dimension: DIM,
+                model_id: "gmm".into(),
+            },
+        )
         .await
         .unwrap();
     // 200 centres; noise per dimension comparable to the centres' own spread
@@ -68,19 +77,35 @@ async fn recall_at_10_holds_at_every_selectivity() {
         (
             "50% (channels)",
             ContentFilter {
-                channels: Some((0..50).map(|c| ChannelId::new(format!("C{c}")).unwrap()).collect()),
+                channels: Some(
+                    (0..50)
+                        .map(|c| ChannelId::new(format!("C{c}")).unwrap())
+                        .collect(),
+                ),
                 ..Default::default()
             },
         ),
         (
             "5% (min_reactions)",
-            ContentFilter { min_reactions: Some(1900), ..Default::default() },
+            ContentFilter {
+                min_reactions: Some(1900),
+                ..Default::default()
+            },
         ),
         (
             "0.5% (min_reactions)",
-            ContentFilter { min_reactions: Some(1990), ..Default::default() },
+            ContentFilter {
+                min_reactions: Some(1990),
+                ..Default::default()
+            },
         ),
-        ("0.05% (allow-list)", ContentFilter { keys: Some(allow), ..Default::default() }),
+        (
+            "0.05% (allow-list)",
+            ContentFilter {
+                keys: Some(allow),
+                ..Default::default()
+            },
+        ),
     ];
     for (name, filter) in filters {
         let candidates: Vec<usize> = (0..N)
@@ -89,12 +114,19 @@ async fn recall_at_10_holds_at_every_selectivity() {
         // the default planner, and the filtered graph walk forced at every selectivity
         // (the forced walk is slow at low selectivity, which is why the planner scans instead:
         // it is checked on fewer queries there)
-        let walk_queries = if candidates.len() >= N / 2 { QUERIES } else { 8 };
+        let walk_queries = if candidates.len() >= N / 2 {
+            QUERIES
+        } else {
+            8
+        };
         for (plan, tuning, nq) in [
             ("planner", SearchTuning::default(), QUERIES),
             (
                 "graph walk",
-                SearchTuning { exact_scan_threshold: Some(0), ef_search: None },
+                SearchTuning {
+                    exact_scan_threshold: Some(0),
+                    ef_search: None,
+                },
                 walk_queries,
             ),
         ] {
@@ -115,7 +147,9 @@ async fn recall_at_10_holds_at_every_selectivity() {
                 } else {
                     store.search_vector_tuned(&w, q, &opts, &tuning).unwrap()
                 };
-                assert!(hits.iter().all(|h| filter.matches(&h.key, &attrs_of(&docs, &h.key))));
+                assert!(hits
+                    .iter()
+                    .all(|h| filter.matches(&h.key, &attrs_of(&docs, &h.key))));
                 found += hits.iter().filter(|h| truth.contains(&&h.key)).count();
                 expected += truth.len();
             }

@@ -63,7 +63,10 @@ async fn upsert_replaces_versions_win_and_tombstones_hold() {
     assert_eq!(got[0].version, 3);
     assert_eq!(got[0].embedding, unit(4, 2));
     // exactly one document, found once by both searches
-    assert_eq!(store.collection_info(&w).await.unwrap().unwrap().documents, 1);
+    assert_eq!(
+        store.collection_info(&w).await.unwrap().unwrap().documents,
+        1
+    );
     let hits = store
         .search_vector(&w, &unit(4, 2), &SearchOptions::top(10))
         .await
@@ -97,17 +100,32 @@ async fn upsert_replaces_versions_win_and_tombstones_hold() {
         .await
         .unwrap();
     assert_eq!((out.applied, out.stale), (1, 1));
-    assert_eq!(store.get(&w, &[k2.clone()]).await.unwrap()[0].content.text, "v5");
+    assert_eq!(
+        store.get(&w, &[k2.clone()]).await.unwrap()[0].content.text,
+        "v5"
+    );
 
     // delete at an older version is stale; at a newer one leaves a tombstone that blocks
     // older upserts
     let out = store
-        .delete(&w, &[ContentDelete { key: k.clone(), version: 2 }])
+        .delete(
+            &w,
+            &[ContentDelete {
+                key: k.clone(),
+                version: 2,
+            }],
+        )
         .await
         .unwrap();
     assert_eq!((out.applied, out.stale), (0, 1));
     let out = store
-        .delete(&w, &[ContentDelete { key: k.clone(), version: 10 }])
+        .delete(
+            &w,
+            &[ContentDelete {
+                key: k.clone(),
+                version: 10,
+            }],
+        )
         .await
         .unwrap();
     assert_eq!((out.applied, out.stale), (1, 0));
@@ -126,7 +144,13 @@ async fn upsert_replaces_versions_win_and_tombstones_hold() {
     // deleting a key never stored records the tombstone
     let k3 = key("T1", "C9", 3_000_000);
     let out = store
-        .delete(&w, &[ContentDelete { key: k3.clone(), version: 7 }])
+        .delete(
+            &w,
+            &[ContentDelete {
+                key: k3.clone(),
+                version: 7,
+            }],
+        )
         .await
         .unwrap();
     assert_eq!(out.applied, 1);
@@ -135,7 +159,10 @@ async fn upsert_replaces_versions_win_and_tombstones_hold() {
         .await
         .unwrap();
     assert_eq!(out.stale, 1);
-    let versions = store.list_versions(&w, &PageRequest::first(10)).await.unwrap();
+    let versions = store
+        .list_versions(&w, &PageRequest::first(10))
+        .await
+        .unwrap();
     assert_eq!(versions.len(), 1);
     assert_eq!(versions[0].key, k2);
     assert_eq!(versions[0].version, 5);
@@ -168,7 +195,10 @@ async fn bad_input_is_rejected_naming_the_key_and_harms_nothing() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains("T2"), "{e}");
     let e = store
-        .upsert(&ws("NOPE"), &[doc(key("NOPE", "C1", 1), "x", unit(4, 0), 1)])
+        .upsert(
+            &ws("NOPE"),
+            &[doc(key("NOPE", "C1", 1), "x", unit(4, 0), 1)],
+        )
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
@@ -184,8 +214,14 @@ async fn bad_input_is_rejected_naming_the_key_and_harms_nothing() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
 
-    assert_eq!(store.collection_info(&w).await.unwrap().unwrap().documents, 1);
-    assert_eq!(store.get(&w, &[good.key().clone()]).await.unwrap(), vec![good]);
+    assert_eq!(
+        store.collection_info(&w).await.unwrap().unwrap().documents,
+        1
+    );
+    assert_eq!(
+        store.get(&w, &[good.key().clone()]).await.unwrap(),
+        vec![good]
+    );
     assert!(store
         .search_lexical(&w, "", &SearchOptions::top(3))
         .await
@@ -203,15 +239,22 @@ async fn filters_match_the_reference_semantics() {
     let mut docs = Vec::new();
     for i in 0..60usize {
         let mut d = doc(
-            key("T1", ["C1", "C2", "C3"][i % 3], 1_000_000 + i as i64 * 1_000_000),
+            key(
+                "T1",
+                ["C1", "C2", "C3"][i % 3],
+                1_000_000 + i as i64 * 1_000_000,
+            ),
             &format!("message number {i} about deploys"),
-            (0..dim).map(|j| ((i * 7 + j * 3) % 11) as f32 + 0.5).collect(),
+            (0..dim)
+                .map(|j| ((i * 7 + j * 3) % 11) as f32 + 0.5)
+                .collect(),
             1,
         );
         let a = &mut d.content.attributes;
         a.user = (i % 5 != 0).then(|| UserId::new(format!("U{}", i % 4)).unwrap());
         a.is_reply = i % 4 == 1;
-        a.thread_ts = (i % 4 <= 1).then(|| Ts::from_micros(1_000_000 + (i / 4 * 4) as i64 * 1_000_000));
+        a.thread_ts =
+            (i % 4 <= 1).then(|| Ts::from_micros(1_000_000 + (i / 4 * 4) as i64 * 1_000_000));
         a.has_files = i % 3 == 0;
         a.has_links = i % 7 == 0;
         a.reaction_count = (i % 6) as u32;
@@ -307,12 +350,30 @@ async fn slack_markup_is_searchable_as_words() {
         .map(|(i, t)| doc(key("T1", "C1", i as i64 + 1), t, vec![1.0, i as f32], 1))
         .collect();
     store.upsert(&w, &docs).await.unwrap();
-    for (q, i) in [("Ann", 0), ("general", 1), ("runbook", 2), ("example.com", 2), ("check mark", 3)] {
-        let hits = store.search_lexical(&w, q, &SearchOptions::top(5)).await.unwrap();
-        assert_eq!(hits.first().map(|h| &h.key), Some(docs[i].key()), "query {q:?}");
+    for (q, i) in [
+        ("Ann", 0),
+        ("general", 1),
+        ("runbook", 2),
+        ("example.com", 2),
+        ("check mark", 3),
+    ] {
+        let hits = store
+            .search_lexical(&w, q, &SearchOptions::top(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            hits.first().map(|h| &h.key),
+            Some(docs[i].key()),
+            "query {q:?}"
+        );
     }
     // the stored text is as written
-    assert_eq!(store.get(&w, &[docs[0].key().clone()]).await.unwrap()[0].content.text, texts[0]);
+    assert_eq!(
+        store.get(&w, &[docs[0].key().clone()]).await.unwrap()[0]
+            .content
+            .text,
+        texts[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,7 +383,14 @@ async fn persists_across_reopen_and_locks_out_a_second_writer() {
     let dim = 16;
     let mut mix = Mixture::new(7, dim, 10, 0.3);
     let docs: Vec<_> = (0..2000)
-        .map(|i| doc(key("T1", "C1", i + 1), &format!("text {i}"), mix.sample(), 1))
+        .map(|i| {
+            doc(
+                key("T1", "C1", i + 1),
+                &format!("text {i}"),
+                mix.sample(),
+                1,
+            )
+        })
         .collect();
     let before;
     {
@@ -385,7 +453,14 @@ async fn compaction_reclaims_disk_after_deleting_half() {
     store.create_collection(&w, &spec(dim)).await.unwrap();
     let mut mix = Mixture::new(3, dim, 20, 0.5);
     let docs: Vec<_> = (0..6000)
-        .map(|i| doc(key("T1", "C1", i + 1), &format!("message {i} with some words"), mix.sample(), 1))
+        .map(|i| {
+            doc(
+                key("T1", "C1", i + 1),
+                &format!("message {i} with some words"),
+                mix.sample(),
+                1,
+            )
+        })
         .collect();
     for chunk in docs.chunks(1000) {
         store.upsert(&w, chunk).await.unwrap();
@@ -395,7 +470,10 @@ async fn compaction_reclaims_disk_after_deleting_half() {
     let deletes: Vec<_> = docs
         .iter()
         .step_by(2)
-        .map(|d| ContentDelete { key: d.key().clone(), version: 2 })
+        .map(|d| ContentDelete {
+            key: d.key().clone(),
+            version: 2,
+        })
         .collect();
     store.delete(&w, &deletes).await.unwrap();
     store.flush_graph(&w).unwrap();
@@ -405,7 +483,10 @@ async fn compaction_reclaims_disk_after_deleting_half() {
         (compacted as f64) < 0.7 * full as f64,
         "disk use {full} → {compacted} after deleting half and compacting"
     );
-    assert_eq!(store.collection_info(&w).await.unwrap().unwrap().documents, 3000);
+    assert_eq!(
+        store.collection_info(&w).await.unwrap().unwrap().documents,
+        3000
+    );
     // deleted documents stay gone, kept ones are found
     let hits = store
         .search_vector(&w, &docs[1].embedding, &SearchOptions::top(3))
@@ -416,11 +497,17 @@ async fn compaction_reclaims_disk_after_deleting_half() {
         .search_vector(&w, &docs[0].embedding, &SearchOptions::top(50))
         .await
         .unwrap();
-    assert!(hits.iter().all(|h| h.key.ts.as_micros() % 2 == 0), "only odd indexes (even ts) live");
+    assert!(
+        hits.iter().all(|h| h.key.ts.as_micros() % 2 == 0),
+        "only odd indexes (even ts) live"
+    );
     drop(store);
     // and after reopening
     let store = VectorStore::open(dir.path(), VectorStoreOptions::default()).unwrap();
-    assert_eq!(store.collection_info(&w).await.unwrap().unwrap().documents, 3000);
+    assert_eq!(
+        store.collection_info(&w).await.unwrap().unwrap().documents,
+        3000
+    );
     assert_eq!(store.pending_vectors(&w).unwrap(), 0);
 }
 
