@@ -49,14 +49,14 @@ async fn recall_at_10_holds_at_every_selectivity() {
     let mut reactions: Vec<u32> = (0..N as u32).map(|i| i % 2000).collect();
     reactions.shuffle(&mut rng);
     let mut docs = Vec::with_capacity(N);
-    for i in 0..N {
+    for (i, &reaction_count) in reactions.iter().enumerate() {
         let mut d = doc(
             key("T1", &format!("C{}", i % 100), i as i64 + 1),
             "chat message",
             mix.sample(),
             1,
         );
-        d.content.attributes.reaction_count = reactions[i];
+        d.content.attributes.reaction_count = reaction_count;
         docs.push(d);
     }
     let t0 = std::time::Instant::now();
