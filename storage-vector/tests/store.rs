@@ -101,7 +101,9 @@ async fn upsert_replaces_versions_win_and_tombstones_hold() {
         .unwrap();
     assert_eq!((out.applied, out.stale), (1, 1));
     assert_eq!(
-        store.get(&w, &[k2.clone()]).await.unwrap()[0].content.text,
+        store.get(&w, std::slice::from_ref(&k2)).await.unwrap()[0]
+            .content
+            .text,
         "v5"
     );
 
@@ -129,13 +131,21 @@ async fn upsert_replaces_versions_win_and_tombstones_hold() {
         .await
         .unwrap();
     assert_eq!((out.applied, out.stale), (1, 0));
-    assert!(store.get(&w, &[k.clone()]).await.unwrap().is_empty());
+    assert!(store
+        .get(&w, std::slice::from_ref(&k))
+        .await
+        .unwrap()
+        .is_empty());
     let out = store
         .upsert(&w, &[doc(k.clone(), "resurrected", unit(4, 0), 9)])
         .await
         .unwrap();
     assert_eq!((out.applied, out.stale), (0, 1));
-    assert!(store.get(&w, &[k.clone()]).await.unwrap().is_empty());
+    assert!(store
+        .get(&w, std::slice::from_ref(&k))
+        .await
+        .unwrap()
+        .is_empty());
     let hits = store
         .search_vector(&w, &unit(4, 2), &SearchOptions::top(10))
         .await
@@ -175,7 +185,7 @@ async fn bad_input_is_rejected_naming_the_key_and_harms_nothing() {
     let w = ws("T1");
     store.create_collection(&w, &spec(4)).await.unwrap();
     let good = doc(key("T1", "C1", 1), "kept", unit(4, 0), 1);
-    store.upsert(&w, &[good.clone()]).await.unwrap();
+    store.upsert(&w, std::slice::from_ref(&good)).await.unwrap();
 
     let bad_key = key("T1", "C1", 2);
     let cases = vec![
