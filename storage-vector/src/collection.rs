@@ -728,7 +728,9 @@ impl Collection {
             let threshold = tuning
                 .exact_scan_threshold
                 .unwrap_or(self.options.exact_scan_threshold);
-            if in_graph <= threshold {
+            let small_fraction = tuning.exact_scan_threshold.is_none()
+                && (in_graph as f64) <= self.options.exact_scan_fraction * graph.len() as f64;
+            if in_graph <= threshold || small_fraction {
                 for vid in allowed.iter() {
                     if found.contains_key(&vid) {
                         continue;

@@ -28,6 +28,12 @@ pub struct VectorStoreOptions {
     /// When a search's filter leaves at most this many candidates in the graph, they are scanned
     /// exactly instead of walking the graph.
     pub exact_scan_threshold: usize,
+    /// Filtered searches also scan exactly when the candidates are at most this fraction of the
+    /// graph. hnsw_rs's filtered walk visits most of the graph when few nodes match: measured at
+    /// 100k × 384-d, an exact scan answers 145 vs 6 queries/s at 5 % selectivity and 67 vs 14 at
+    /// 10 %, and the walk wins only from about 30 % (54 vs 26). Ignored when a search sets
+    /// [`SearchTuning::exact_scan_threshold`].
+    pub exact_scan_fraction: f64,
     /// When more than this fraction of the graph's nodes are dead (replaced or deleted), the
     /// graph is rebuilt from the live ones.
     pub compaction_threshold: f64,
@@ -50,6 +56,7 @@ impl Default for VectorStoreOptions {
             ef_construction: 100,
             ef_search: 64,
             exact_scan_threshold: 4096,
+            exact_scan_fraction: 0.15,
             compaction_threshold: 0.3,
             writer_memory: 64 << 20,
             index_batch: 8192,
