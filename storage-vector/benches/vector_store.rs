@@ -12,7 +12,6 @@ use std::time::Instant;
 use chatvault_core::{ChannelId, CollectionSpec, ContentFilter, ContentStore, SearchOptions};
 use chatvault_storage_vector::{SearchTuning, VectorStore, VectorStoreOptions};
 use common::*;
-use hnsw_rs::prelude::{DistDot, Distance};
 
 const DIM: usize = 384;
 const K: usize = 10;
@@ -157,7 +156,7 @@ fn main() {
                 let qn = normalized(q);
                 let mut d: Vec<(f32, usize)> = (0..n)
                     .filter(|&i| filter(i))
-                    .map(|i| (DistDot.eval(&qn, &unit[i]), i))
+                    .map(|i| (-dot(&qn, &unit[i]), i))
                     .collect();
                 d.sort_by(|a, b| a.0.total_cmp(&b.0));
                 d.into_iter().take(K).map(|(_, i)| i).collect()

@@ -1,4 +1,4 @@
-//! One workspace's collection: a tantivy index (source of truth) and the hnsw_rs graph derived
+//! One workspace's collection: a tantivy index (source of truth) and the HNSW graph derived
 //! from it, plus the fresh tail of vectors the graph has not absorbed yet.
 //!
 //! Write path: validate → compare versions → one tantivy commit (the batch is durable and, once
@@ -290,7 +290,7 @@ impl Collection {
                 tracing::warn!(workspace = %workspace, error = %e, "rebuilding the graph from tantivy");
                 None
             })
-            .unwrap_or_else(|| Graph::new(params, spec.dimension, all_vids.len()));
+            .unwrap_or_else(|| Graph::new(params, spec.dimension));
         let (live, addrs) = Self::live_set(&fields, workspace, &searcher)?;
         let covered = graph.covered();
         let coll = Collection {
@@ -692,8 +692,9 @@ impl Collection {
         if k == 0 {
             return Ok(Vec::new());
         }
+        // the snapshot first: a graph view taken after it covers every tail chunk it lacks
         let snap = self.state.read().clone();
-        let graph = Arc::clone(&*self.graph.read());
+        let view = self.graph.read().view();
         let allowed: Arc<VidSet> = if filter.is_empty() {
             Arc::clone(&snap.live)
         } else {
@@ -709,52 +710,46 @@ impl Collection {
         }
         let q = graph::normalize(query);
         let dim = self.spec.dimension;
-        // (similarity, vid) candidates; a vid may come from both tail and graph
-        let mut found: HashMap<u64, f32> = HashMap::new();
-        let covered = graph.covered();
+        // tail vectors the graph view lacks, then the graph's: each vid from one source only
+        let mut top = TopK::new(k);
         let mut tail_only = 0usize;
         for chunk in &snap.tail {
             for (i, &vid) in chunk.vids.iter().enumerate() {
-                if allowed.contains(vid) {
-                    if covered == NONE_COVERED || vid > covered {
-                        tail_only += 1;
-                    }
-                    found.insert(vid, graph::similarity(&q, chunk.vector(i, dim)));
+                if allowed.contains(vid) && !view.contains(vid) {
+                    tail_only += 1;
+                    top.push(graph::similarity(&q, chunk.vector(i, dim)), vid);
                 }
             }
         }
         let in_graph = allowed.len().saturating_sub(tail_only);
-        if in_graph > 0 && graph.len() > 0 {
+        if in_graph > 0 && view.len() > 0 {
             let threshold = tuning
                 .exact_scan_threshold
                 .unwrap_or(self.options.exact_scan_threshold);
             let small_fraction = tuning.exact_scan_threshold.is_none()
-                && (in_graph as f64) <= self.options.exact_scan_fraction * graph.len() as f64;
+                && (in_graph as f64) <= self.options.exact_scan_fraction * view.len() as f64;
             if in_graph <= threshold || small_fraction {
                 for vid in allowed.iter() {
-                    if found.contains_key(&vid) {
-                        continue;
-                    }
-                    if let Some(p) = graph.node(vid) {
-                        found.insert(vid, graph::similarity(&q, p.get_v()));
+                    if let Some(v) = view.vector(vid) {
+                        top.push(graph::similarity(&q, v), vid);
                     }
                 }
             } else {
-                let selectivity = in_graph as f64 / graph.len().max(1) as f64;
+                let selectivity = in_graph as f64 / view.len().max(1) as f64;
                 let ef = self.effective_ef(k, selectivity, tuning.ef_search);
-                // without dead nodes and without a filter, the plain (faster) walk is exact
-                let unfiltered = filter.is_empty() && in_graph == graph.len();
+                // without dead nodes and without a filter, the walk needs no filter
+                let unfiltered = filter.is_empty() && in_graph == view.len();
                 let allowed_ref = &allowed;
                 let f = move |vid: u64| allowed_ref.contains(vid);
                 let filt: Option<&dyn Fn(u64) -> bool> = if unfiltered { None } else { Some(&f) };
-                for (vid, sim) in graph.search(&q, ef, ef, filt) {
+                for (vid, sim) in view.search(&q, ef, ef, filt) {
                     if allowed.contains(vid) {
-                        found.entry(vid).or_insert(sim);
+                        top.push(sim, vid);
                     }
                 }
             }
         }
-        self.finish(&snap, found, k)
+        self.finish(&snap, top.into_vec(), k)
     }
 
     /// `ef` for a graph search keeping `selectivity` of the graph: a filtered walk holds only
@@ -769,29 +764,11 @@ impl Collection {
         (base as f64 * factor).ceil() as usize
     }
 
-    fn finish(
-        &self,
-        snap: &Snapshot,
-        found: HashMap<u64, f32>,
-        k: usize,
-    ) -> Result<Vec<ScoredKey>> {
-        // the best k, plus everything tied with the k-th so ties break by key
-        let mut heap: BinaryHeap<(std::cmp::Reverse<OrdF32>, u64)> = BinaryHeap::new();
-        let mut all: Vec<(f32, u64)> = found.into_iter().map(|(v, s)| (s, v)).collect();
-        for &(s, v) in &all {
-            heap.push((std::cmp::Reverse(OrdF32(s)), v));
-            if heap.len() > k {
-                heap.pop();
-            }
-        }
-        let kth = heap
-            .peek()
-            .map(|(s, _)| s.0 .0)
-            .unwrap_or(f32::NEG_INFINITY);
-        all.retain(|(s, _)| *s >= kth);
-        let vids: Vec<u64> = all.iter().map(|(_, v)| *v).collect();
+    /// Keys and final ranking of the candidates [`TopK`] kept.
+    fn finish(&self, snap: &Snapshot, found: Vec<(f32, u64)>, k: usize) -> Result<Vec<ScoredKey>> {
+        let vids: Vec<u64> = found.iter().map(|(_, v)| *v).collect();
         let keys = self.keys_of(snap, &vids)?;
-        let hits = all
+        let hits = found
             .iter()
             .zip(keys)
             .filter_map(|((s, _), key)| key.map(|key| ScoredKey { key, score: *s }))
@@ -1066,15 +1043,10 @@ impl Collection {
 
     /// Dead nodes in the graph (replaced or deleted writes).
     fn dead_nodes(&self) -> usize {
-        let graph = self.graph.read();
+        let view = self.graph.read().view();
         let live = Arc::clone(&self.state.read().live);
-        let mut live_in_graph = 0usize;
-        graph.for_each_node(|vid, _| {
-            if live.contains(vid) {
-                live_in_graph += 1;
-            }
-        });
-        graph.len().saturating_sub(live_in_graph)
+        let live_in_graph = view.iter().filter(|(vid, _)| live.contains(*vid)).count();
+        view.len().saturating_sub(live_in_graph)
     }
 
     fn maybe_compact(&self) -> Result<()> {
@@ -1094,22 +1066,18 @@ impl Collection {
         let _work = self.graph_work.lock();
         let old = Arc::clone(&*self.graph.read());
         let live = Arc::clone(&self.state.read().live);
-        let mut vecs: Vec<(u64, Vec<f32>)> = Vec::new();
-        old.for_each_node(|vid, v| {
-            if live.contains(vid) {
-                vecs.push((vid, v.to_vec()));
-            }
-        });
+        let view = old.view();
+        let items: Vec<(u64, &[f32])> =
+            view.iter().filter(|(vid, _)| live.contains(*vid)).collect();
         let params = GraphParams {
             m: self.options.hnsw_m,
             ef_construction: self.options.ef_construction,
         };
-        let fresh = Graph::new(params, self.spec.dimension, vecs.len());
-        let items: Vec<(u64, &[f32])> = vecs.iter().map(|(v, x)| (*v, x.as_slice())).collect();
+        let fresh = Graph::new(params, self.spec.dimension);
         fresh.insert(&items);
         fresh.set_covered(old.covered());
         drop(items);
-        drop(vecs);
+        drop(view);
         *self.graph.write() = Arc::new(fresh);
         self.signal.lock().dirty = true;
         drop(_work);
@@ -1233,5 +1201,62 @@ impl PartialOrd for OrdF32 {
 impl Ord for OrdF32 {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0)
+    }
+}
+
+/// The best `k` (similarity, vid) candidates, plus every candidate tied with the `k`-th, so that
+/// ties break by key in the final ranking. Memory stays bounded by `k` (and the ties).
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<std::cmp::Reverse<(OrdF32, u64)>>,
+    /// Candidates out of the heap whose similarity equalled the heap's minimum when they left.
+    ties: Vec<(f32, u64)>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+            ties: Vec::new(),
+        }
+    }
+
+    fn min(&self) -> f32 {
+        self.heap.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0 .0)
+    }
+
+    #[inline]
+    fn push(&mut self, s: f32, vid: u64) {
+        if self.heap.len() < self.k {
+            self.heap.push(std::cmp::Reverse((OrdF32(s), vid)));
+            return;
+        }
+        let min = self.min();
+        if s > min {
+            self.heap.push(std::cmp::Reverse((OrdF32(s), vid)));
+            if let Some(std::cmp::Reverse((OrdF32(out), out_vid))) = self.heap.pop() {
+                if out.total_cmp(&self.min()).is_eq() {
+                    self.ties.push((out, out_vid));
+                }
+            }
+            if self.ties.len() > 4 * self.k + 64 {
+                let min = self.min();
+                self.ties.retain(|(t, _)| *t >= min);
+            }
+        } else if s.total_cmp(&min).is_eq() {
+            self.ties.push((s, vid));
+        }
+    }
+
+    fn into_vec(self) -> Vec<(f32, u64)> {
+        let kth = if self.heap.len() >= self.k {
+            self.min()
+        } else {
+            f32::NEG_INFINITY
+        };
+        let mut out: Vec<(f32, u64)> = self.heap.into_iter().map(|r| (r.0 .0 .0, r.0 .1)).collect();
+        out.extend(self.ties.into_iter().filter(|(t, _)| *t >= kth));
+        out
     }
 }

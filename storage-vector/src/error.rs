@@ -1,4 +1,4 @@
-//! tantivy, hnsw_rs and I/O failures mapped into chatvault's [`Error`].
+//! tantivy and I/O failures mapped into chatvault's [`Error`].
 
 use chatvault_core::Error;
 

@@ -1,4 +1,4 @@
-//! chatvault's ContentStore conformance suite against the tantivy + hnsw_rs store, each case on a
+//! chatvault's ContentStore conformance suite against the tantivy + HNSW store, each case on a
 //! fresh store in its own directory.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

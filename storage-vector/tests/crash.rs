@@ -26,7 +26,7 @@ fn child_options() -> VectorStoreOptions {
     VectorStoreOptions {
         // the child indexes and dumps the graph itself every few batches (see `crash_child`), so
         // kills land inside tantivy commits, graph inserts and graph dumps alike, and the tail
-        // a reopen must catch up on stays small (tests run hnsw_rs unoptimised)
+        // a reopen must catch up on stays small
         background_indexing: false,
         writer_memory: 15_000_000,
         ..Default::default()

@@ -8,7 +8,6 @@ use chatvault_core::{
 };
 use chatvault_storage_vector::{SearchTuning, VectorStore, VectorStoreOptions};
 use common::*;
-use hnsw_rs::prelude::{DistDot, Distance};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -20,17 +19,8 @@ const K: usize = 10;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recall_at_10_holds_at_every_selectivity() {
     let dir = tempfile::tempdir().unwrap();
-    // Tests run hnsw_rs's generic code unoptimised (it is instantiated in this crate), so the
-    // graph is built with a narrower ef_construction than the default to stay in the time budget;
-    // the benches measure the defaults.
-    let store = VectorStore::open(
-        dir.path(),
-        VectorStoreOptions {
-            ef_construction: 40,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    // the default options: what users get
+    let store = VectorStore::open(dir.path(), VectorStoreOptions::default()).unwrap();
     let w = ws("T1");
     store
         .create_collection(
@@ -136,7 +126,7 @@ async fn recall_at_10_holds_at_every_selectivity() {
                 let qn = normalized(q);
                 let mut exact: Vec<(f32, usize)> = candidates
                     .iter()
-                    .map(|&i| (DistDot.eval(&qn, &unit[i]), i))
+                    .map(|&i| (-dot(&qn, &unit[i]), i))
                     .collect();
                 exact.sort_by(|a, b| a.0.total_cmp(&b.0));
                 let truth: Vec<&MessageKey> =

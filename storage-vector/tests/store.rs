@@ -1,4 +1,4 @@
-//! Behaviour of the tantivy + hnsw_rs store on real on-disk indexes.
+//! Behaviour of the tantivy + HNSW store on real on-disk indexes.
 
 mod common;
 
@@ -577,4 +577,107 @@ async fn searches_never_see_half_a_batch() {
     for r in readers {
         r.await.unwrap();
     }
+}
+
+/// The persisted graph dump of the collection `T1` under `root`.
+fn graph_dump_dir(root: &std::path::Path) -> std::path::PathBuf {
+    let gdir = root.join("ws-T1").join("graph");
+    std::fs::read_dir(&gdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("dump-"))
+        })
+        .expect("a graph dump")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_or_old_graph_dumps_are_rebuilt_from_tantivy() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = ws("T1");
+    let dim = 16;
+    let mut mix = Mixture::new(5, dim, 10, 0.3);
+    let docs: Vec<_> = (0..1500)
+        .map(|i| {
+            doc(
+                key("T1", "C1", i + 1),
+                &format!("text {i}"),
+                mix.sample(),
+                1,
+            )
+        })
+        .collect();
+    {
+        let store = VectorStore::open(dir.path(), VectorStoreOptions::default()).unwrap();
+        store.create_collection(&w, &spec(dim)).await.unwrap();
+        store.upsert(&w, &docs).await.unwrap();
+        store.flush_graph(&w).unwrap();
+        store.close();
+    }
+    type Damage = Box<dyn Fn(&std::path::Path)>;
+    let damages: Vec<(&str, Damage)> = vec![
+        (
+            "truncated",
+            Box::new(|dump| {
+                let file = dump.join("graph.cvhnsw");
+                let bytes = std::fs::read(&file).unwrap();
+                std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+            }),
+        ),
+        (
+            "a flipped byte",
+            Box::new(|dump| {
+                let file = dump.join("graph.cvhnsw");
+                let mut bytes = std::fs::read(&file).unwrap();
+                let at = bytes.len() / 3;
+                bytes[at] ^= 0x40;
+                std::fs::write(&file, &bytes).unwrap();
+            }),
+        ),
+        (
+            "an hnsw_rs dump of an older version",
+            Box::new(|dump| {
+                std::fs::remove_file(dump.join("graph.cvhnsw")).unwrap();
+                std::fs::write(dump.join("graph.hnsw.graph"), b"hnsw_rs graph").unwrap();
+                std::fs::write(dump.join("graph.hnsw.data"), b"hnsw_rs data").unwrap();
+            }),
+        ),
+    ];
+    for (what, damage) in damages {
+        damage(&graph_dump_dir(dir.path()));
+        let options = VectorStoreOptions {
+            background_indexing: false,
+            ..Default::default()
+        };
+        let store = VectorStore::open(dir.path(), options).unwrap();
+        store.open_collection(&w).unwrap();
+        assert_eq!(
+            store.pending_vectors(&w).unwrap(),
+            1500,
+            "{what}: not loaded"
+        );
+        // searchable at once (exactly, from the tail), and the graph is rebuilt
+        let hits = store
+            .search_vector(&w, &docs[17].embedding, &SearchOptions::top(3))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(hits[0].key, *docs[17].key(), "{what}");
+        store.wait_for_graph(&w).unwrap();
+        assert_eq!(store.pending_vectors(&w).unwrap(), 0, "{what}");
+        let hits = store
+            .search_vector(&w, &docs[1234].embedding, &SearchOptions::top(3))
+            .await
+            .unwrap();
+        assert_eq!(hits[0].key, *docs[1234].key(), "{what}");
+        store.flush_graph(&w).unwrap();
+        store.close();
+    }
+    let store = VectorStore::open(dir.path(), VectorStoreOptions::default()).unwrap();
+    store.open_collection(&w).unwrap();
+    assert_eq!(
+        store.pending_vectors(&w).unwrap(),
+        0,
+        "the rebuilt graph was persisted"
+    );
 }
