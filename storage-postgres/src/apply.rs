@@ -14,12 +14,13 @@ use chatvault_core::{
     ApplyReport, ChannelId, ChannelKind, ContentAttributes, Error, FileRef, Link, LinkSource,
     MembershipChange, MessageMeta, OutboxOp, Reaction, Result, Ts, UserId, WorkspaceId, WriteBatch,
 };
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseBackend, Value};
 
 use crate::error::DbResultExt;
 use crate::read::{load_metas, load_reactions};
 use crate::sql::{insert_rows, key_chunk, opt_i64, opt_str, s, Sql};
 use crate::store::SqlMetadataStore;
+use crate::txn::Txn;
 use crate::validate::validate_batch;
 
 type Key = (ChannelId, Ts);
@@ -54,10 +55,9 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
     let ws = batch.validate().map_err(|e| e.with_backend(be))?.clone();
     validate_batch(&batch).map_err(|e| e.with_backend(be))?;
 
+    let mut tm = Phases::new();
     let _writer = store.writer_lock().await;
-    let txn = store
-        .db()
-        .begin()
+    let txn = Txn::begin(store)
         .await
         .db(be, "beginning the write transaction")?;
     store.lock_workspace(&txn, &ws).await?;
@@ -88,13 +88,17 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
         }
     }
     if !touched.is_empty() {
-        for meta in load_metas(&txn, be, &ws, &touched).await? {
-            let k = (meta.key.channel.clone(), meta.key.ts.clone());
-            let slot = slots.entry(k).or_default();
-            slot.existed = true;
-            slot.meta = Some(meta);
+        // Most keys of a sync batch are new: find the few stored ones cheaply, then load only those.
+        let stored = existing_keys(&txn, be, &ws, "message_metadata", true, &touched).await?;
+        if !stored.is_empty() {
+            for meta in load_metas(&txn, be, &ws, &stored).await? {
+                let k = (meta.key.channel.clone(), meta.key.ts.clone());
+                let slot = slots.entry(k).or_default();
+                slot.existed = true;
+                slot.meta = Some(meta);
+            }
         }
-        for k in load_tombstones(&txn, be, &ws, &touched).await? {
+        for k in existing_keys(&txn, be, &ws, "message_tombstones", false, &touched).await? {
             slots.entry(k).or_default().tombstoned = true;
         }
     }
@@ -148,6 +152,7 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
         }
     }
 
+    tm.mark("load");
     let mut outbox: Vec<Enqueued> = Vec::new();
     for rec in std::mem::take(&mut batch.messages) {
         let k = (rec.meta.key.channel.clone(), rec.meta.key.ts.clone());
@@ -269,13 +274,16 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
     }
     report.outbox_enqueued = outbox.len() as u64;
 
+    tm.mark("resolve");
     write_teams(&txn, be, &ws, &batch).await?;
     write_users(&txn, be, &ws, &batch).await?;
     write_channels(&txn, be, &ws, &batch).await?;
     write_memberships(&txn, be, &ws, &batch.memberships).await?;
-    write_messages(&txn, be, &ws, &touched, &slots).await?;
+    tm.mark("entities");
+    write_messages(&txn, be, &ws, &touched, &slots, &mut tm).await?;
     write_tombstones(&txn, be, &ws, &touched, &slots, now).await?;
     write_outbox(&txn, be, &ws, outbox, now).await?;
+    tm.mark("outbox");
 
     write_thread_participants(&txn, be, &ws, &batch).await?;
     write_bookmarks(&txn, be, &ws, &batch).await?;
@@ -283,7 +291,10 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
     write_processing_queue(&txn, be, &ws, &batch).await?;
     write_bot_config(&txn, be, &ws, &batch).await?;
 
+    tm.mark("other");
     txn.commit().await.db(be, "committing the write batch")?;
+    tm.mark("commit");
+    tm.log(touched.len());
     Ok(report)
 }
 
@@ -355,33 +366,134 @@ pub(crate) async fn workspace_exists<C: ConnectionTrait>(
         .is_some())
 }
 
-async fn load_tombstones(
-    txn: &DatabaseTransaction,
+/// One channel's keys in [`existing_keys`].
+struct Range<'a> {
+    lo: &'a Ts,
+    hi: &'a Ts,
+    lo_micros: i64,
+    hi_micros: i64,
+    count: usize,
+}
+
+/// The keys among `keys` (distinct) that have a row in `table` (keyed by workspace, channel, ts).
+///
+/// Instead of one key lookup per key, each channel's keys are covered by one range scan of the
+/// primary key between their smallest and largest `ts` (text order, as the index stores them),
+/// all channels in one `UNION ALL` statement. A sync batch of new messages finds nothing there
+/// for almost no work. Each scan is capped at twice its channel's key count (plus some slack): a
+/// range holding more stored rows than that (a batch of scattered old messages) falls back to
+/// exact key lookups for that channel, so the cost stays bounded by the batch, not the table.
+///
+/// `with_micros`: the table has `ts_micros`. PostgreSQL then also gets the keys' `ts_micros`
+/// range (true of every listed key, so it drops only other rows): with stale statistics it may
+/// scan `message_metadata_by_channel_time` instead of the primary key, and this keeps that scan
+/// to the range too. SQLite does not get it: there it would pick `message_metadata_by_time` and
+/// scan every channel's rows in the time range, once per channel.
+async fn existing_keys(
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
+    table: &str,
+    with_micros: bool,
     keys: &[Key],
 ) -> Result<Vec<Key>> {
+    /// Channels per statement (SQLite allows 500 terms in a compound `SELECT`).
+    const CHANNELS_PER_STATEMENT: usize = 200;
     let backend = txn.get_database_backend();
+    let wanted: HashSet<&Key> = keys.iter().collect();
+    let micros = with_micros && backend == DatabaseBackend::Postgres;
+    let mut by_channel: HashMap<&ChannelId, Range<'_>> = HashMap::new();
+    for (c, t) in keys {
+        let m = t.as_micros();
+        let e = by_channel.entry(c).or_insert(Range {
+            lo: t,
+            hi: t,
+            lo_micros: m,
+            hi_micros: m,
+            count: 0,
+        });
+        if t.as_str() < e.lo.as_str() {
+            e.lo = t;
+        }
+        if t.as_str() > e.hi.as_str() {
+            e.hi = t;
+        }
+        e.lo_micros = e.lo_micros.min(m);
+        e.hi_micros = e.hi_micros.max(m);
+        e.count += 1;
+    }
+    let mut channels: Vec<(&ChannelId, Range<'_>)> = by_channel.into_iter().collect();
+    channels.sort_by(|a, b| a.0.cmp(b.0));
+    let doing = "looking up stored messages";
     let mut out = Vec::new();
-    for chunk in keys.chunks(key_chunk(backend, 1)) {
-        let mut q = Sql::new("SELECT channel_id, ts FROM message_tombstones WHERE workspace_id = ");
-        q.bind(ws.as_str()).push(" AND ");
-        q.bind_keys("channel_id", "ts", chunk.iter().map(|(c, t)| (c, t)));
-        for row in txn
-            .query_all(q.stmt(backend))
-            .await
-            .db(be, "loading tombstones")?
-        {
-            let c: String = row.try_get_by_index(0).db(be, "reading a tombstone")?;
-            let t: String = row.try_get_by_index(1).db(be, "reading a tombstone")?;
-            out.push((crate::read::parse_channel(&c)?, crate::read::parse_ts(&t)?));
+    let mut overflowed: HashSet<&ChannelId> = HashSet::new();
+    for chunk in channels.chunks(CHANNELS_PER_STATEMENT) {
+        let mut q = Sql::default();
+        let mut caps: HashMap<&ChannelId, (usize, usize)> = HashMap::new();
+        for (n, (c, r)) in chunk.iter().enumerate() {
+            let cap = r.count.saturating_mul(2).saturating_add(16);
+            caps.insert(c, (cap, 0));
+            if n > 0 {
+                q.push(" UNION ALL ");
+            }
+            q.push(&format!(
+                "SELECT channel_id, ts FROM (SELECT channel_id, ts FROM {table} WHERE workspace_id = "
+            ));
+            q.bind(ws.as_str())
+                .push(" AND channel_id = ")
+                .bind(c.as_str());
+            q.push(" AND ts >= ").bind(r.lo.as_str());
+            q.push(" AND ts <= ").bind(r.hi.as_str());
+            if micros {
+                q.push(" AND ts_micros >= ").bind(r.lo_micros);
+                q.push(" AND ts_micros <= ").bind(r.hi_micros);
+            }
+            q.push(" LIMIT ")
+                .bind(i64::try_from(cap).unwrap_or(i64::MAX))
+                .push(&format!(") AS r{n}"));
+        }
+        let mut found: Vec<Key> = Vec::new();
+        for row in txn.query_all(q.stmt(backend)).await.db(be, doing)? {
+            let c: String = row.try_get_by_index(0).db(be, doing)?;
+            let t: String = row.try_get_by_index(1).db(be, doing)?;
+            found.push((crate::read::parse_channel(&c)?, crate::read::parse_ts(&t)?));
+        }
+        for k in &found {
+            if let Some(cap) = caps.get_mut(&k.0) {
+                cap.1 += 1;
+            }
+        }
+        for (c, (cap, got)) in &caps {
+            if got >= cap {
+                overflowed.insert(c);
+            }
+        }
+        out.extend(
+            found
+                .into_iter()
+                .filter(|k| !overflowed.contains(&k.0) && wanted.contains(k)),
+        );
+    }
+    if !overflowed.is_empty() {
+        let rest: Vec<&Key> = keys.iter().filter(|k| overflowed.contains(&k.0)).collect();
+        for chunk in rest.chunks(key_chunk(backend, 1)) {
+            let mut q = Sql::new(&format!(
+                "SELECT channel_id, ts FROM {table} WHERE workspace_id = "
+            ));
+            q.bind(ws.as_str()).push(" AND ");
+            q.bind_keys("channel_id", "ts", chunk.iter().map(|(c, t)| (c, t)));
+            for row in txn.query_all(q.stmt(backend)).await.db(be, doing)? {
+                let c: String = row.try_get_by_index(0).db(be, doing)?;
+                let t: String = row.try_get_by_index(1).db(be, doing)?;
+                out.push((crate::read::parse_channel(&c)?, crate::read::parse_ts(&t)?));
+            }
         }
     }
     Ok(out)
 }
 
 async fn load_channel_kinds(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
     channels: &[&ChannelId],
@@ -438,7 +550,7 @@ fn micros(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
 }
 
 async fn write_teams(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
     batch: &WriteBatch,
@@ -467,7 +579,7 @@ async fn write_teams(
 }
 
 async fn write_users(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
     batch: &WriteBatch,
@@ -504,7 +616,7 @@ async fn write_users(
 }
 
 async fn write_channels(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
     batch: &WriteBatch,
@@ -541,7 +653,7 @@ async fn write_channels(
 }
 
 async fn write_memberships(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
     changes: &[MembershipChange],
@@ -601,7 +713,7 @@ async fn write_memberships(
 }
 
 async fn delete_by_keys(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
     table: &str,
@@ -619,16 +731,19 @@ async fn delete_by_keys(
 }
 
 async fn write_messages(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
     touched: &[Key],
     slots: &HashMap<Key, Slot>,
+    tm: &mut Phases,
 ) -> Result<()> {
     let mut gone: Vec<&Key> = Vec::new();
     let mut old_reactions: Vec<&Key> = Vec::new();
     let mut old_links_files: Vec<&Key> = Vec::new();
+    // New messages (no stored row) and updates of stored ones.
     let mut rows = Vec::new();
+    let mut update_rows = Vec::new();
     let mut reaction_rows = Vec::new();
     let mut link_rows = Vec::new();
     let mut file_rows = Vec::new();
@@ -647,7 +762,11 @@ async fn write_messages(
             old_links_files.push(k);
         }
         if slot.row_dirty {
-            rows.push(meta_row(ws, meta));
+            if slot.existed {
+                update_rows.push(meta_row(ws, meta));
+            } else {
+                rows.push(meta_row(ws, meta));
+            }
         }
         let (c, t) = (s(k.0.as_str()), s(k.1.as_str()));
         if slot.reactions_dirty {
@@ -697,6 +816,7 @@ async fn write_messages(
             }
         }
     }
+    tm.mark("build_rows");
     // Reactions, links and files go with their message.
     delete_by_keys(txn, be, ws, "message_metadata", &gone, "deleting messages").await?;
     old_reactions.extend(gone.iter().copied());
@@ -712,14 +832,20 @@ async fn write_messages(
     .await?;
     delete_by_keys(txn, be, ws, "links", &old_links_files, "replacing links").await?;
     delete_by_keys(txn, be, ws, "files", &old_links_files, "replacing files").await?;
+    // New messages are plain inserts (`COPY` on PostgreSQL): none of their keys is stored, and
+    // the workspace lock keeps it so until commit. Stored ones are upserted.
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        txn.insert_plain("message_metadata", META_COLUMNS, 22, rows)
+            .await
+            .db(be, "writing messages")?;
+    } else {
+        update_rows.extend(rows);
+    }
     insert_rows(
         txn,
-        "INSERT INTO message_metadata (workspace_id, channel_id, ts, ts_micros, user_id, bot_id, thread_ts, \
-         thread_ts_micros, is_reply, reply_count, reply_users_count, latest_reply, subtype, edited, \
-         has_attachments, has_files, has_reactions, reaction_count, mention_count, link_count, content_id, \
-         content_hash)",
+        &format!("INSERT INTO message_metadata ({META_COLUMNS})"),
         22,
-        rows,
+        update_rows,
         "ON CONFLICT (workspace_id, channel_id, ts) DO UPDATE SET ts_micros = excluded.ts_micros, \
          user_id = excluded.user_id, bot_id = excluded.bot_id, thread_ts = excluded.thread_ts, \
          thread_ts_micros = excluded.thread_ts_micros, is_reply = excluded.is_reply, \
@@ -732,36 +858,41 @@ async fn write_messages(
     )
     .await
     .db(be, "writing messages")?;
-    insert_rows(
-        txn,
-        "INSERT INTO reactions (workspace_id, channel_id, ts, name, count, users)",
+    tm.mark("messages");
+    txn.insert_plain(
+        "reactions",
+        "workspace_id, channel_id, ts, name, count, users",
         6,
         reaction_rows,
-        "",
     )
     .await
     .db(be, "writing reactions")?;
-    insert_rows(
-        txn,
-        "INSERT INTO links (workspace_id, channel_id, ts, position, ts_micros, url, domain, source, title)",
+    tm.mark("reactions");
+    txn.insert_plain(
+        "links",
+        "workspace_id, channel_id, ts, position, ts_micros, url, domain, source, title",
         9,
         link_rows,
-        "",
     )
     .await
     .db(be, "writing links")?;
-    insert_rows(
-        txn,
-        "INSERT INTO files (workspace_id, channel_id, ts, position, file_id, name, title, mimetype, filetype, \
-         size, url_private, permalink)",
+    tm.mark("links");
+    txn.insert_plain(
+        "files",
+        "workspace_id, channel_id, ts, position, file_id, name, title, mimetype, filetype, size, \
+         url_private, permalink",
         12,
         file_rows,
-        "",
     )
     .await
     .db(be, "writing files")?;
     Ok(())
 }
+
+const META_COLUMNS: &str = "workspace_id, channel_id, ts, ts_micros, user_id, bot_id, thread_ts, \
+    thread_ts_micros, is_reply, reply_count, reply_users_count, latest_reply, subtype, edited, \
+    has_attachments, has_files, has_reactions, reaction_count, mention_count, link_count, content_id, \
+    content_hash";
 
 pub(crate) fn link_source(s: LinkSource) -> &'static str {
     match s {
@@ -799,7 +930,7 @@ fn meta_row(ws: &WorkspaceId, m: &MessageMeta) -> Vec<Value> {
 }
 
 async fn write_tombstones(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
     touched: &[Key],
@@ -824,7 +955,7 @@ async fn write_tombstones(
 }
 
 async fn write_outbox(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
     outbox: Vec<Enqueued>,
@@ -846,13 +977,13 @@ async fn write_outbox(
             b(false),
         ]);
     }
-    // Rows of one statement get ids in VALUES order, so a message's changes keep their order.
-    insert_rows(
-        txn,
-        "INSERT INTO outbox (workspace_id, channel_id, ts, op, payload, attempts, created_at, available_at, dead)",
+    // Rows get ids in the order given (one statement's VALUES, or `COPY`'s input), so a
+    // message's changes keep their order.
+    txn.insert_plain(
+        "outbox",
+        "workspace_id, channel_id, ts, op, payload, attempts, created_at, available_at, dead",
         9,
         rows,
-        "",
     )
     .await
     .db(be, "writing outbox entries")?;
@@ -860,7 +991,7 @@ async fn write_outbox(
 }
 
 async fn write_thread_participants(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
     batch: &WriteBatch,
@@ -890,7 +1021,7 @@ async fn write_thread_participants(
 }
 
 async fn write_bookmarks(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
     batch: &WriteBatch,
@@ -923,7 +1054,7 @@ async fn write_bookmarks(
 }
 
 async fn write_sync_status(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
     batch: &WriteBatch,
@@ -961,7 +1092,7 @@ async fn write_sync_status(
 }
 
 async fn write_processing_queue(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
     batch: &WriteBatch,
@@ -994,7 +1125,7 @@ async fn write_processing_queue(
 }
 
 async fn write_bot_config(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     be: &'static str,
     ws: &WorkspaceId,
     batch: &WriteBatch,
@@ -1015,4 +1146,38 @@ async fn write_bot_config(
     .await
     .db(be, "writing bot config")?;
     Ok(())
+}
+
+/// Time spent in each phase of one `apply`, logged at debug level (target
+/// `chatvault_storage_postgres::apply`) for performance work.
+struct Phases {
+    at: std::time::Instant,
+    done: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Phases {
+            at: std::time::Instant::now(),
+            done: Vec::with_capacity(12),
+        }
+    }
+
+    /// Ends the phase called `name`.
+    fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.done.push((name, now - self.at));
+        self.at = now;
+    }
+
+    fn log(&self, messages: usize) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let phases: Vec<String> = self
+                .done
+                .iter()
+                .map(|(n, d)| format!("{n}={:.1}ms", d.as_secs_f64() * 1000.0))
+                .collect();
+            tracing::debug!(messages, phases = %phases.join(" "), "apply");
+        }
+    }
 }

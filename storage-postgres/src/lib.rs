@@ -8,6 +8,7 @@ mod outbox;
 mod read;
 mod sql;
 mod store;
+mod txn;
 mod validate;
 
 pub use crypto::TokenKey;

@@ -18,8 +18,8 @@ use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sea_orm::{
-    ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
-    SqlxSqliteConnector, TransactionTrait,
+    ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, SqlxSqliteConnector,
+    TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, MutexGuard};
@@ -272,9 +272,9 @@ impl SqlMetadataStore {
 
     /// Serialises write batches of one workspace on PostgreSQL until the transaction ends (the
     /// read-then-write of `apply` must not interleave with another's). SQLite: the writer lock.
-    pub(crate) async fn lock_workspace(
+    pub(crate) async fn lock_workspace<C: ConnectionTrait>(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &C,
         ws: &WorkspaceId,
     ) -> Result<()> {
         if self.db.get_database_backend() == DatabaseBackend::Postgres {

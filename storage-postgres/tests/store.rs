@@ -315,6 +315,79 @@ async fn large_batches_are_chunked(db: &Db) {
 }
 on_both!(large_batches, large_batches_are_chunked);
 
+/// `apply` finds stored messages by a range scan per channel, falling back to key lookups when a
+/// range holds many stored rows that are not in the batch: both paths must see every stored key.
+async fn stored_messages_are_found_among_many(db: &Db) {
+    let store = setup(db).await;
+    let mut b = WriteBatch::new(ws());
+    for i in 1..=100 {
+        let mut m = record("C1", &format!("{i}.0"), "U1", Some("v2"));
+        m.meta.edited = Some(Ts::new("5.0").unwrap());
+        b.messages.push(m);
+    }
+    for ts in ["10.0", "11.0", "12.0"] {
+        b.messages.push(record("C2", ts, "U1", Some("same")));
+    }
+    b.message_deletes.push(key("C1", "2.0"));
+    store.apply(b).await.unwrap();
+
+    // C1: "1.0" … "50.5" spans far more stored rows than the batch has keys (the fallback).
+    // C2: "10.0" … "12.5" spans one stored row not in the batch (the range scan).
+    let mut b = WriteBatch::new(ws());
+    b.messages.push(record("C1", "1.0", "U1", Some("v1")));
+    b.messages.push(record("C1", "2.0", "U1", Some("back")));
+    b.messages.push(record("C1", "50.5", "U1", Some("new")));
+    b.messages.push(record("C2", "10.0", "U1", Some("same")));
+    b.messages.push(record("C2", "12.5", "U1", Some("new")));
+    let r = store.apply(b).await.unwrap();
+    assert_eq!(r.messages_stale, 1, "the stored edit of C1/1.0 wins");
+    assert_eq!(r.messages_deleted_before, 1, "C1/2.0 stays deleted");
+    assert_eq!(r.messages_written, 3);
+    assert_eq!(r.outbox_enqueued, 2, "unchanged C2/10.0 enqueues nothing");
+    assert_eq!(raw_count(&store, "message_metadata").await, 99 + 3 + 2);
+}
+on_both!(
+    stored_messages_among_many,
+    stored_messages_are_found_among_many
+);
+
+/// Text with tabs, newlines, carriage returns and backslashes is stored and read back unchanged
+/// (PostgreSQL writes new rows with `COPY`, whose text format escapes them).
+async fn special_characters_round_trip(db: &Db) {
+    let store = setup(db).await;
+    let nasty = "a\tb\\N\tc\n \\N \\\\N";
+    let text = format!("tab\there\nnew line\r\\ back{nasty}");
+    let mut b = WriteBatch::new(ws());
+    let mut m = record("C1", "1.0", "U1", Some(&text));
+    m.reactions = vec![Reaction {
+        name: "back\\slash".into(),
+        users: vec![uid("U2")],
+        count: 1,
+    }];
+    m.links = vec![Link {
+        url: "https://example.com/a\\b".into(),
+        domain: "example.com".into(),
+        source: LinkSource::Text,
+        title: Some(format!("title\twith\ttabs\nand lines {nasty}")),
+    }];
+    m.meta.subtype = Some("\\N".into());
+    b.messages.push(m.clone());
+    store.apply(b).await.unwrap();
+    let got = store
+        .get_messages(&ws(), &[key("C1", "1.0")])
+        .await
+        .unwrap();
+    assert_eq!(got[0].reactions, m.reactions);
+    assert_eq!(got[0].links, m.links);
+    assert_eq!(got[0].meta.subtype.as_deref(), Some("\\N"));
+    let claimed = store.claim_outbox(&ClaimRequest::default()).await.unwrap();
+    match &claimed[0].op {
+        chatvault_core::OutboxOp::Upsert { content } => assert_eq!(content.text, text),
+        other => panic!("expected an upsert, got {other:?}"),
+    }
+}
+on_both!(special_characters, special_characters_round_trip);
+
 // ----- outbox -----
 
 async fn outbox_fail_dead_letter_requeue(db: &Db) {

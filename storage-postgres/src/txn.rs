@@ -1,0 +1,255 @@
+//! The write transaction `apply` runs in: SeaORM's on SQLite; on PostgreSQL a sqlx transaction
+//! on one pooled connection, so the bulk of a batch's new rows can go in with `COPY … FROM STDIN`
+//! (about twice as fast as multi-row `INSERT`s: no statement with tens of thousands of parameters
+//! to parse, plan and bind) in the same transaction as the rest of the batch.
+//!
+//! Both implement SeaORM's [`ConnectionTrait`], so the same SQL runs on either.
+
+use async_trait::async_trait;
+use sea_orm::sqlx::postgres::{PgArguments, PgPool};
+use sea_orm::sqlx::{self, Postgres};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, ExecResult, QueryResult,
+    RuntimeErr, Statement, TransactionTrait, Value,
+};
+use tokio::sync::Mutex;
+
+use crate::sql::insert_rows;
+use crate::store::SqlMetadataStore;
+
+/// One `apply`'s transaction.
+pub(crate) enum Txn {
+    /// SQLite: SeaORM's transaction.
+    Orm(DatabaseTransaction),
+    /// PostgreSQL: a sqlx transaction (rolled back when dropped uncommitted).
+    Pg(Mutex<sqlx::Transaction<'static, Postgres>>),
+}
+
+fn exec_err(e: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(e))
+}
+
+fn query_err(e: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(e))
+}
+
+impl Txn {
+    /// Begins a write transaction on `store`'s database.
+    pub(crate) async fn begin(store: &SqlMetadataStore) -> Result<Txn, DbErr> {
+        let db = store.db();
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            let pool: &PgPool = db.get_postgres_connection_pool();
+            // Failing to get a connection or to begin is the database being unavailable.
+            let tx = pool
+                .begin()
+                .await
+                .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e)))?;
+            Ok(Txn::Pg(Mutex::new(tx)))
+        } else {
+            Ok(Txn::Orm(db.begin().await?))
+        }
+    }
+
+    /// Commits.
+    pub(crate) async fn commit(self) -> Result<(), DbErr> {
+        match self {
+            Txn::Orm(t) => t.commit().await,
+            Txn::Pg(t) => t.into_inner().commit().await.map_err(exec_err),
+        }
+    }
+
+    /// Writes `rows` (each `ncols` values, in `columns` order) into `table` as plain inserts: with
+    /// `COPY` on PostgreSQL, with multi-row `INSERT`s elsewhere. Either way rows go in in order,
+    /// so identity/autoincrement ids follow the order of `rows`.
+    pub(crate) async fn insert_plain(
+        &self,
+        table: &str,
+        columns: &str,
+        ncols: usize,
+        rows: Vec<Vec<Value>>,
+    ) -> Result<u64, DbErr> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        match self {
+            Txn::Orm(_) => {
+                insert_rows(
+                    self,
+                    &format!("INSERT INTO {table} ({columns})"),
+                    ncols,
+                    rows,
+                    "",
+                )
+                .await
+            }
+            Txn::Pg(t) => {
+                let mut data = Vec::with_capacity(rows.len() * ncols * 12);
+                for row in &rows {
+                    debug_assert_eq!(row.len(), ncols, "row width matches the column list");
+                    copy_row(&mut data, row)?;
+                }
+                let mut tx = t.lock().await;
+                let conn: &mut sqlx::PgConnection = &mut tx;
+                let mut copy = conn
+                    .copy_in_raw(&format!("COPY {table} ({columns}) FROM STDIN"))
+                    .await
+                    .map_err(exec_err)?;
+                copy.send(data).await.map_err(exec_err)?;
+                copy.finish().await.map_err(exec_err)
+            }
+        }
+    }
+}
+
+/// Appends one row in `COPY`'s text format: tab-separated, `\N` for NULL, backslash escapes.
+fn copy_row(out: &mut Vec<u8>, row: &[Value]) -> Result<(), DbErr> {
+    for (i, v) in row.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        match v {
+            Value::String(Some(s)) => escape_into(out, s),
+            Value::BigInt(Some(n)) => out.extend_from_slice(n.to_string().as_bytes()),
+            Value::Bool(Some(b)) => out.push(if *b { b't' } else { b'f' }),
+            Value::String(None) | Value::BigInt(None) | Value::Bool(None) => {
+                out.extend_from_slice(b"\\N")
+            }
+            other => {
+                return Err(DbErr::Custom(format!(
+                    "COPY does not handle this value type: {other:?}"
+                )))
+            }
+        }
+    }
+    out.push(b'\n');
+    Ok(())
+}
+
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// `sql` with `values` bound, as a sqlx query (the value types this crate binds).
+fn pg_query(
+    sql: &str,
+    values: Option<sea_orm::Values>,
+) -> Result<sqlx::query::Query<'_, Postgres, PgArguments>, DbErr> {
+    let mut q = sqlx::query(sql);
+    for v in values.map(|vs| vs.0).unwrap_or_default() {
+        q = match v {
+            Value::Bool(b) => q.bind(b),
+            Value::TinyInt(n) => q.bind(n.map(i16::from)),
+            Value::SmallInt(n) => q.bind(n),
+            Value::Int(n) => q.bind(n),
+            Value::BigInt(n) => q.bind(n),
+            Value::Double(n) => q.bind(n),
+            Value::String(s) => q.bind(s.map(|s| *s)),
+            Value::Bytes(b) => q.bind(b.map(|b| *b)),
+            other => {
+                return Err(DbErr::Custom(format!(
+                    "unsupported bind value type: {other:?}"
+                )))
+            }
+        };
+    }
+    Ok(q)
+}
+
+#[async_trait]
+impl ConnectionTrait for Txn {
+    fn get_database_backend(&self) -> DatabaseBackend {
+        match self {
+            Txn::Orm(t) => t.get_database_backend(),
+            Txn::Pg(_) => DatabaseBackend::Postgres,
+        }
+    }
+
+    async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        match self {
+            Txn::Orm(t) => t.execute(stmt).await,
+            Txn::Pg(t) => {
+                let q = pg_query(&stmt.sql, stmt.values)?;
+                let mut tx = t.lock().await;
+                Ok(q.execute(&mut **tx).await.map_err(exec_err)?.into())
+            }
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        match self {
+            Txn::Orm(t) => t.execute_unprepared(sql).await,
+            Txn::Pg(t) => {
+                use sqlx::Executor;
+                let mut tx = t.lock().await;
+                let conn: &mut sqlx::PgConnection = &mut tx;
+                Ok(conn.execute(sql).await.map_err(exec_err)?.into())
+            }
+        }
+    }
+
+    async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        match self {
+            Txn::Orm(t) => t.query_one(stmt).await,
+            Txn::Pg(t) => {
+                let q = pg_query(&stmt.sql, stmt.values)?;
+                let mut tx = t.lock().await;
+                Ok(q.fetch_optional(&mut **tx)
+                    .await
+                    .map_err(query_err)?
+                    .map(Into::into))
+            }
+        }
+    }
+
+    async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match self {
+            Txn::Orm(t) => t.query_all(stmt).await,
+            Txn::Pg(t) => {
+                let q = pg_query(&stmt.sql, stmt.values)?;
+                let mut tx = t.lock().await;
+                Ok(q.fetch_all(&mut **tx)
+                    .await
+                    .map_err(query_err)?
+                    .into_iter()
+                    .map(Into::into)
+                    .collect())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_rows_escape_and_mark_nulls() {
+        let mut out = Vec::new();
+        copy_row(
+            &mut out,
+            &[
+                Value::String(Some(Box::new("a\tb\\c\nd\re".into()))),
+                Value::String(None),
+                Value::BigInt(Some(-42)),
+                Value::Bool(Some(true)),
+                Value::Bool(Some(false)),
+                Value::BigInt(None),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a\\tb\\\\c\\nd\\re\t\\N\t-42\tt\tf\t\\N\n"
+        );
+        let mut out = Vec::new();
+        assert!(copy_row(&mut out, &[Value::Double(Some(1.0))]).is_err());
+    }
+}
