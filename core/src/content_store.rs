@@ -26,7 +26,9 @@ impl ContentDocument {
         &self.content.key
     }
 
-    /// Checks the embedding against the collection's dimension and for NaN/infinite values.
+    /// Checks the embedding against the collection's dimension and for NaN/infinite values, and
+    /// the text for being present (not empty or whitespace: there is nothing to search) and not
+    /// over-long.
     ///
     /// # Errors
     /// `InvalidInput` naming the key.
@@ -43,6 +45,9 @@ impl ContentDocument {
                 Error::invalid_input(format!("embedding value {i} is not finite"))
                     .with_context("key", self.key()),
             );
+        }
+        if self.content.text.trim().is_empty() {
+            return Err(Error::invalid_input("text is empty").with_context("key", self.key()));
         }
         if self.content.text.len() > crate::message::MAX_TEXT_BYTES {
             return Err(Error::invalid_input(format!(

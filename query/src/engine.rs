@@ -24,6 +24,33 @@ use crate::view::{load_views, MessageView};
 pub const MAX_LIMIT: usize = 1000;
 /// How many keys are read per metadata page.
 const PAGE: usize = 5000;
+/// The deepest a post-filtered search goes per ranking.
+const POST_FILTER_MAX_K: usize = 20_000;
+
+/// How a search meets conditions only the metadata store answers exactly (reactions).
+///
+/// Either the keys passing them become an allow-list for the content store, or the content store
+/// searches deeper under the other conditions and every hit is checked against the metadata store
+/// (a post-filter). Both are exact; they differ in cost: an allow-list costs in proportion to the
+/// keys, a post-filter to how much deeper it must search.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlannerConfig {
+    /// Up to this many messages passing the metadata-only conditions always go as an allow-list.
+    pub candidate_list_max: usize,
+    /// Above this ratio of (messages the other conditions allow) / (messages passing the
+    /// metadata-only conditions), an allow-list is used too: a post-filter would have to search
+    /// too deep.
+    pub post_filter_max_overfetch: f64,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        PlannerConfig {
+            candidate_list_max: 2000,
+            post_filter_max_overfetch: 8.0,
+        }
+    }
+}
 
 /// Reads over one metadata store, one content store and one embedder.
 ///
@@ -34,6 +61,7 @@ pub struct QueryEngine {
     pub(crate) content: Arc<dyn ContentStore>,
     pub(crate) embedder: Arc<dyn Embedder>,
     pub(crate) fusion: FusionConfig,
+    pub(crate) planner: PlannerConfig,
     pub(crate) snippet_chars: usize,
 }
 
@@ -68,8 +96,15 @@ impl QueryEngine {
             meta,
             content,
             embedder,
+            planner: PlannerConfig::default(),
             snippet_chars: 200,
         }
+    }
+
+    /// The same engine with another [`PlannerConfig`].
+    pub fn with_planner(mut self, planner: PlannerConfig) -> Self {
+        self.planner = planner;
+        self
     }
 
     /// The same engine with another fusion configuration.
@@ -192,14 +227,39 @@ impl QueryEngine {
             return Ok(empty(timings));
         }
 
-        // Metadata candidates, when a condition only metadata answers exactly is set (or the
-        // content backend cannot filter fully).
+        // Conditions only the metadata store answers exactly (reactions: the content store's copy
+        // may lag behind) are met one of two ways. When few messages pass them, or they keep a
+        // small share of what the other conditions allow, their keys become an allow-list for the
+        // content store (exact). Otherwise the content store searches deeper under the other
+        // conditions and each hit is checked against the metadata store (post-filter): cheaper
+        // than shipping tens of thousands of keys, and just as exact.
         let push_all_to_metadata = !caps.full_filters;
         let mut candidates: Option<Vec<MessageKey>> = None;
-        if request.filter.has_metadata_only_condition() || push_all_to_metadata {
+        let mut post_filter: Option<f64> = None;
+        if push_all_to_metadata {
             let filter = message_filter(&request.filter, channels.clone());
-            let keys = self.all_keys(workspace, &filter).await?;
-            candidates = Some(keys);
+            candidates = Some(self.all_keys(workspace, &filter).await?);
+        } else if request.filter.has_metadata_only_condition() {
+            let filter = message_filter(&request.filter, channels.clone());
+            let matching = self.meta.count_messages(workspace, &filter).await?;
+            let mut rest = filter.clone();
+            rest.has_reactions = None;
+            rest.min_reactions = None;
+            let allowed_by_rest = if matching == 0 {
+                0
+            } else {
+                self.meta.count_messages(workspace, &rest).await?
+            };
+            let overfetch = allowed_by_rest as f64 / matching.max(1) as f64;
+            if matching == 0 {
+                candidates = Some(Vec::new());
+            } else if matching as usize <= self.planner.candidate_list_max
+                || overfetch > self.planner.post_filter_max_overfetch
+            {
+                candidates = Some(self.all_keys(workspace, &filter).await?);
+            } else {
+                post_filter = Some(overfetch);
+            }
         }
         let mut content_filter = match &candidates {
             Some(keys) if push_all_to_metadata => ContentFilter {
@@ -232,15 +292,8 @@ impl QueryEngine {
         } else {
             needed
         };
-        let options = SearchOptions {
-            k: depth,
-            filter: content_filter,
-        };
 
-        let semantic_fut = async {
-            if !run_semantic {
-                return Ok::<_, Error>((Vec::new(), 0, 0));
-            }
+        let query_vector = if run_semantic {
             let t = Instant::now();
             let vectors = self
                 .embedder
@@ -249,31 +302,11 @@ impl QueryEngine {
             let vector = vectors.into_iter().next().ok_or_else(|| {
                 Error::backend_error("the embedder returned no vector for the query")
             })?;
-            let embed_us = micros(t);
-            let t = Instant::now();
-            let hits = self
-                .content
-                .search_vector(workspace, &vector, &options)
-                .await?;
-            Ok((hits, embed_us, micros(t)))
+            timings.embed_us = micros(t);
+            Some(vector)
+        } else {
+            None
         };
-        let lexical_fut = async {
-            if !run_lexical {
-                return Ok::<_, Error>((Vec::new(), 0));
-            }
-            let t = Instant::now();
-            let hits = self
-                .content
-                .search_lexical(workspace, &request.query, &options)
-                .await?;
-            Ok((hits, micros(t)))
-        };
-        let (sem, lex) = futures_join(semantic_fut, lexical_fut).await;
-        let (semantic, embed_us, semantic_us) = sem?;
-        let (lexical, lexical_us) = lex?;
-        timings.embed_us = embed_us;
-        timings.semantic_us = semantic_us;
-        timings.lexical_us = lexical_us;
 
         // Defence in depth: whatever a backend returns, only allowed keys of this workspace (and,
         // with candidates, only candidates) survive.
@@ -284,8 +317,75 @@ impl QueryEngine {
                 && allowed.allows(&h.key.channel)
                 && candidate_set.as_ref().is_none_or(|s| s.contains(&h.key))
         };
-        let lexical: Vec<ScoredKey> = lexical.into_iter().filter(|h| keep(h)).collect();
-        let semantic: Vec<ScoredKey> = semantic.into_iter().filter(|h| keep(h)).collect();
+        let mut k = match post_filter {
+            Some(overfetch) => ((depth as f64) * overfetch * 1.5).ceil() as usize + 16,
+            None => depth,
+        };
+        let (lexical, semantic) = loop {
+            let options = SearchOptions {
+                k,
+                filter: content_filter.clone(),
+            };
+            let semantic_fut = async {
+                let Some(vector) = &query_vector else {
+                    return Ok::<_, Error>((Vec::new(), 0));
+                };
+                let t = Instant::now();
+                let hits = self
+                    .content
+                    .search_vector(workspace, vector, &options)
+                    .await?;
+                Ok((hits, micros(t)))
+            };
+            let lexical_fut = async {
+                if !run_lexical {
+                    return Ok::<_, Error>((Vec::new(), 0));
+                }
+                let t = Instant::now();
+                let hits = self
+                    .content
+                    .search_lexical(workspace, &request.query, &options)
+                    .await?;
+                Ok((hits, micros(t)))
+            };
+            let (sem, lex) = futures_join(semantic_fut, lexical_fut).await;
+            let (semantic, semantic_us) = sem?;
+            let (lexical, lexical_us) = lex?;
+            timings.semantic_us += semantic_us;
+            timings.lexical_us += lexical_us;
+            let (lex_full, sem_full) = (lexical.len() >= k, semantic.len() >= k);
+            let mut lexical: Vec<ScoredKey> = lexical.into_iter().filter(|h| keep(h)).collect();
+            let mut semantic: Vec<ScoredKey> = semantic.into_iter().filter(|h| keep(h)).collect();
+            if post_filter.is_none() {
+                break (lexical, semantic);
+            }
+            let t = Instant::now();
+            let mut keys: Vec<MessageKey> = lexical
+                .iter()
+                .chain(semantic.iter())
+                .map(|h| h.key.clone())
+                .collect();
+            keys.sort();
+            keys.dedup();
+            let passing: HashSet<MessageKey> = self
+                .meta
+                .get_messages(workspace, &keys)
+                .await?
+                .into_iter()
+                .filter(|d| request.filter.metadata_only_matches(&d.meta))
+                .map(|d| d.meta.key)
+                .collect();
+            timings.metadata_us += micros(t);
+            lexical.retain(|h| passing.contains(&h.key));
+            semantic.retain(|h| passing.contains(&h.key));
+            // Deep enough when each ranking either kept `depth` hits or was exhausted.
+            let enough =
+                (!lex_full || lexical.len() >= depth) && (!sem_full || semantic.len() >= depth);
+            if enough || k >= POST_FILTER_MAX_K {
+                break (lexical, semantic);
+            }
+            k = (k * 4).min(POST_FILTER_MAX_K);
+        };
 
         let ranked = match mode {
             SearchMode::Hybrid => fuse(&lexical, &semantic, &self.fusion),

@@ -13,7 +13,7 @@ mod view;
 pub use digest::{
     Digest, DigestChannel, DigestMessage, DigestPerson, DigestRequest, DigestThread, NewChannel,
 };
-pub use engine::{Context, QueryEngine, Thread, MAX_LIMIT};
+pub use engine::{Context, PlannerConfig, QueryEngine, Thread, MAX_LIMIT};
 pub use fusion::{FusionConfig, MatchExplanation, RankScore};
 pub use pr_review::{
     is_question, Forge, OpenQuestion, PrReviewReport, PrReviewRequest, ReviewRef, ReviewRequest,

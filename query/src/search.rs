@@ -70,6 +70,15 @@ impl SearchFilter {
     pub(crate) fn has_metadata_only_condition(&self) -> bool {
         self.has_reactions.is_some() || self.min_reactions.is_some()
     }
+
+    /// Whether a message passes the metadata-only conditions (as [`MessageFilter::matches`]
+    /// judges them).
+    ///
+    /// [`MessageFilter::matches`]: chatvault_core::MessageFilter::matches
+    pub(crate) fn metadata_only_matches(&self, meta: &chatvault_core::MessageMeta) -> bool {
+        self.has_reactions.is_none_or(|b| meta.has_reactions == b)
+            && self.min_reactions.is_none_or(|n| meta.reaction_count >= n)
+    }
 }
 
 /// A search.

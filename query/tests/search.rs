@@ -15,8 +15,8 @@ use chatvault_core::{
     Ts, User, UserId, Workspace, WorkspaceId, WriteBatch, WriteOutcome,
 };
 use chatvault_query::{
-    AskRequest, DigestRequest, ExtractiveAnswerer, PrReviewRequest, QueryEngine, Scope,
-    SearchFilter, SearchMode, SearchRequest, ThreadPart,
+    AskRequest, DigestRequest, ExtractiveAnswerer, PlannerConfig, PrReviewRequest, QueryEngine,
+    Scope, SearchFilter, SearchMode, SearchRequest, ThreadPart,
 };
 
 fn uid(s: &str) -> UserId {
@@ -52,6 +52,20 @@ const fn m(channel: &'static str, ts: &'static str, user: &'static str, text: &'
 /// T2: one public channel with the same words.
 async fn fixture() -> (QueryEngine, WorkspaceId, WorkspaceId) {
     let (meta, content) = common::memory_stores();
+    fixture_on(meta, content).await
+}
+
+/// The same fixture on the embedded default's real stores (SQLite + tantivy/HNSW).
+async fn real_fixture() -> (QueryEngine, WorkspaceId, WorkspaceId, tempfile::TempDir) {
+    let (meta, content, dir) = common::real_stores().await;
+    let (engine, t1, t2) = fixture_on(meta, content).await;
+    (engine, t1, t2, dir)
+}
+
+async fn fixture_on(
+    meta: Arc<dyn chatvault_core::MetadataStore>,
+    content: Arc<dyn ContentStore>,
+) -> (QueryEngine, WorkspaceId, WorkspaceId) {
     let embedder: Arc<dyn Embedder> = Arc::new(HashingEmbedder::new(128).expect("embedder"));
     let t1 = WorkspaceId::new("T1").expect("ws");
     let t2 = WorkspaceId::new("T2").expect("ws");
@@ -383,6 +397,16 @@ async fn nothing_from_another_workspace_comes_back() {
 #[tokio::test]
 async fn filters_narrow_results_and_reactions_use_metadata_candidates() {
     let (engine, t1, _) = fixture().await;
+    check_filters(engine, t1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_narrow_results_on_the_real_stores() {
+    let (engine, t1, _, _dir) = real_fixture().await;
+    check_filters(engine, t1).await;
+}
+
+async fn check_filters(engine: QueryEngine, t1: WorkspaceId) {
     let search = |filter: SearchFilter| {
         let engine = engine.clone();
         let t1 = t1.clone();
@@ -468,6 +492,82 @@ async fn filters_narrow_results_and_reactions_use_metadata_candidates() {
     .await;
     assert!(none.hits.is_empty());
     assert_eq!(none.candidates, Some(0));
+}
+
+/// The post-filter path (search deeper, check each hit against the metadata store) returns
+/// exactly what the allow-list path returns.
+#[tokio::test]
+async fn post_filtered_reaction_conditions_match_the_allow_list() {
+    let (engine, t1, _) = fixture().await;
+    check_post_filter(engine, t1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_filtered_reaction_conditions_match_the_allow_list_on_the_real_stores() {
+    let (engine, t1, _, _dir) = real_fixture().await;
+    check_post_filter(engine, t1).await;
+}
+
+async fn check_post_filter(engine: QueryEngine, t1: WorkspaceId) {
+    let post = engine.clone().with_planner(PlannerConfig {
+        candidate_list_max: 0,
+        post_filter_max_overfetch: f64::INFINITY,
+    });
+    for (filter, expected) in [
+        (
+            SearchFilter {
+                min_reactions: Some(1),
+                ..SearchFilter::default()
+            },
+            2,
+        ),
+        (
+            SearchFilter {
+                has_reactions: Some(false),
+                ..SearchFilter::default()
+            },
+            usize::MAX,
+        ),
+        (
+            SearchFilter {
+                min_reactions: Some(100),
+                ..SearchFilter::default()
+            },
+            0,
+        ),
+    ] {
+        for mode in [
+            SearchMode::Hybrid,
+            SearchMode::Lexical,
+            SearchMode::Semantic,
+        ] {
+            let request = SearchRequest::new("deploy staging database")
+                .mode(mode)
+                .limit(50)
+                .filter(filter.clone());
+            let listed = engine.search(&t1, request.clone()).await.expect("search");
+            let filtered = post.search(&t1, request).await.expect("search");
+            let keys = |r: &chatvault_query::SearchResponse| -> Vec<MessageKey> {
+                r.hits.iter().map(|h| h.message.key.clone()).collect()
+            };
+            assert_eq!(keys(&listed), keys(&filtered), "{mode:?} {filter:?}");
+            if expected != usize::MAX {
+                assert_eq!(filtered.hits.len(), expected, "{mode:?} {filter:?}");
+            }
+            if expected != 0 {
+                // the post-filter path hands no allow-list to the content store
+                assert_eq!(filtered.candidates, None, "{mode:?} {filter:?}");
+            }
+            assert!(filtered.hits.iter().all(|h| {
+                filter
+                    .min_reactions
+                    .is_none_or(|n| h.message.reaction_count >= n)
+                    && filter
+                        .has_reactions
+                        .is_none_or(|b| (h.message.reaction_count > 0) == b)
+            }));
+        }
+    }
 }
 
 #[tokio::test]

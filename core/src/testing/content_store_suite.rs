@@ -656,6 +656,8 @@ pub async fn batch_is_atomic_on_bad_document(store: Store) {
             "oversized text",
             doc(&bad, &"x".repeat(crate::MAX_TEXT_BYTES + 1), unit(0), 1),
         ),
+        ("empty text", doc(&bad, "", unit(0), 1)),
+        ("whitespace-only text", doc(&bad, " \n\t ", unit(0), 1)),
     ];
     for (what, bad_doc) in variants {
         let batch = [

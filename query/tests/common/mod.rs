@@ -22,20 +22,31 @@ pub fn testdata(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The real content store (tantivy + hnsw_rs in a temporary directory) and the in-memory
-/// metadata store (the SQL one has not landed yet). Keep the guard alive as long as the stores.
-pub fn real_stores() -> (
+/// The real stores of the embedded default: the SQL metadata store on a SQLite file and the
+/// content store (tantivy + HNSW), both in a temporary directory. Keep the guard alive as long as
+/// the stores.
+pub async fn real_stores() -> (
     Arc<dyn MetadataStore>,
     Arc<dyn ContentStore>,
     tempfile::TempDir,
 ) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("chatvault.sqlite").display()
+    );
+    let meta = chatvault_storage_postgres::SqlMetadataStore::connect(
+        &url,
+        chatvault_storage_postgres::ConnectOptions::default(),
+    )
+    .await
+    .expect("SQLite metadata store");
     let store = chatvault_storage_vector::VectorStore::open(
-        dir.path(),
+        dir.path().join("vectors"),
         chatvault_storage_vector::VectorStoreOptions::default(),
     )
     .expect("vector store");
-    (Arc::new(MemoryMetadataStore::new()), Arc::new(store), dir)
+    (Arc::new(meta), Arc::new(store), dir)
 }
 
 pub fn memory_stores() -> (Arc<dyn MetadataStore>, Arc<dyn ContentStore>) {
