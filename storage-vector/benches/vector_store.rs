@@ -30,6 +30,37 @@ fn rss() -> (u64, u64, u64) {
     (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
 }
 
+/// CPU time of the calling thread in seconds (the machine may be shared: QPS per CPU-second
+/// does not depend on what else runs, wall-clock QPS does).
+fn thread_cpu() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0.0, |ns| ns as f64 / 1e9)
+}
+
+/// CPU time of the whole process in seconds (all threads; 10 ms resolution).
+fn process_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // the fields after the command name, which is in parentheses
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn mb(b: u64) -> f64 {
     b as f64 / (1 << 20) as f64
 }
@@ -87,7 +118,9 @@ fn main() {
     let w = ws("T1");
     let mut mix = Mixture::new(42, DIM, (n / 100).clamp(200, 2000), 0.8);
     println!(
-        "# chatvault-storage-vector bench: {n} x {DIM}-d vectors, k = {K}, {queries_n} queries"
+        "# chatvault-storage-vector bench: {n} x {DIM}-d vectors, k = {K}, {queries_n} queries; \
+         load average {}",
+        load()
     );
 
     let rss0 = rss();
@@ -105,6 +138,7 @@ fn main() {
     let batch = 1000;
     let mut unit: Vec<Vec<f32>> = Vec::with_capacity(n);
     let t0 = Instant::now();
+    let cpu0 = process_cpu();
     let mut gen_time = 0.0;
     for b in 0..n.div_ceil(batch) {
         let g = Instant::now();
@@ -127,11 +161,15 @@ fn main() {
     let ingest = t0.elapsed().as_secs_f64() - gen_time;
     store.wait_for_graph(&w).expect("graph");
     let graph_done = t0.elapsed().as_secs_f64() - gen_time;
+    let cpu = process_cpu() - cpu0 - gen_time;
     println!(
         "insert: {:.0} vectors/s durable+searchable (tantivy), {:.0} vectors/s into the graph \
-         (all cores, M=16, ef_construction=100)",
+         (all cores, M=16, ef_construction=100); ingest + graph took {cpu:.0} CPU-s = {:.0} \
+         vectors per CPU-second (load average now {})",
         n as f64 / ingest,
-        n as f64 / graph_done
+        n as f64 / graph_done,
+        n as f64 / cpu.max(1e-9),
+        load()
     );
     let rss1 = rss();
     let raw = (n * DIM * 4) as u64;
@@ -163,8 +201,10 @@ fn main() {
             })
             .collect()
     };
-    let run = |opts: &SearchOptions, tuning: SearchTuning, truth: &[Vec<usize>]| -> (f64, f64) {
+    // (QPS, QPS per CPU-second of the searching thread, recall)
+    let run = |opts: &SearchOptions, tuning: SearchTuning, truth: &[Vec<usize>]| {
         let t = Instant::now();
+        let c = thread_cpu();
         let mut found = 0;
         let mut expected = 0;
         for (q, tr) in queries.iter().zip(truth) {
@@ -179,14 +219,19 @@ fn main() {
             expected += tr.len();
         }
         let qps = queries.len() as f64 / t.elapsed().as_secs_f64();
-        (qps, found as f64 / expected.max(1) as f64)
+        let cpu_qps = queries.len() as f64 / (thread_cpu() - c).max(1e-9);
+        (qps, cpu_qps, found as f64 / expected.max(1) as f64)
     };
 
     let truth = truth_for(&|_| true);
-    println!("\nunfiltered search, one thread:");
-    println!("  ef    recall@10   QPS");
+    println!(
+        "\nunfiltered search, one thread (QPS: wall clock; per CPU-s: per second of the \
+         thread's CPU time; load average {}):",
+        load()
+    );
+    println!("  ef    recall@10   QPS     per CPU-s");
     for ef in [16, 32, 48, 64, 96, 128, 200] {
-        let (qps, recall) = run(
+        let (qps, cpu_qps, recall) = run(
             &SearchOptions::top(K),
             SearchTuning {
                 ef_search: Some(ef),
@@ -194,16 +239,22 @@ fn main() {
             },
             &truth,
         );
-        println!("  {ef:<5} {recall:<11.4} {qps:.0}");
+        println!("  {ef:<5} {recall:<11.4} {qps:<7.0} {cpu_qps:.0}");
     }
 
-    println!("\nfiltered search (min_reactions), one thread: exact scan vs graph walk:");
-    println!("  selectivity  candidates  exact QPS (recall)   graph QPS (recall)");
+    println!(
+        "\nfiltered search (min_reactions), one thread: exact scan vs graph walk, QPS wall / \
+         per CPU-s (recall); load average {}:",
+        load()
+    );
+    println!("  selectivity  candidates  exact scan                  graph walk");
     for (min, sel) in [
         (99u32, "1%"),
         (98, "2%"),
         (95, "5%"),
         (90, "10%"),
+        (85, "15%"),
+        (80, "20%"),
         (70, "30%"),
         (50, "50%"),
     ] {
@@ -213,7 +264,7 @@ fn main() {
         };
         let truth = truth_for(&|i| (i % 100) as u32 >= min);
         let opts = SearchOptions::top(K).with_filter(filter);
-        let (eq, er) = run(
+        let (eq, ec, er) = run(
             &opts,
             SearchTuning {
                 ef_search: None,
@@ -221,7 +272,7 @@ fn main() {
             },
             &truth,
         );
-        let (gq, gr) = run(
+        let (gq, gc, gr) = run(
             &opts,
             SearchTuning {
                 ef_search: None,
@@ -230,8 +281,9 @@ fn main() {
             &truth,
         );
         println!(
-            "  {sel:<12} {:<11} {eq:<8.0} ({er:.3})       {gq:<8.0} ({gr:.3})",
-            n * (100 - min as usize) / 100
+            "  {sel:<12} {:<11} {:<27} {gq:.0} / {gc:.0} ({gr:.3})",
+            n * (100 - min as usize) / 100,
+            format!("{eq:.0} / {ec:.0} ({er:.3})"),
         );
     }
     let filter = ContentFilter {
@@ -239,12 +291,15 @@ fn main() {
         ..Default::default()
     };
     let truth = truth_for(&|i| i % 100 == 7);
-    let (qps, recall) = run(
+    let (qps, cpu_qps, recall) = run(
         &SearchOptions::top(K).with_filter(filter),
         SearchTuning::default(),
         &truth,
     );
-    println!("\nfiltered search at 1% (one channel), default planner: {qps:.0} QPS, recall@10 {recall:.4}");
+    println!(
+        "\nfiltered search at 1% (one channel), default planner: {qps:.0} QPS ({cpu_qps:.0} per \
+         CPU-s), recall@10 {recall:.4}"
+    );
 
     let t = Instant::now();
     let mut hits = 0;
