@@ -1,12 +1,14 @@
 //! The write path: [`MetadataStore::apply`](chatvault_core::MetadataStore::apply) in one
-//! transaction, with multi-row upserts.
+//! transaction (see [`crate::txn`]).
 //!
-//! The batch is resolved in memory against the stored state of the messages it touches (loaded
-//! with a few multi-key `SELECT`s): edited-revision rule, tombstones, content-hash gate, reaction
-//! changes. Then the final rows are written with multi-row `INSERT … ON CONFLICT DO UPDATE`s and the
-//! outbox rows with one multi-row `INSERT`, all in the same transaction. Concurrent applies to one
-//! workspace are serialised (a transaction-scoped advisory lock on PostgreSQL, the store's writer
-//! lock on SQLite), so the read-then-write cannot interleave.
+//! The batch is resolved in memory against the stored state of the messages it touches:
+//! edited-revision rule, tombstones, content-hash gate, reaction changes. Which of its keys are
+//! stored is found with one primary-key range scan per channel (see [`existing_keys`]), and only
+//! those messages are loaded. Then the final rows are written: new messages, reactions, links,
+//! files and outbox rows as plain inserts (`COPY` on PostgreSQL, multi-row `INSERT`s on SQLite),
+//! stored messages with multi-row `INSERT … ON CONFLICT DO UPDATE`s, all in the same transaction.
+//! Concurrent applies to one workspace are serialised (a transaction-scoped advisory lock on
+//! PostgreSQL, the store's writer lock on SQLite), so the read-then-write cannot interleave.
 
 use std::collections::{HashMap, HashSet};
 

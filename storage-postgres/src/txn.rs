@@ -1,28 +1,29 @@
-//! The write transaction `apply` runs in: SeaORM's on SQLite; on PostgreSQL a sqlx transaction
-//! on one pooled connection, so the bulk of a batch's new rows can go in with `COPY … FROM STDIN`
-//! (about twice as fast as multi-row `INSERT`s: no statement with tens of thousands of parameters
-//! to parse, plan and bind) in the same transaction as the rest of the batch.
+//! The write transaction `apply` runs in: a sqlx transaction on one pooled connection, behind
+//! SeaORM's [`ConnectionTrait`] so the same SQL runs on PostgreSQL and SQLite.
 //!
-//! Both implement SeaORM's [`ConnectionTrait`], so the same SQL runs on either.
+//! Why not SeaORM's own transaction: on PostgreSQL the bulk of a batch's new rows go in with
+//! `COPY … FROM STDIN`, which needs the sqlx connection, in the same transaction as the rest of the
+//! batch (no statement with tens of thousands of parameters to parse, plan and bind). And SeaORM
+//! copies every bound value of every statement before binding it; here the values are moved into
+//! the query, which matters for multi-row inserts with 32,000 values each.
 
 use async_trait::async_trait;
-use sea_orm::sqlx::postgres::{PgArguments, PgPool};
-use sea_orm::sqlx::{self, Postgres};
+use sea_orm::sqlx::postgres::PgArguments;
+use sea_orm::sqlx::sqlite::SqliteArguments;
+use sea_orm::sqlx::{self, Postgres, Sqlite};
 use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, ExecResult, QueryResult,
-    RuntimeErr, Statement, TransactionTrait, Value,
+    ConnectionTrait, DatabaseBackend, DbErr, ExecResult, QueryResult, RuntimeErr, Statement, Value,
+    Values,
 };
 use tokio::sync::Mutex;
 
 use crate::sql::insert_rows;
 use crate::store::SqlMetadataStore;
 
-/// One `apply`'s transaction.
+/// One `apply`'s transaction (rolled back when dropped uncommitted).
 pub(crate) enum Txn {
-    /// SQLite: SeaORM's transaction.
-    Orm(DatabaseTransaction),
-    /// PostgreSQL: a sqlx transaction (rolled back when dropped uncommitted).
     Pg(Mutex<sqlx::Transaction<'static, Postgres>>),
+    Sqlite(Mutex<sqlx::Transaction<'static, Sqlite>>),
 }
 
 fn exec_err(e: sqlx::Error) -> DbErr {
@@ -33,28 +34,36 @@ fn query_err(e: sqlx::Error) -> DbErr {
     DbErr::Query(RuntimeErr::SqlxError(e))
 }
 
+/// Failing to get a connection or to begin is the database being unavailable.
+fn conn_err(e: sqlx::Error) -> DbErr {
+    DbErr::Conn(RuntimeErr::SqlxError(e))
+}
+
 impl Txn {
     /// Begins a write transaction on `store`'s database.
     pub(crate) async fn begin(store: &SqlMetadataStore) -> Result<Txn, DbErr> {
         let db = store.db();
-        if db.get_database_backend() == DatabaseBackend::Postgres {
-            let pool: &PgPool = db.get_postgres_connection_pool();
-            // Failing to get a connection or to begin is the database being unavailable.
-            let tx = pool
-                .begin()
-                .await
-                .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e)))?;
-            Ok(Txn::Pg(Mutex::new(tx)))
-        } else {
-            Ok(Txn::Orm(db.begin().await?))
-        }
+        Ok(match db.get_database_backend() {
+            DatabaseBackend::Postgres => Txn::Pg(Mutex::new(
+                db.get_postgres_connection_pool()
+                    .begin()
+                    .await
+                    .map_err(conn_err)?,
+            )),
+            _ => Txn::Sqlite(Mutex::new(
+                db.get_sqlite_connection_pool()
+                    .begin()
+                    .await
+                    .map_err(conn_err)?,
+            )),
+        })
     }
 
     /// Commits.
     pub(crate) async fn commit(self) -> Result<(), DbErr> {
         match self {
-            Txn::Orm(t) => t.commit().await,
             Txn::Pg(t) => t.into_inner().commit().await.map_err(exec_err),
+            Txn::Sqlite(t) => t.into_inner().commit().await.map_err(exec_err),
         }
     }
 
@@ -72,7 +81,7 @@ impl Txn {
             return Ok(0);
         }
         match self {
-            Txn::Orm(_) => {
+            Txn::Sqlite(_) => {
                 insert_rows(
                     self,
                     &format!("INSERT INTO {table} ({columns})"),
@@ -137,46 +146,63 @@ fn escape_into(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// `sql` with `values` bound, as a sqlx query (the value types this crate binds).
+/// Binds a statement's values to a sqlx query, moving them (the value types this crate binds).
+macro_rules! bind_values {
+    ($q:expr, $values:expr) => {{
+        let mut q = $q;
+        for v in $values.map(|vs: Values| vs.0).unwrap_or_default() {
+            q = match v {
+                Value::Bool(b) => q.bind(b),
+                Value::TinyInt(n) => q.bind(n.map(i16::from)),
+                Value::SmallInt(n) => q.bind(n),
+                Value::Int(n) => q.bind(n),
+                Value::BigInt(n) => q.bind(n),
+                Value::Double(n) => q.bind(n),
+                Value::String(s) => q.bind(s.map(|s| *s)),
+                Value::Bytes(b) => q.bind(b.map(|b| *b)),
+                other => {
+                    return Err(DbErr::Custom(format!(
+                        "unsupported bind value type: {other:?}"
+                    )))
+                }
+            };
+        }
+        q
+    }};
+}
+
 fn pg_query(
     sql: &str,
-    values: Option<sea_orm::Values>,
+    values: Option<Values>,
 ) -> Result<sqlx::query::Query<'_, Postgres, PgArguments>, DbErr> {
-    let mut q = sqlx::query(sql);
-    for v in values.map(|vs| vs.0).unwrap_or_default() {
-        q = match v {
-            Value::Bool(b) => q.bind(b),
-            Value::TinyInt(n) => q.bind(n.map(i16::from)),
-            Value::SmallInt(n) => q.bind(n),
-            Value::Int(n) => q.bind(n),
-            Value::BigInt(n) => q.bind(n),
-            Value::Double(n) => q.bind(n),
-            Value::String(s) => q.bind(s.map(|s| *s)),
-            Value::Bytes(b) => q.bind(b.map(|b| *b)),
-            other => {
-                return Err(DbErr::Custom(format!(
-                    "unsupported bind value type: {other:?}"
-                )))
-            }
-        };
-    }
-    Ok(q)
+    Ok(bind_values!(sqlx::query(sql), values))
+}
+
+fn sqlite_query<'q>(
+    sql: &'q str,
+    values: Option<Values>,
+) -> Result<sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>, DbErr> {
+    Ok(bind_values!(sqlx::query(sql), values))
 }
 
 #[async_trait]
 impl ConnectionTrait for Txn {
     fn get_database_backend(&self) -> DatabaseBackend {
         match self {
-            Txn::Orm(t) => t.get_database_backend(),
             Txn::Pg(_) => DatabaseBackend::Postgres,
+            Txn::Sqlite(_) => DatabaseBackend::Sqlite,
         }
     }
 
     async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match self {
-            Txn::Orm(t) => t.execute(stmt).await,
             Txn::Pg(t) => {
                 let q = pg_query(&stmt.sql, stmt.values)?;
+                let mut tx = t.lock().await;
+                Ok(q.execute(&mut **tx).await.map_err(exec_err)?.into())
+            }
+            Txn::Sqlite(t) => {
+                let q = sqlite_query(&stmt.sql, stmt.values)?;
                 let mut tx = t.lock().await;
                 Ok(q.execute(&mut **tx).await.map_err(exec_err)?.into())
             }
@@ -184,12 +210,16 @@ impl ConnectionTrait for Txn {
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        use sqlx::Executor;
         match self {
-            Txn::Orm(t) => t.execute_unprepared(sql).await,
             Txn::Pg(t) => {
-                use sqlx::Executor;
                 let mut tx = t.lock().await;
                 let conn: &mut sqlx::PgConnection = &mut tx;
+                Ok(conn.execute(sql).await.map_err(exec_err)?.into())
+            }
+            Txn::Sqlite(t) => {
+                let mut tx = t.lock().await;
+                let conn: &mut sqlx::SqliteConnection = &mut tx;
                 Ok(conn.execute(sql).await.map_err(exec_err)?.into())
             }
         }
@@ -197,30 +227,34 @@ impl ConnectionTrait for Txn {
 
     async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match self {
-            Txn::Orm(t) => t.query_one(stmt).await,
             Txn::Pg(t) => {
                 let q = pg_query(&stmt.sql, stmt.values)?;
                 let mut tx = t.lock().await;
-                Ok(q.fetch_optional(&mut **tx)
-                    .await
-                    .map_err(query_err)?
-                    .map(Into::into))
+                let row = q.fetch_optional(&mut **tx).await.map_err(query_err)?;
+                Ok(row.map(Into::into))
+            }
+            Txn::Sqlite(t) => {
+                let q = sqlite_query(&stmt.sql, stmt.values)?;
+                let mut tx = t.lock().await;
+                let row = q.fetch_optional(&mut **tx).await.map_err(query_err)?;
+                Ok(row.map(Into::into))
             }
         }
     }
 
     async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match self {
-            Txn::Orm(t) => t.query_all(stmt).await,
             Txn::Pg(t) => {
                 let q = pg_query(&stmt.sql, stmt.values)?;
                 let mut tx = t.lock().await;
-                Ok(q.fetch_all(&mut **tx)
-                    .await
-                    .map_err(query_err)?
-                    .into_iter()
-                    .map(Into::into)
-                    .collect())
+                let rows = q.fetch_all(&mut **tx).await.map_err(query_err)?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+            Txn::Sqlite(t) => {
+                let q = sqlite_query(&stmt.sql, stmt.values)?;
+                let mut tx = t.lock().await;
+                let rows = q.fetch_all(&mut **tx).await.map_err(query_err)?;
+                Ok(rows.into_iter().map(Into::into).collect())
             }
         }
     }
