@@ -34,7 +34,7 @@ echo "== dataset (N=$N, Q=$Q, seed $SEED)" >&2
 "$PY" "$HERE/dataset.py" "$WORK/data"
 
 echo "== building the Rust side" >&2
-# The dev profile already optimises dependencies (hnsw_rs, tantivy); optimise our crates too, so
+# The dev profile already optimises dependencies (tantivy); optimise our crates too, so
 # the numbers measure the design and not unoptimised code (without a full release build).
 OPT=()
 for p in chatvault-core chatvault-storage-vector chatvault-storage-chroma; do

@@ -190,7 +190,7 @@ pub struct ContentVersion {
 ///   the call returns.
 /// - Results are sorted by descending score; ties are broken by key so results are deterministic.
 ///
-/// Backends: `chatvault-storage-vector` (tantivy + hnsw_rs) and the in-memory reference store in
+/// Backends: `chatvault-storage-vector` (tantivy + HNSW) and the in-memory reference store in
 /// `chatvault_core::testing`. Every backend passes `chatvault_core::testing::content_store_suite`.
 #[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]

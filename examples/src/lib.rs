@@ -64,7 +64,7 @@ pub enum EmbedderChoice {
 pub struct Stores {
     /// Metadata (SQLite or PostgreSQL).
     pub meta: Arc<dyn MetadataStore>,
-    /// Content (tantivy + hnsw_rs).
+    /// Content (tantivy + HNSW).
     pub content: Arc<dyn ContentStore>,
     /// The embedder.
     pub embedder: Arc<dyn Embedder>,

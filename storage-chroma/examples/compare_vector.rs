@@ -211,7 +211,7 @@ async fn main() -> Result<(), BoxError> {
             let s = format!("M={m} ef_construction={efc} batch={batch}");
             (
                 Side::Chatvault(VectorStore::open(tmp.path(), opts)?),
-                "chatvault (tantivy + hnsw_rs, in-process)".to_string(),
+                "chatvault (tantivy + HNSW, in-process)".to_string(),
                 s,
             )
         }
