@@ -282,6 +282,21 @@ fn embedder_choice(g: &Global) -> EmbedderChoice {
     }
 }
 
+/// Opens both stores and the embedder for `ws` as the global options say.
+async fn open_for(g: &Global, config: &StorageConfig, ws: &WorkspaceId) -> Result<Stores> {
+    open_all(config, embedder_choice(g), g.model_dir.as_deref(), Some(ws)).await
+}
+
+/// As [`open_for`] with the configured storage, telling a person (not a script) which embedder
+/// writes the vectors.
+async fn open_for_writing(g: &Global, ws: &WorkspaceId) -> Result<Stores> {
+    let stores = open_for(g, &storage(g), ws).await?;
+    if !g.json {
+        eprintln!("{}", stores.embedder_note);
+    }
+    Ok(stores)
+}
+
 /// Opens the stores for an existing workspace.
 async fn open_workspace(g: &Global) -> Result<(Stores, WorkspaceId)> {
     // Resolve the workspace first (metadata only), then pick the embedder its collection uses.
@@ -289,13 +304,7 @@ async fn open_workspace(g: &Global) -> Result<(Stores, WorkspaceId)> {
     let (meta, _) = chatvault_examples::open_stores(&config).await?;
     let ws = resolve_workspace(meta.as_ref(), g.workspace.as_deref()).await?;
     drop(meta);
-    let stores = open_all(
-        &config,
-        embedder_choice(g),
-        g.model_dir.as_deref(),
-        Some(&ws),
-    )
-    .await?;
+    let stores = open_for(g, &config, &ws).await?;
     Ok((stores, ws))
 }
 
@@ -308,16 +317,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Some(w) => WorkspaceId::new(w)?,
                 None => workspace_id_from_path(path)?,
             };
-            let stores = open_all(
-                &storage(g),
-                embedder_choice(g),
-                g.model_dir.as_deref(),
-                Some(&ws),
-            )
-            .await?;
-            if !g.json {
-                eprintln!("{}", stores.embedder_note);
-            }
+            let stores = open_for_writing(g, &ws).await?;
             ingest(g, &stores, &ws, path).await
         }
         Command::Backfill {
@@ -336,16 +336,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .or(g.workspace.as_deref())
                     .unwrap_or("slack"),
             )?;
-            let stores = open_all(
-                &storage(g),
-                embedder_choice(g),
-                g.model_dir.as_deref(),
-                Some(&ws),
-            )
-            .await?;
-            if !g.json {
-                eprintln!("{}", stores.embedder_note);
-            }
+            let stores = open_for_writing(g, &ws).await?;
             let bars = Bars::new(g.json);
             let options = BackfillOptions {
                 api_url: api_url.clone(),
@@ -813,13 +804,7 @@ async fn demo(g: &Global, into: Option<PathBuf>) -> Result<()> {
         database_url: g.database_url.clone(),
     };
     let ws = WorkspaceId::new("houstondatavis")?;
-    let stores = open_all(
-        &config,
-        embedder_choice(g),
-        g.model_dir.as_deref(),
-        Some(&ws),
-    )
-    .await?;
+    let stores = open_for(g, &config, &ws).await?;
     println!("data directory: {}", dir.display());
     println!("{}", stores.embedder_note);
     let export = sample_export();
