@@ -35,7 +35,7 @@ def main():
     target = float(os.environ.get("TARGET_RECALL", "0.95"))
     m = int(os.environ.get("HNSW_M", "16"))
     efc = int(os.environ.get("EF_CONSTRUCTION", "100"))
-    efs = [int(x) for x in os.environ.get("EF_LIST", "10,16,24,32,48,64,96,128,192,256,384,512").split(",")]
+    efs = [int(x) for x in os.environ.get("EF_LIST", "10,12,16,20,24,28,32,40,48,56,64,80,96,128,160,192,256,384,512").split(",")]
     vectors = np.fromfile(os.path.join(data, "vectors.f32"), dtype=np.float32).reshape(n, d)
     queries = np.fromfile(os.path.join(data, "queries.f32"), dtype=np.float32).reshape(q, d)
     groups = np.fromfile(os.path.join(data, "groups.u8"), dtype=np.uint8)
@@ -86,16 +86,31 @@ def main():
 
     sweep = []
     chosen = None
-    for ef in efs:
-        if ef != efs[0]:
-            set_ef(ef)
+
+    def measure(ef):
+        set_ef(ef)
         run(truth_rows=truth)  # warm-up
         qps, rec = run(truth_rows=truth)
         sweep.append({"ef_search": ef, "qps": qps, "recall": rec})
         print(f"chroma: ef_search={ef} recall@10={rec:.3f} qps={qps:.0f}", file=sys.stderr)
+        return rec
+
+    for ef in efs:
+        rec = measure(ef)
         if rec >= target:
             chosen = sweep[-1]
             break
+    # the list's steps are coarse: bisect between the last ef below the target and the first at
+    # it, so the side runs at the smallest ef reaching the target
+    if chosen is not None and len(sweep) > 1:
+        lo, hi = sweep[-2]["ef_search"], chosen["ef_search"]
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            rec = measure(mid)
+            if rec >= target:
+                hi, chosen = mid, sweep[-1]
+            else:
+                lo = mid
     if chosen is None:
         chosen = max(sweep, key=lambda s: s["recall"])
     if chosen["ef_search"] != sweep[-1]["ef_search"]:

@@ -392,4 +392,17 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
     /// # Errors
     /// `Unavailable`/`Backend` when the store fails.
     async fn outbox_stats(&self, workspace: Option<WorkspaceId>) -> Result<OutboxStats>;
+
+    /// The distinct keys of the workspace's messages that have an undelivered outbox entry
+    /// (waiting, leased or dead-lettered), at most `limit` of them, ordered by (channel, ts).
+    /// The content store's copy of every other message is current, which lets a search push
+    /// conditions on fast-changing attributes (reactions) down to it.
+    ///
+    /// # Errors
+    /// `Unavailable`/`Backend` when the store fails.
+    async fn undelivered_keys(
+        &self,
+        workspace: &WorkspaceId,
+        limit: usize,
+    ) -> Result<Vec<MessageKey>>;
 }

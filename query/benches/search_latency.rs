@@ -139,6 +139,7 @@ async fn main() -> chatvault_core::Result<()> {
     let t = Instant::now();
     let span = 365 * 86_400i64;
     let mut parents: Vec<(usize, Ts)> = Vec::new();
+    let mut first_key: Option<MessageKey> = None;
     let chunk = 5000;
     let mut i = 0;
     while i < n {
@@ -149,6 +150,7 @@ async fn main() -> chatvault_core::Result<()> {
             let secs = START + (j as i64 * span / n as i64);
             let ts = Ts::from_micros(secs * 1_000_000 + (j % 1_000_000) as i64);
             let key = MessageKey::new(ws.clone(), cid(c), ts.clone());
+            first_key.get_or_insert_with(|| key.clone());
             let mut m = MessageMeta::new(key.clone());
             m.user = Some(uid(rng.random_range(0..USERS)));
             if !parents.is_empty() && rng.random_bool(0.1) {
@@ -225,6 +227,23 @@ async fn main() -> chatvault_core::Result<()> {
         content.upsert(&ws, &docs).await?;
         i += chunk;
     }
+    // The content above is what the outbox carries: acknowledge it as a relay that delivered it
+    // would, so the workspace's outbox is empty (the steady state of a caught-up relay).
+    loop {
+        let claimed = meta
+            .claim_outbox(&chatvault_core::ClaimRequest {
+                workspace: Some(ws.clone()),
+                limit: 10_000,
+                ..chatvault_core::ClaimRequest::default()
+            })
+            .await?;
+        if claimed.is_empty() {
+            break;
+        }
+        let ids: Vec<_> = claimed.iter().map(|e| e.id).collect();
+        meta.ack_outbox(&ids).await?;
+    }
+    let first_key = first_key.ok_or_else(|| chatvault_core::Error::invalid_input("no messages"))?;
     let ingest = t.elapsed();
     let t = Instant::now();
     {
@@ -277,7 +296,7 @@ async fn main() -> chatvault_core::Result<()> {
             },
         ),
         (
-            "hybrid, min_reactions >= 5 (metadata candidates)",
+            "hybrid, min_reactions >= 5 (all delivered: pushed down)",
             SearchMode::Hybrid,
             Scope::User(uid(3)),
             SearchFilter {
@@ -297,9 +316,29 @@ async fn main() -> chatvault_core::Result<()> {
             Scope::Admin,
             SearchFilter::default(),
         ),
+        (
+            PENDING_LABEL,
+            SearchMode::Hybrid,
+            Scope::User(uid(3)),
+            SearchFilter {
+                min_reactions: Some(5),
+                ..SearchFilter::default()
+            },
+        ),
     ];
     println!("{queries} queries per configuration, limit 10, {n} messages");
     for (label, mode, scope, filter) in configs {
+        if label == PENDING_LABEL {
+            // one reaction change the content store has not been told about yet
+            let mut batch = WriteBatch::new(ws.clone());
+            batch.reaction_changes.push(chatvault_core::ReactionChange {
+                key: first_key.clone(),
+                name: "eyes".into(),
+                user: uid(1),
+                added: true,
+            });
+            meta.apply(batch).await?;
+        }
         // warm-up
         for q in query_texts.iter().take(10) {
             engine
@@ -358,6 +397,8 @@ async fn main() -> chatvault_core::Result<()> {
     real_query_embedding();
     Ok(())
 }
+
+const PENDING_LABEL: &str = "hybrid, min_reactions >= 5 (1 change undelivered: pushed down)";
 
 /// The real model's query-embedding latency over the labelled questions, one at a time (as a
 /// search embeds its query), on the calling thread.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::fusion::{fuse, single, FusionConfig};
 use crate::scope::{Allowed, Scope};
 use crate::search::{
-    ParentSummary, SearchFilter, SearchHit, SearchMode, SearchRequest, SearchResponse,
+    FilterPlan, ParentSummary, SearchFilter, SearchHit, SearchMode, SearchRequest, SearchResponse,
     SearchTimings, ThreadPart,
 };
 use crate::snippet::{query_terms, snippet};
@@ -29,13 +29,24 @@ const POST_FILTER_MAX_K: usize = 20_000;
 
 /// How a search meets conditions only the metadata store answers exactly (reactions).
 ///
-/// Either the keys passing them become an allow-list for the content store, or the content store
-/// searches deeper under the other conditions and every hit is checked against the metadata store
-/// (a post-filter). Both are exact; they differ in cost: an allow-list costs in proportion to the
-/// keys, a post-filter to how much deeper it must search.
+/// The content store keeps a copy of each message's reaction count, current for every message
+/// without an undelivered outbox entry. By default, when at most `candidate_list_max` messages
+/// have undelivered changes, reaction conditions are pushed down to the content store like any
+/// other condition, the messages with undelivered changes are searched separately by key under
+/// the other conditions, and every hit is checked against the metadata store. Otherwise either
+/// the keys passing the conditions become an allow-list for the content store, or the content
+/// store searches deeper under the other conditions and every hit is checked against the
+/// metadata store (a post-filter). All three are exact; they differ in cost: an allow-list costs
+/// in proportion to the keys, a post-filter to how much deeper it must search, the push-down to
+/// the undelivered changes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PlannerConfig {
-    /// Up to this many messages passing the metadata-only conditions always go as an allow-list.
+    /// Push reaction conditions down to the content store when few messages have undelivered
+    /// changes (default `true`). `false` always takes one of the two other paths.
+    pub push_down_reactions: bool,
+    /// Up to this many messages with undelivered changes are searched by key beside a pushed-down
+    /// reaction condition; and, on the exact paths, up to this many messages passing the
+    /// metadata-only conditions always go as an allow-list.
     pub candidate_list_max: usize,
     /// Above this ratio of (messages the other conditions allow) / (messages passing the
     /// metadata-only conditions), an allow-list is used too: a post-filter would have to search
@@ -46,6 +57,7 @@ pub struct PlannerConfig {
 impl Default for PlannerConfig {
     fn default() -> Self {
         PlannerConfig {
+            push_down_reactions: true,
             candidate_list_max: 2000,
             post_filter_max_overfetch: 8.0,
         }
@@ -220,6 +232,7 @@ impl QueryEngine {
             mode,
             degraded: degraded.clone(),
             candidates: None,
+            plan: FilterPlan::default(),
             timings,
         };
         if channels.is_empty() {
@@ -227,18 +240,42 @@ impl QueryEngine {
             return Ok(empty(timings));
         }
 
+        // Reaction conditions as one minimum count, with the messages whose content-store copy
+        // may lag (undelivered outbox entries), when few enough lag to search them separately.
+        let push_down: Option<(u32, Vec<MessageKey>)> = match request.filter.reactions_as_minimum()
+        {
+            Some(n)
+                if caps.full_filters
+                    && self.planner.push_down_reactions
+                    && request.filter.has_metadata_only_condition() =>
+            {
+                let max = self.planner.candidate_list_max;
+                let lagging = self
+                    .meta
+                    .undelivered_keys(workspace, max.saturating_add(1))
+                    .await?;
+                (lagging.len() <= max).then_some((n, lagging))
+            }
+            _ => None,
+        };
         // Conditions only the metadata store answers exactly (reactions: the content store's copy
-        // may lag behind) are met one of two ways. When few messages pass them, or they keep a
-        // small share of what the other conditions allow, their keys become an allow-list for the
-        // content store (exact). Otherwise the content store searches deeper under the other
-        // conditions and each hit is checked against the metadata store (post-filter): cheaper
-        // than shipping tens of thousands of keys, and just as exact.
+        // may lag behind) are met one of three ways: pushed down when few copies lag (see above);
+        // else, when few messages pass them, or they keep a small share of what the other
+        // conditions allow, their keys become an allow-list for the content store (exact).
+        // Otherwise the content store searches deeper under the other conditions and each hit is
+        // checked against the metadata store (post-filter): cheaper than shipping tens of
+        // thousands of keys, and just as exact.
         let push_all_to_metadata = !caps.full_filters;
         let mut candidates: Option<Vec<MessageKey>> = None;
         let mut post_filter: Option<f64> = None;
+        let pushed_reactions = push_down.as_ref().map(|(n, _)| *n);
         if push_all_to_metadata {
             let filter = message_filter(&request.filter, channels.clone());
             candidates = Some(self.all_keys(workspace, &filter).await?);
+        } else if push_down.is_some() {
+            // The content store's reaction counts are current but for the lagging messages:
+            // filter there, search those separately, check every hit.
+            post_filter = Some(1.0);
         } else if request.filter.has_metadata_only_condition() {
             let filter = message_filter(&request.filter, channels.clone());
             let matching = self.meta.count_messages(workspace, &filter).await?;
@@ -270,18 +307,42 @@ impl QueryEngine {
                 keys: Some(keys.clone()),
                 ..content_filter(&request.filter, channels.clone())
             },
-            None => content_filter(&request.filter, channels.clone()),
+            None => ContentFilter {
+                min_reactions: pushed_reactions,
+                ..content_filter(&request.filter, channels.clone())
+            },
         };
         // Every channel allowed and none picked: the channel list filters nothing, and leaving it
         // out keeps the backend on its unfiltered path. (Results are still checked below.)
         if allowed.allows_all() && request.filter.channels.is_none() {
             content_filter.channels = None;
         }
+        // The lagging messages are searched by key under the other conditions; their reaction
+        // counts are checked against the metadata store with every other hit.
+        let lagging_filter: Option<ContentFilter> = push_down.and_then(|(_, lagging)| {
+            let keys: Vec<MessageKey> = lagging
+                .into_iter()
+                .filter(|k| allowed.allows(&k.channel))
+                .collect();
+            (!keys.is_empty()).then(|| ContentFilter {
+                keys: Some(keys),
+                min_reactions: None,
+                ..content_filter.clone()
+            })
+        });
         timings.metadata_us = micros(started);
+        let plan = if candidates.is_some() {
+            FilterPlan::AllowList
+        } else if post_filter.is_some() && pushed_reactions.is_none() {
+            FilterPlan::PostFilter
+        } else {
+            FilterPlan::ContentStore
+        };
         let candidate_count = candidates.as_ref().map(Vec::len);
         if candidate_count == Some(0) {
             let mut r = empty(timings);
             r.candidates = Some(0);
+            r.plan = plan;
             r.timings.total_us = micros(started);
             return Ok(r);
         }
@@ -326,15 +387,26 @@ impl QueryEngine {
                 k,
                 filter: content_filter.clone(),
             };
+            let lagging_options = lagging_filter.as_ref().map(|filter| SearchOptions {
+                k,
+                filter: filter.clone(),
+            });
             let semantic_fut = async {
                 let Some(vector) = &query_vector else {
                     return Ok::<_, Error>((Vec::new(), 0));
                 };
                 let t = Instant::now();
-                let hits = self
+                let mut hits = self
                     .content
                     .search_vector(workspace, vector, &options)
                     .await?;
+                if let Some(lagging) = &lagging_options {
+                    let more = self
+                        .content
+                        .search_vector(workspace, vector, lagging)
+                        .await?;
+                    hits = merge_rankings(hits, more, k);
+                }
                 Ok((hits, micros(t)))
             };
             let lexical_fut = async {
@@ -342,10 +414,17 @@ impl QueryEngine {
                     return Ok::<_, Error>((Vec::new(), 0));
                 }
                 let t = Instant::now();
-                let hits = self
+                let mut hits = self
                     .content
                     .search_lexical(workspace, &request.query, &options)
                     .await?;
+                if let Some(lagging) = &lagging_options {
+                    let more = self
+                        .content
+                        .search_lexical(workspace, &request.query, lagging)
+                        .await?;
+                    hits = merge_rankings(hits, more, k);
+                }
                 Ok((hits, micros(t)))
             };
             let (sem, lex) = futures_join(semantic_fut, lexical_fut).await;
@@ -441,6 +520,7 @@ impl QueryEngine {
             mode,
             degraded,
             candidates: candidate_count,
+            plan,
             timings,
         })
     }
@@ -636,6 +716,16 @@ impl QueryEngine {
             window = window.saturating_mul(4);
         }
     }
+}
+
+/// The top `k` of two rankings of the same content store (scores on one scale), each key once.
+fn merge_rankings(a: Vec<ScoredKey>, b: Vec<ScoredKey>, k: usize) -> Vec<ScoredKey> {
+    let mut all: Vec<ScoredKey> = a.into_iter().chain(b).collect();
+    all.sort_by(|x, y| y.score.total_cmp(&x.score).then_with(|| x.key.cmp(&y.key)));
+    let mut seen = HashSet::new();
+    all.retain(|h| seen.insert(h.key.clone()));
+    all.truncate(k);
+    all
 }
 
 /// Builds the metadata filter for a search.

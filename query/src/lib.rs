@@ -22,7 +22,7 @@ pub use pr_review::{
 pub use qa::{Answer, Answerer, AskRequest, ExtractiveAnswerer, Passage, Retrieval};
 pub use scope::{Scope, Viewer};
 pub use search::{
-    ParentSummary, SearchFilter, SearchHit, SearchMode, SearchRequest, SearchResponse,
+    FilterPlan, ParentSummary, SearchFilter, SearchHit, SearchMode, SearchRequest, SearchResponse,
     SearchTimings, ThreadPart,
 };
 pub use snippet::Snippet;

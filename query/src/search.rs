@@ -79,6 +79,16 @@ impl SearchFilter {
         self.has_reactions.is_none_or(|b| meta.has_reactions == b)
             && self.min_reactions.is_none_or(|n| meta.reaction_count >= n)
     }
+
+    /// The reaction conditions as one minimum count the content store can filter on (`None`
+    /// when they cannot be put that way: "without reactions").
+    pub(crate) fn reactions_as_minimum(&self) -> Option<u32> {
+        match self.has_reactions {
+            Some(false) => None,
+            Some(true) => Some(self.min_reactions.unwrap_or(0).max(1)),
+            None => Some(self.min_reactions.unwrap_or(0)),
+        }
+    }
 }
 
 /// A search.
@@ -172,6 +182,25 @@ pub struct SearchHit {
     pub why: MatchExplanation,
 }
 
+/// How a search met its filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FilterPlan {
+    /// Every condition was answered by the content store during its search. Reaction conditions
+    /// go this way when few messages have undelivered changes (the content store's reaction
+    /// counts are current for all others; those few are searched separately by key), and the
+    /// hits are still checked against the metadata store.
+    #[default]
+    ContentStore,
+    /// The metadata store listed the keys passing the filter; the content store searched only
+    /// those.
+    AllowList,
+    /// The content store searched deeper under the conditions it answers and every hit was
+    /// checked against the metadata store.
+    PostFilter,
+}
+
 /// Where a search spent its time, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchTimings {
@@ -204,6 +233,8 @@ pub struct SearchResponse {
     /// How many candidates the metadata filter produced (`None`: the filter was pushed down to
     /// the content store instead).
     pub candidates: Option<usize>,
+    /// How the filter was met.
+    pub plan: FilterPlan,
     /// Where the time went.
     pub timings: SearchTimings,
 }

@@ -19,6 +19,12 @@ use chatvault_query::{
     Scope, SearchFilter, SearchMode, SearchRequest, ThreadPart,
 };
 
+const ALL_MODES: [SearchMode; 3] = [
+    SearchMode::Hybrid,
+    SearchMode::Lexical,
+    SearchMode::Semantic,
+];
+
 fn uid(s: &str) -> UserId {
     UserId::new(s).expect("user id")
 }
@@ -359,11 +365,7 @@ async fn scopes_decide_which_channels_come_back() {
 #[tokio::test]
 async fn nothing_from_another_workspace_comes_back() {
     let (engine, t1, t2) = fixture().await;
-    for mode in [
-        SearchMode::Hybrid,
-        SearchMode::Lexical,
-        SearchMode::Semantic,
-    ] {
+    for mode in ALL_MODES {
         let resp = engine
             .search(
                 &t2,
@@ -395,7 +397,7 @@ async fn nothing_from_another_workspace_comes_back() {
 }
 
 #[tokio::test]
-async fn filters_narrow_results_and_reactions_use_metadata_candidates() {
+async fn filters_narrow_results() {
     let (engine, t1, _) = fixture().await;
     check_filters(engine, t1).await;
 }
@@ -455,7 +457,9 @@ async fn check_filters(engine: QueryEngine, t1: WorkspaceId) {
         ..SearchFilter::default()
     })
     .await;
-    assert_eq!(reacted.candidates, Some(2));
+    // every message has an undelivered outbox entry (the fixture wrote the content itself):
+    // reactions are pushed down and each of them searched by key
+    assert_eq!(reacted.plan, chatvault_query::FilterPlan::ContentStore);
     let mut ts: Vec<&str> = reacted
         .hits
         .iter()
@@ -491,7 +495,6 @@ async fn check_filters(engine: QueryEngine, t1: WorkspaceId) {
     })
     .await;
     assert!(none.hits.is_empty());
-    assert_eq!(none.candidates, Some(0));
 }
 
 /// The post-filter path (search deeper, check each hit against the metadata store) returns
@@ -510,6 +513,7 @@ async fn post_filtered_reaction_conditions_match_the_allow_list_on_the_real_stor
 
 async fn check_post_filter(engine: QueryEngine, t1: WorkspaceId) {
     let post = engine.clone().with_planner(PlannerConfig {
+        push_down_reactions: false,
         candidate_list_max: 0,
         post_filter_max_overfetch: f64::INFINITY,
     });
@@ -536,11 +540,7 @@ async fn check_post_filter(engine: QueryEngine, t1: WorkspaceId) {
             0,
         ),
     ] {
-        for mode in [
-            SearchMode::Hybrid,
-            SearchMode::Lexical,
-            SearchMode::Semantic,
-        ] {
+        for mode in ALL_MODES {
             let request = SearchRequest::new("deploy staging database")
                 .mode(mode)
                 .limit(50)
@@ -568,6 +568,158 @@ async fn check_post_filter(engine: QueryEngine, t1: WorkspaceId) {
             }));
         }
     }
+}
+
+/// Reaction conditions pushed down to the content store give the same pages as the exact
+/// metadata paths, also while a reaction change is undelivered (that message is searched by key).
+#[tokio::test]
+async fn reaction_conditions_are_pushed_down_only_while_the_content_store_is_current() {
+    let (engine, t1, _) = fixture().await;
+    check_push_down(engine, t1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reaction_conditions_are_pushed_down_only_while_the_content_store_is_current_on_the_real_stores(
+) {
+    let (engine, t1, _, _dir) = real_fixture().await;
+    check_push_down(engine, t1).await;
+}
+
+async fn check_push_down(engine: QueryEngine, t1: WorkspaceId) {
+    use chatvault_core::{ClaimRequest, ReactionChange};
+    use chatvault_query::FilterPlan;
+    let meta = engine.metadata().clone();
+    // The fixture wrote the content itself: deliver (acknowledge) what it enqueued.
+    let drain = || async {
+        loop {
+            let claim = ClaimRequest {
+                workspace: Some(t1.clone()),
+                limit: 1000,
+                ..ClaimRequest::default()
+            };
+            let entries = meta.claim_outbox(&claim).await.expect("claim");
+            if entries.is_empty() {
+                break;
+            }
+            let ids: Vec<_> = entries.iter().map(|e| e.id).collect();
+            meta.ack_outbox(&ids).await.expect("ack");
+        }
+    };
+    drain().await;
+    let exact = engine.clone().with_planner(PlannerConfig {
+        push_down_reactions: false,
+        ..PlannerConfig::default()
+    });
+    let request = |filter: SearchFilter, mode| {
+        SearchRequest::new("deploy staging database")
+            .mode(mode)
+            .limit(50)
+            .filter(filter)
+    };
+    let keys = |r: &chatvault_query::SearchResponse| -> Vec<MessageKey> {
+        r.hits.iter().map(|h| h.message.key.clone()).collect()
+    };
+    for filter in [
+        SearchFilter {
+            min_reactions: Some(1),
+            ..SearchFilter::default()
+        },
+        SearchFilter {
+            has_reactions: Some(true),
+            min_reactions: Some(3),
+            ..SearchFilter::default()
+        },
+        SearchFilter {
+            min_reactions: Some(100),
+            ..SearchFilter::default()
+        },
+    ] {
+        for mode in ALL_MODES {
+            let pushed = engine
+                .search(&t1, request(filter.clone(), mode))
+                .await
+                .expect("search");
+            let listed = exact
+                .search(&t1, request(filter.clone(), mode))
+                .await
+                .expect("search");
+            assert_eq!(pushed.plan, FilterPlan::ContentStore, "{mode:?} {filter:?}");
+            assert_ne!(listed.plan, FilterPlan::ContentStore, "{mode:?} {filter:?}");
+            assert_eq!(keys(&pushed), keys(&listed), "{mode:?} {filter:?}");
+        }
+    }
+    // "without reactions" cannot be put as a minimum: never pushed down
+    let without = engine
+        .search(
+            &t1,
+            request(
+                SearchFilter {
+                    has_reactions: Some(false),
+                    ..SearchFilter::default()
+                },
+                SearchMode::Hybrid,
+            ),
+        )
+        .await
+        .expect("search");
+    assert_ne!(without.plan, FilterPlan::ContentStore);
+    assert!(!without.hits.is_empty());
+
+    // A reaction the content store has not been told about yet: that message is searched by
+    // key, and found by its new count, the same as by the exact paths.
+    let target = without.hits[0].message.key.clone();
+    let mut batch = WriteBatch::new(t1.clone());
+    batch.reaction_changes.push(ReactionChange {
+        key: target.clone(),
+        user: uid("U2"),
+        name: "tada".into(),
+        added: true,
+    });
+    meta.apply(batch).await.expect("reaction change");
+    assert_eq!(
+        meta.undelivered_keys(&t1, 10).await.expect("undelivered"),
+        vec![target.clone()]
+    );
+    for mode in ALL_MODES {
+        let filter = SearchFilter {
+            min_reactions: Some(1),
+            ..SearchFilter::default()
+        };
+        let after = engine
+            .search(&t1, request(filter.clone(), mode))
+            .await
+            .expect("search");
+        let listed = exact
+            .search(&t1, request(filter, mode))
+            .await
+            .expect("search");
+        assert_eq!(after.plan, FilterPlan::ContentStore, "{mode:?}");
+        assert!(
+            keys(&after).contains(&target),
+            "{mode:?}: {target} not found by its new reaction"
+        );
+        assert_eq!(keys(&after), keys(&listed), "{mode:?}");
+    }
+    // more lagging messages than the planner searches by key: the exact paths take over
+    let strict = engine.clone().with_planner(PlannerConfig {
+        candidate_list_max: 0,
+        ..PlannerConfig::default()
+    });
+    let fallback = strict
+        .search(
+            &t1,
+            request(
+                SearchFilter {
+                    min_reactions: Some(1),
+                    ..SearchFilter::default()
+                },
+                SearchMode::Hybrid,
+            ),
+        )
+        .await
+        .expect("search");
+    assert_ne!(fallback.plan, FilterPlan::ContentStore);
+    assert!(keys(&fallback).contains(&target));
 }
 
 #[tokio::test]

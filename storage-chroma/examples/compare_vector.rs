@@ -182,15 +182,20 @@ async fn main() -> Result<(), BoxError> {
     let which = args.get(2).ok_or(usage)?.as_str();
     let ds = load(&dir)?;
     let baseline_mb = peak_rss_mb();
-    let target = std::env::var("TARGET_RECALL")
+    let target: f64 = std::env::var("TARGET_RECALL")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.95);
+    // "equal or better recall": at least the recall the other side reached at its setting
+    let target = std::env::var("MATCH_RECALL")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(target, |m| target.max(m));
     let m = env_usize("HNSW_M", 16);
     let efc = env_usize("EF_CONSTRUCTION", 100);
     let batch = env_usize("BATCH", 5000);
     let ef_list: Vec<usize> = std::env::var("EF_LIST")
-        .unwrap_or_else(|_| "10,16,24,32,48,64,96,128,192,256,384,512".into())
+        .unwrap_or_else(|_| "10,12,16,20,24,28,32,40,48,56,64,80,96,128,160,192,256,384,512".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
@@ -325,6 +330,8 @@ async fn main() -> Result<(), BoxError> {
         // the server's ef_search is fixed per collection (chosen by the ChromaDB side's sweep)
         Side::Chroma(_) => vec![None],
     };
+    let mut below: Option<usize> = None;
+    let mut reached = false;
     for ef in efs {
         run(ef, false, 1).await?; // warm-up
         let (qps, found) = run(ef, false, 1).await?;
@@ -336,7 +343,28 @@ async fn main() -> Result<(), BoxError> {
             chosen = Some((e, qps, r));
         }
         if r >= target {
+            reached = true;
             break;
+        }
+        below = Some(e);
+    }
+    // the list's steps are coarse: bisect between the last ef below the target and the first at
+    // it, so the side runs at the smallest ef reaching the target (as the ChromaDB side does)
+    if let (true, Some(mut lo), Side::Chatvault(_)) = (reached, below, &side) {
+        let mut hi = chosen.map_or(lo, |c| c.0);
+        while hi > lo + 1 {
+            let mid = (lo + hi) / 2;
+            run(Some(mid), false, 1).await?; // warm-up
+            let (qps, found) = run(Some(mid), false, 1).await?;
+            let r = recall(&found, &ds.truth, ds.k);
+            eprintln!("{which}: ef_search={mid} recall@10={r:.3} qps={qps:.0}");
+            sweep.push(serde_json::json!({"ef_search": mid, "qps": qps, "recall": r}));
+            if r >= target {
+                hi = mid;
+                chosen = Some((mid, qps, r));
+            } else {
+                lo = mid;
+            }
         }
     }
     let (ef, _, _) = chosen.ok_or("no ef_search value to try")?;

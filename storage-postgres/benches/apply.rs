@@ -118,7 +118,38 @@ fn bench_store(
     g.finish();
 }
 
+/// With `CHATVAULT_BENCH_PHASES` set, prints each `apply`'s per-phase timings (the store's debug
+/// event) to stderr: a minimal subscriber, so the bench needs no logging crate.
+struct PhaseLog;
+
+impl tracing::Subscriber for PhaseLog {
+    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+        m.target().starts_with("chatvault_storage_postgres")
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, e: &tracing::Event<'_>) {
+        struct Line(String);
+        impl tracing::field::Visit for Line {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={v:?}", f.name()));
+            }
+        }
+        let mut line = Line(String::new());
+        e.record(&mut line);
+        eprintln!("{}:{}", e.metadata().target(), line.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 fn apply_benches(c: &mut Criterion) {
+    if std::env::var_os("CHATVAULT_BENCH_PHASES").is_some() {
+        tracing::subscriber::set_global_default(PhaseLog).unwrap();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -16,13 +16,13 @@ use chatvault_core::{
     ApplyReport, ChannelId, ChannelKind, ContentAttributes, Error, FileRef, Link, LinkSource,
     MembershipChange, MessageMeta, OutboxOp, Reaction, Result, Ts, UserId, WorkspaceId, WriteBatch,
 };
-use sea_orm::{ConnectionTrait, DatabaseBackend, Value};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Value};
 
 use crate::error::DbResultExt;
 use crate::read::{load_metas, load_reactions};
 use crate::sql::{insert_rows, key_chunk, opt_i64, opt_str, s, Sql};
 use crate::store::SqlMetadataStore;
-use crate::txn::Txn;
+use crate::txn::{TableRows, Txn};
 use crate::validate::validate_batch;
 
 type Key = (ChannelId, Ts);
@@ -282,10 +282,13 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
     write_channels(&txn, be, &ws, &batch).await?;
     write_memberships(&txn, be, &ws, &batch.memberships).await?;
     tm.mark("entities");
-    write_messages(&txn, be, &ws, &touched, &slots, &mut tm).await?;
-    write_tombstones(&txn, be, &ws, &touched, &slots, now).await?;
-    write_outbox(&txn, be, &ws, outbox, now).await?;
-    tm.mark("outbox");
+    let mut tables = write_messages(&txn, be, &ws, &touched, &slots, &mut tm).await?;
+    tables.push(tombstone_rows(&ws, &touched, &slots, now));
+    tables.push(outbox_rows(&ws, outbox, now));
+    if let Err((doing, e)) = txn.write(tables).await {
+        return Err(e).db(be, doing);
+    }
+    tm.mark("write");
 
     write_thread_participants(&txn, be, &ws, &batch).await?;
     write_bookmarks(&txn, be, &ws, &batch).await?;
@@ -294,9 +297,18 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
     write_bot_config(&txn, be, &ws, &batch).await?;
 
     tm.mark("other");
-    txn.commit().await.db(be, "committing the write batch")?;
+    let messages = touched.len();
+    // Freeing the batch's resolved state (every message's strings) takes a while; it is done
+    // while the database commits (the commit is sent on the first poll).
+    let (committed, ()) = tokio::join!(txn.commit(), async move {
+        drop(slots);
+        drop(touched);
+        drop(batch);
+    });
+    committed.db(be, "committing the write batch")?;
+    store.request_checkpoint();
     tm.mark("commit");
-    tm.log(touched.len());
+    tm.log(messages);
     Ok(report)
 }
 
@@ -732,79 +744,102 @@ async fn delete_by_keys(
     Ok(())
 }
 
-async fn write_messages(
+/// Deletes what the batch replaces, and returns the rows to write for the messages in `touched`
+/// (built lazily, while earlier statements run).
+async fn write_messages<'a>(
     txn: &Txn,
     be: &'static str,
-    ws: &WorkspaceId,
-    touched: &[Key],
-    slots: &HashMap<Key, Slot>,
+    ws: &'a WorkspaceId,
+    touched: &'a [Key],
+    slots: &'a HashMap<Key, Slot>,
     tm: &mut Phases,
-) -> Result<()> {
+) -> Result<Vec<TableRows<'a>>> {
     let mut gone: Vec<&Key> = Vec::new();
     let mut old_reactions: Vec<&Key> = Vec::new();
     let mut old_links_files: Vec<&Key> = Vec::new();
-    // New messages (no stored row) and updates of stored ones.
-    let mut rows = Vec::new();
-    let mut update_rows = Vec::new();
-    let mut reaction_rows = Vec::new();
-    let mut link_rows = Vec::new();
-    let mut file_rows = Vec::new();
     for k in touched {
         let Some(slot) = slots.get(k) else { continue };
-        let Some(meta) = &slot.meta else {
-            if slot.existed {
-                gone.push(k);
-            }
+        if !slot.existed {
             continue;
-        };
-        if slot.existed && slot.reactions_dirty {
+        }
+        if slot.meta.is_none() {
+            gone.push(k);
+            continue;
+        }
+        if slot.reactions_dirty {
             old_reactions.push(k);
         }
-        if slot.existed && slot.links_files_dirty {
+        if slot.links_files_dirty {
             old_links_files.push(k);
         }
-        if slot.row_dirty {
-            if slot.existed {
-                update_rows.push(meta_row(ws, meta));
-            } else {
-                rows.push(meta_row(ws, meta));
-            }
-        }
-        let (c, t) = (s(k.0.as_str()), s(k.1.as_str()));
-        if slot.reactions_dirty {
-            for r in &slot.reactions {
-                let users = serde_json::to_string(&r.users)
-                    .map_err(|e| Error::backend_error(format!("encoding reaction users: {e}")))?;
-                reaction_rows.push(vec![
-                    ws_v(ws),
-                    c.clone(),
-                    t.clone(),
-                    s(&r.name),
-                    i(i64::from(r.count)),
-                    s(&users),
-                ]);
-            }
-        }
-        if slot.links_files_dirty {
+    }
+    // The messages that have rows to write, with their slots.
+    let live = move || {
+        touched.iter().filter_map(move |k| {
+            let slot = slots.get(k)?;
+            slot.meta.as_ref().map(|meta| (k, slot, meta))
+        })
+    };
+    let pg = txn.get_database_backend() == DatabaseBackend::Postgres;
+    // New messages (no stored row) and updates of stored ones.
+    let rows = live()
+        .filter(move |(_, slot, _)| slot.row_dirty && !slot.existed && pg)
+        .map(move |(_, _, meta)| Ok(meta_row(ws, meta)));
+    let update_rows = live()
+        .filter(move |(_, slot, _)| slot.row_dirty && (slot.existed || !pg))
+        .map(move |(_, _, meta)| Ok(meta_row(ws, meta)));
+    let reaction_rows =
+        live()
+            .filter(|(_, slot, _)| slot.reactions_dirty)
+            .flat_map(move |(k, slot, _)| {
+                let mut out = Vec::with_capacity(slot.reactions.len());
+                for r in &slot.reactions {
+                    out.push(
+                        serde_json::to_string(&r.users)
+                            .map_err(|e| DbErr::Custom(format!("encoding reaction users: {e}")))
+                            .map(|users| {
+                                vec![
+                                    ws_v(ws),
+                                    s(k.0.as_str()),
+                                    s(k.1.as_str()),
+                                    s(&r.name),
+                                    i(i64::from(r.count)),
+                                    Value::String(Some(Box::new(users))),
+                                ]
+                            }),
+                    );
+                }
+                out
+            });
+    let link_rows = live()
+        .filter(|(_, slot, _)| slot.links_files_dirty)
+        .flat_map(move |(k, slot, _)| {
             let micros = k.1.as_micros();
+            let mut out = Vec::with_capacity(slot.links.len());
             for (pos, l) in slot.links.iter().enumerate() {
-                link_rows.push(vec![
+                out.push(Ok(vec![
                     ws_v(ws),
-                    c.clone(),
-                    t.clone(),
+                    s(k.0.as_str()),
+                    s(k.1.as_str()),
                     i(pos as i64),
                     i(micros),
                     s(&l.url),
                     s(&l.domain),
                     s(link_source(l.source)),
                     opt_str(l.title.as_deref()),
-                ]);
+                ]));
             }
+            out
+        });
+    let file_rows = live()
+        .filter(|(_, slot, _)| slot.links_files_dirty)
+        .flat_map(move |(k, slot, _)| {
+            let mut out = Vec::with_capacity(slot.files.len());
             for (pos, f) in slot.files.iter().enumerate() {
-                file_rows.push(vec![
+                out.push(Ok(vec![
                     ws_v(ws),
-                    c.clone(),
-                    t.clone(),
+                    s(k.0.as_str()),
+                    s(k.1.as_str()),
                     i(pos as i64),
                     s(&f.id),
                     opt_str(f.name.as_deref()),
@@ -814,11 +849,10 @@ async fn write_messages(
                     opt_i64(f.size.map(|v| v.min(i64::MAX as u64) as i64)),
                     opt_str(f.url_private.as_deref()),
                     opt_str(f.permalink.as_deref()),
-                ]);
+                ]));
             }
-        }
-    }
-    tm.mark("build_rows");
+            out
+        });
     // Reactions, links and files go with their message.
     delete_by_keys(txn, be, ws, "message_metadata", &gone, "deleting messages").await?;
     old_reactions.extend(gone.iter().copied());
@@ -834,21 +868,25 @@ async fn write_messages(
     .await?;
     delete_by_keys(txn, be, ws, "links", &old_links_files, "replacing links").await?;
     delete_by_keys(txn, be, ws, "files", &old_links_files, "replacing files").await?;
-    // New messages are plain inserts (`COPY` on PostgreSQL): none of their keys is stored, and
-    // the workspace lock keeps it so until commit. Stored ones are upserted.
-    if txn.get_database_backend() == DatabaseBackend::Postgres {
-        txn.insert_plain("message_metadata", META_COLUMNS, 22, rows)
-            .await
-            .db(be, "writing messages")?;
-    } else {
-        update_rows.extend(rows);
-    }
-    insert_rows(
-        txn,
-        &format!("INSERT INTO message_metadata ({META_COLUMNS})"),
-        22,
-        update_rows,
-        "ON CONFLICT (workspace_id, channel_id, ts) DO UPDATE SET ts_micros = excluded.ts_micros, \
+    tm.mark("deletes");
+    // New messages are plain inserts on PostgreSQL (`COPY`): none of their keys is stored, and
+    // the workspace lock keeps it so until commit. Stored ones are upserted, and on SQLite new
+    // ones too (the same statement).
+    let mut tables = Vec::with_capacity(8);
+    tables.push(TableRows {
+        table: "message_metadata",
+        columns: META_COLUMNS,
+        ncols: 22,
+        rows: Box::new(rows),
+        on_conflict: "",
+        doing: "writing messages",
+    });
+    tables.push(TableRows {
+        table: "message_metadata",
+        columns: META_COLUMNS,
+        ncols: 22,
+        rows: Box::new(update_rows),
+        on_conflict: "ON CONFLICT (workspace_id, channel_id, ts) DO UPDATE SET ts_micros = excluded.ts_micros, \
          user_id = excluded.user_id, bot_id = excluded.bot_id, thread_ts = excluded.thread_ts, \
          thread_ts_micros = excluded.thread_ts_micros, is_reply = excluded.is_reply, \
          reply_count = excluded.reply_count, reply_users_count = excluded.reply_users_count, \
@@ -857,38 +895,35 @@ async fn write_messages(
          has_reactions = excluded.has_reactions, reaction_count = excluded.reaction_count, \
          mention_count = excluded.mention_count, link_count = excluded.link_count, \
          content_id = excluded.content_id, content_hash = excluded.content_hash",
-    )
-    .await
-    .db(be, "writing messages")?;
-    tm.mark("messages");
-    txn.insert_plain(
-        "reactions",
-        "workspace_id, channel_id, ts, name, count, users",
-        6,
-        reaction_rows,
-    )
-    .await
-    .db(be, "writing reactions")?;
-    tm.mark("reactions");
-    txn.insert_plain(
-        "links",
-        "workspace_id, channel_id, ts, position, ts_micros, url, domain, source, title",
-        9,
-        link_rows,
-    )
-    .await
-    .db(be, "writing links")?;
-    tm.mark("links");
-    txn.insert_plain(
-        "files",
-        "workspace_id, channel_id, ts, position, file_id, name, title, mimetype, filetype, size, \
-         url_private, permalink",
-        12,
-        file_rows,
-    )
-    .await
-    .db(be, "writing files")?;
-    Ok(())
+        doing: "writing messages",
+    });
+    tables.push(TableRows {
+        table: "reactions",
+        columns: "workspace_id, channel_id, ts, name, count, users",
+        ncols: 6,
+        rows: Box::new(reaction_rows),
+        on_conflict: "",
+        doing: "writing reactions",
+    });
+    tables.push(TableRows {
+        table: "links",
+        columns: "workspace_id, channel_id, ts, position, ts_micros, url, domain, source, title",
+        ncols: 9,
+        rows: Box::new(link_rows),
+        on_conflict: "",
+        doing: "writing links",
+    });
+    tables.push(TableRows {
+        table: "files",
+        columns:
+            "workspace_id, channel_id, ts, position, file_id, name, title, mimetype, filetype, \
+                  size, url_private, permalink",
+        ncols: 12,
+        rows: Box::new(file_rows),
+        on_conflict: "",
+        doing: "writing files",
+    });
+    Ok(tables)
 }
 
 const META_COLUMNS: &str = "workspace_id, channel_id, ts, ts_micros, user_id, bot_id, thread_ts, \
@@ -931,43 +966,31 @@ fn meta_row(ws: &WorkspaceId, m: &MessageMeta) -> Vec<Value> {
     ]
 }
 
-async fn write_tombstones(
-    txn: &Txn,
-    be: &'static str,
-    ws: &WorkspaceId,
-    touched: &[Key],
-    slots: &HashMap<Key, Slot>,
+fn tombstone_rows<'a>(
+    ws: &'a WorkspaceId,
+    touched: &'a [Key],
+    slots: &'a HashMap<Key, Slot>,
     now: i64,
-) -> Result<()> {
+) -> TableRows<'a> {
     let rows = touched
         .iter()
         .filter(|k| slots.get(*k).is_some_and(|s| s.new_tombstone))
-        .map(|(c, t)| vec![ws_v(ws), s(c.as_str()), s(t.as_str()), i(now)])
-        .collect();
-    insert_rows(
-        txn,
-        "INSERT INTO message_tombstones (workspace_id, channel_id, ts, deleted_at)",
-        4,
-        rows,
-        "ON CONFLICT DO NOTHING",
-    )
-    .await
-    .db(be, "writing tombstones")?;
-    Ok(())
+        .map(move |(c, t)| Ok(vec![ws_v(ws), s(c.as_str()), s(t.as_str()), i(now)]));
+    TableRows {
+        table: "message_tombstones",
+        columns: "workspace_id, channel_id, ts, deleted_at",
+        ncols: 4,
+        rows: Box::new(rows),
+        on_conflict: "ON CONFLICT DO NOTHING",
+        doing: "writing tombstones",
+    }
 }
 
-async fn write_outbox(
-    txn: &Txn,
-    be: &'static str,
-    ws: &WorkspaceId,
-    outbox: Vec<Enqueued>,
-    now: i64,
-) -> Result<()> {
-    let mut rows = Vec::with_capacity(outbox.len());
-    for e in outbox {
+fn outbox_rows(ws: &WorkspaceId, outbox: Vec<Enqueued>, now: i64) -> TableRows<'_> {
+    let rows = outbox.into_iter().map(move |e| {
         let payload = serde_json::to_string(&e.op)
-            .map_err(|err| Error::backend_error(format!("encoding an outbox entry: {err}")))?;
-        rows.push(vec![
+            .map_err(|err| DbErr::Custom(format!("encoding an outbox entry: {err}")))?;
+        Ok(vec![
             ws_v(ws),
             s(e.key.0.as_str()),
             s(e.key.1.as_str()),
@@ -977,19 +1000,19 @@ async fn write_outbox(
             i(now),
             i(now),
             b(false),
-        ]);
-    }
+        ])
+    });
     // Rows get ids in the order given (one statement's VALUES, or `COPY`'s input), so a
     // message's changes keep their order.
-    txn.insert_plain(
-        "outbox",
-        "workspace_id, channel_id, ts, op, payload, attempts, created_at, available_at, dead",
-        9,
-        rows,
-    )
-    .await
-    .db(be, "writing outbox entries")?;
-    Ok(())
+    TableRows {
+        table: "outbox",
+        columns:
+            "workspace_id, channel_id, ts, op, payload, attempts, created_at, available_at, dead",
+        ncols: 9,
+        rows: Box::new(rows),
+        on_conflict: "",
+        doing: "writing outbox entries",
+    }
 }
 
 async fn write_thread_participants(

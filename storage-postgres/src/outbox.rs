@@ -307,6 +307,36 @@ pub(crate) async fn requeue(
     Ok(total)
 }
 
+pub(crate) async fn undelivered_keys(
+    store: &SqlMetadataStore,
+    ws: &WorkspaceId,
+    limit: usize,
+) -> Result<Vec<MessageKey>> {
+    let be = store.backend();
+    let doing = "listing undelivered outbox keys";
+    let mut q = Sql::new("SELECT DISTINCT channel_id, ts FROM outbox WHERE workspace_id = ");
+    q.bind(ws.as_str());
+    q.push(" ORDER BY channel_id, ts LIMIT ")
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    let rows = store
+        .db()
+        .query_all(q.stmt(store.db().get_database_backend()))
+        .await
+        .db(be, doing)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let mut c = Cols::new(r);
+        let channel: String = c.next().db(be, doing)?;
+        let ts: String = c.next().db(be, doing)?;
+        out.push(MessageKey::new(
+            ws.clone(),
+            parse_channel(&channel)?,
+            parse_ts(&ts)?,
+        ));
+    }
+    Ok(out)
+}
+
 pub(crate) async fn stats(
     store: &SqlMetadataStore,
     ws: Option<&WorkspaceId>,

@@ -17,6 +17,11 @@ pub(crate) fn max_params(backend: DatabaseBackend) -> usize {
 /// rows the statement text and its plan cost more than the round trips they save.
 const MAX_ROWS_PER_STATEMENT: usize = 4_000;
 
+/// Rows one multi-row statement of `ncols` columns carries on `backend`.
+pub(crate) fn rows_per_statement(backend: DatabaseBackend, ncols: usize) -> usize {
+    (max_params(backend) / ncols).clamp(1, MAX_ROWS_PER_STATEMENT)
+}
+
 /// A SQL text with its bound values.
 #[derive(Debug, Default)]
 pub(crate) struct Sql {
@@ -146,7 +151,7 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
     }
     let backend = conn.get_database_backend();
     let anonymous = backend == DatabaseBackend::Sqlite;
-    let per = (max_params(backend) / ncols).clamp(1, MAX_ROWS_PER_STATEMENT);
+    let per = rows_per_statement(backend, ncols);
     let mut affected = 0;
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {

@@ -283,17 +283,78 @@ pub(crate) fn fast_bool(
     Ok(col.first(addr.doc_id))
 }
 
-/// Reads the key (content id) of one document from its fast column.
-pub(crate) fn fast_key(searcher: &Searcher, addr: DocAddress) -> Result<Option<String>> {
-    let seg = searcher.segment_reader(addr.segment_ord);
-    let Some(col) = seg.fast_fields().str("key").map_err(tantivy_err)? else {
-        return Ok(None);
-    };
-    let Some(ord) = col.term_ords(addr.doc_id).next() else {
-        return Ok(None);
-    };
-    let mut s = String::new();
-    col.ord_to_str(ord, &mut s)
-        .map_err(|e| tantivy_err(e.into()))?;
-    Ok(Some(s))
+/// One segment's message keys, read once from its `key` column's dictionary (a segment never
+/// changes, so a snapshot reuses the tables of the segments it shares with the one before).
+/// Looking a key up then costs one column read, not the decompression of a dictionary block
+/// with a fresh zstd context (which measured most of a vector search's time).
+pub(crate) struct SegmentKeys {
+    segment: tantivy::index::SegmentId,
+    column: Option<tantivy::columnar::StrColumn>,
+    /// The keys in term-ordinal order, back to back; `ends[ord]` is where key `ord` ends.
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl SegmentKeys {
+    /// Reads the keys of `seg`.
+    pub(crate) fn read(seg: &SegmentReader) -> Result<Self> {
+        let column = seg.fast_fields().str("key").map_err(tantivy_err)?;
+        let mut text = String::new();
+        let mut ends = Vec::new();
+        if let Some(col) = &column {
+            ends.reserve(col.num_terms());
+            let mut stream = col
+                .dictionary()
+                .stream()
+                .map_err(|e| tantivy_err(e.into()))?;
+            while stream.advance() {
+                text.push_str(&String::from_utf8_lossy(stream.key()));
+                ends.push(u32::try_from(text.len()).map_err(|_| {
+                    chatvault_core::Error::backend_error("a segment's keys exceed 4 GiB")
+                })?);
+            }
+        }
+        Ok(SegmentKeys {
+            segment: seg.segment_id(),
+            column,
+            text,
+            ends,
+        })
+    }
+
+    /// The segment these keys are of.
+    pub(crate) fn segment(&self) -> tantivy::index::SegmentId {
+        self.segment
+    }
+
+    /// The key (content id) of document `doc`.
+    pub(crate) fn key(&self, doc: DocId) -> Option<&str> {
+        let ord = self.column.as_ref()?.term_ords(doc).next()? as usize;
+        let end = *self.ends.get(ord)? as usize;
+        let start = if ord == 0 {
+            0
+        } else {
+            self.ends[ord - 1] as usize
+        };
+        self.text.get(start..end)
+    }
+}
+
+/// The key tables of every segment of `searcher`, reusing those of `previous` for segments it
+/// already had.
+pub(crate) fn segment_keys(
+    searcher: &Searcher,
+    previous: &[std::sync::Arc<SegmentKeys>],
+) -> Result<Vec<std::sync::Arc<SegmentKeys>>> {
+    searcher
+        .segment_readers()
+        .iter()
+        .map(|seg| {
+            let id = seg.segment_id();
+            match previous.iter().find(|k| k.segment() == id) {
+                Some(k) => Ok(std::sync::Arc::clone(k)),
+                None => SegmentKeys::read(seg).map(std::sync::Arc::new),
+            }
+        })
+        .collect()
 }

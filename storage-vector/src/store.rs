@@ -23,7 +23,9 @@ pub struct VectorStoreOptions {
     pub hnsw_m: usize,
     /// hnsw `ef_construction`: the breadth of the search that links a new node.
     pub ef_construction: usize,
-    /// hnsw `ef` of unfiltered searches (raised for `k > ef` and for selective filters).
+    /// hnsw `ef` of unfiltered searches over up to 100k vectors; larger graphs search wider,
+    /// by `(n / 100k)^0.4` (1M: × 2.5), to keep recall (raised too for `k > ef` and for
+    /// selective filters). [`SearchTuning::ef_search`] sets it exactly for one search.
     pub ef_search: usize,
     /// When a search's filter leaves at most this many candidates in the graph, they are scanned
     /// exactly instead of walking the graph. Measured at 100k × 384-d, one thread: exact scans of
@@ -31,15 +33,18 @@ pub struct VectorStoreOptions {
     /// the same filter repeats (the drop at 5,000: their 7.5 MB of vectors no longer stay in the
     /// CPU cache between queries).
     pub exact_scan_threshold: usize,
-    /// Filtered searches also scan exactly when the candidates are at most this fraction of the
-    /// graph. A filtered walk keeps only matching nodes in its result list, so it crosses much of
-    /// the graph when few nodes match, while an exact scan reads every candidate's vector
-    /// (memory-bound: about 200 ns per 384-d vector out of RAM). Measured at 100k × 384-d, one
-    /// thread, queries per CPU-second, exact scan vs walk: 2,285 vs 13 at 1 %, 417 vs 38 at 5 %,
-    /// 291 vs 87 at 10 %, 218 vs 163 at 20 %, 188 vs 308 at 30 %, 129 vs 267 at 50 %; a second
-    /// run gave 224 vs 209 at 20 %: they break even at about 20 %. Ignored when a search sets
-    /// [`SearchTuning::exact_scan_threshold`].
-    pub exact_scan_fraction: f64,
+    /// Filtered searches also scan exactly when the candidates are at most this factor times
+    /// the square root of the graph's size. A filtered walk keeps only matching nodes in its
+    /// result list, so it crosses much of the graph when few nodes match, while an exact scan
+    /// reads every candidate's vector (memory-bound: about 200 ns per 384-d vector out of RAM);
+    /// the walk's cost grows with 1 / selectivity and the scan's with the candidates, so they
+    /// break even near a fixed multiple of √n candidates. Measured (384-d Gaussian mixture, one
+    /// thread, queries per CPU-second, exact scan vs walk): at 20k, 1,923 vs 1,927 at 30 % (6,000
+    /// candidates, 42·√n); at 100k, 218 vs 163 and 224 vs 209 at 20 % (20,000, 63·√n), 188 vs
+    /// 308 at 30 %; at 1M, 81 vs 71 at 5 % (50,000, 50·√n) and 49 vs 153 at 10 %. The default
+    /// 50 switches at 7,100 / 15,800 / 50,000 candidates for 20k / 100k / 1M vectors. Ignored
+    /// when a search sets [`SearchTuning::exact_scan_threshold`].
+    pub exact_scan_sqrt_factor: f64,
     /// When more than this fraction of the graph's nodes are dead (replaced or deleted), the
     /// graph is rebuilt from the live ones.
     pub compaction_threshold: f64,
@@ -62,7 +67,7 @@ impl Default for VectorStoreOptions {
             ef_construction: 100,
             ef_search: 64,
             exact_scan_threshold: 4096,
-            exact_scan_fraction: 0.2,
+            exact_scan_sqrt_factor: 50.0,
             compaction_threshold: 0.3,
             writer_memory: 64 << 20,
             index_batch: 8192,
@@ -75,7 +80,7 @@ impl Default for VectorStoreOptions {
 /// Per-search overrides of [`VectorStoreOptions`], for tuning and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SearchTuning {
-    /// Overrides [`VectorStoreOptions::ef_search`].
+    /// Overrides [`VectorStoreOptions::ef_search`] (used as given, not scaled by the graph's size).
     pub ef_search: Option<usize>,
     /// Overrides [`VectorStoreOptions::exact_scan_threshold`] (`Some(0)`: always walk the
     /// graph; `Some(usize::MAX)`: always scan exactly).
@@ -136,6 +141,12 @@ impl VectorStore {
             return Err(Error::invalid_input(
                 "ef_search and ef_construction must be positive",
             ));
+        }
+        if !(options.exact_scan_sqrt_factor >= 0.0 && options.exact_scan_sqrt_factor.is_finite()) {
+            return Err(Error::invalid_input(format!(
+                "exact_scan_sqrt_factor must be a finite number >= 0, not {}",
+                options.exact_scan_sqrt_factor
+            )));
         }
         fs::create_dir_all(&root).map_err(|e| io_err(root.display(), e))?;
         Ok(VectorStore {

@@ -1094,4 +1094,19 @@ impl MetadataStore for MemoryMetadataStore {
         }
         Ok(s)
     }
+
+    async fn undelivered_keys(
+        &self,
+        workspace: &WorkspaceId,
+        limit: usize,
+    ) -> Result<Vec<MessageKey>> {
+        let st = self.state();
+        let keys: std::collections::BTreeSet<MessageKey> = st
+            .outbox
+            .values()
+            .filter(|r| &r.entry.key.workspace == workspace)
+            .map(|r| r.entry.key.clone())
+            .collect();
+        Ok(keys.into_iter().take(limit).collect())
+    }
 }

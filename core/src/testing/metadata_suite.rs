@@ -62,6 +62,7 @@ pub const CASES: &[&str] = &[
     "outbox_fail_retry_and_dead_letter",
     "outbox_lease_expiry",
     "outbox_per_message_order",
+    "outbox_undelivered_keys",
     "outbox_concurrent_claims",
     "delete_workspace_cascades",
 ];
@@ -107,6 +108,7 @@ where
         outbox_fail_retry_and_dead_letter,
         outbox_lease_expiry,
         outbox_per_message_order,
+        outbox_undelivered_keys,
         outbox_concurrent_claims,
         delete_workspace_cascades,
     );
@@ -2418,6 +2420,62 @@ pub async fn outbox_per_message_order(store: Store) {
             .map(|e| (e.key.clone(), e.op.clone()))
             .collect::<Vec<_>>(),
         [(a.clone(), OutboxOp::Delete)]
+    );
+}
+
+/// `undelivered_keys`: the distinct keys with a waiting, leased or dead entry, of one workspace,
+/// ordered by (channel, ts), honouring the limit; acked entries leave the list.
+pub async fn outbox_undelivered_keys(store: Store) {
+    let ws = create_workspace(store.as_ref(), "T1").await;
+    let other = create_workspace(store.as_ref(), "T2").await;
+    let (a, b, c) = (
+        key("T1", "C1", "1.0"),
+        key("T1", "C1", "2.0"),
+        key("T1", "C2", "3.0"),
+    );
+    let mut batch = WriteBatch::new(ws.clone());
+    for k in [&c, &a, &b] {
+        batch.messages.push(text_message(k, "U1", "first"));
+    }
+    apply(&store, batch, "write").await;
+    let mut batch = WriteBatch::new(ws.clone());
+    let mut edit = text_message(&b, "U1", "second");
+    edit.meta.edited = Some(ts("1.5"));
+    batch.messages.push(edit);
+    apply(&store, batch, "edit").await;
+    let mut batch = WriteBatch::new(other.clone());
+    batch
+        .messages
+        .push(text_message(&key("T2", "C1", "1.0"), "U1", "elsewhere"));
+    apply(&store, batch, "other workspace").await;
+
+    let all = ok(store.undelivered_keys(&ws, 10).await, "undelivered_keys");
+    assert_eq!(
+        all,
+        vec![a.clone(), b.clone(), c.clone()],
+        "distinct, by (channel, ts)"
+    );
+    let two = ok(store.undelivered_keys(&ws, 2).await, "undelivered_keys");
+    assert_eq!(two, vec![a.clone(), b.clone()], "limit");
+
+    // leased entries are undelivered too; acked ones are not
+    let claimed = claim(&store, &ws, 10, Duration::from_secs(60)).await;
+    let acked: Vec<_> = claimed
+        .iter()
+        .filter(|e| e.key == a || e.key == c)
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(acked.len(), 2, "one entry each for a and c");
+    ok(store.ack_outbox(&acked).await, "ack");
+    assert_eq!(
+        ok(store.undelivered_keys(&ws, 10).await, "undelivered_keys"),
+        vec![b.clone()]
+    );
+    let other_keys = ok(store.undelivered_keys(&other, 10).await, "undelivered_keys");
+    assert_eq!(
+        other_keys,
+        vec![key("T2", "C1", "1.0")],
+        "workspaces stay apart"
     );
 }
 

@@ -72,6 +72,7 @@ macro_rules! metadata_suite_tests {
             outbox_fail_retry_and_dead_letter,
             outbox_lease_expiry,
             outbox_per_message_order,
+            outbox_undelivered_keys,
             outbox_concurrent_claims,
             delete_workspace_cascades
         );
