@@ -69,6 +69,35 @@ impl fmt::Debug for ConnectOptions {
     }
 }
 
+/// WAL size (pages) at which a committing SQLite connection checkpoints itself: a backstop for
+/// when the background checkpointer cannot keep up (about 80 MB with 4 KiB pages).
+const WAL_BACKSTOP_PAGES: u32 = 20_000;
+
+/// Bytes the WAL file is truncated to after a checkpoint resets it.
+const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Runs SQLite WAL checkpoints off the write path: by default the connection that commits copies
+/// the log into the database file (and syncs it) whenever the log passes 1,000 pages, which for
+/// a 10,000-message batch is every commit and a fifth of its time. Here a task does a `PASSIVE`
+/// checkpoint (the same kind SQLite's automatic one is: it never waits for readers or writers)
+/// on its own connection after each `apply`, while the caller goes on. Durability is unchanged:
+/// a commit is durable once it is in the WAL, checkpointed or not. The task ends when the store
+/// is dropped (its sender goes away).
+fn spawn_checkpointer(pool: sea_orm::sqlx::SqlitePool) -> tokio::sync::mpsc::Sender<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            if let Err(e) = sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(error = %e, "background WAL checkpoint failed");
+            }
+        }
+    });
+    tx
+}
+
 /// A [`MetadataStore`] on SeaORM: PostgreSQL (`postgres://…`) or SQLite (`sqlite://path?mode=rwc`),
 /// same schema, same migrations, same SQL.
 pub struct SqlMetadataStore {
@@ -78,6 +107,8 @@ pub struct SqlMetadataStore {
     /// SQLite allows one writer at a time; taking this before a write transaction keeps the
     /// store's own writers from failing each other with `SQLITE_BUSY` on lock upgrades.
     writer: Option<Mutex<()>>,
+    /// SQLite file databases: wakes the background WAL checkpointer (see [`spawn_checkpointer`]).
+    checkpoint: Option<tokio::sync::mpsc::Sender<()>>,
 }
 
 impl fmt::Debug for SqlMetadataStore {
@@ -96,8 +127,10 @@ fn scheme_of(url: &str) -> &str {
 impl SqlMetadataStore {
     /// Connects to `url`, checks the schema version and (unless opted out) runs pending migrations.
     ///
-    /// SQLite connections use WAL journaling, `synchronous = NORMAL`, foreign keys on and a busy
-    /// timeout.
+    /// SQLite connections use WAL journaling, `synchronous = NORMAL` (a commit survives a crash
+    /// of the process; a power loss may lose the last commits, never corrupt the database),
+    /// foreign keys on and a busy timeout. File databases checkpoint the WAL in the background
+    /// after each `apply` rather than in the committing call.
     ///
     /// # Errors
     /// `InvalidInput` for a URL that is neither `postgres://`/`postgresql://` nor `sqlite:`;
@@ -105,6 +138,7 @@ impl SqlMetadataStore {
     /// by a newer chatvault (or is out of date and migrations are off).
     pub async fn connect(url: &str, options: ConnectOptions) -> Result<SqlMetadataStore> {
         let scheme = scheme_of(url);
+        let mut checkpoint = None;
         let (db, backend) = match scheme {
             "postgres" | "postgresql" => {
                 let mut o = sea_orm::ConnectOptions::new(url.to_string());
@@ -131,6 +165,16 @@ impl SqlMetadataStore {
                     .foreign_keys(true)
                     .busy_timeout(options.busy_timeout);
                 let max = if memory { 1 } else { options.max_connections.unwrap_or(4).max(1) };
+                // Checkpoints run on their own connection after each `apply` (see
+                // `spawn_checkpointer`); the committing connection checkpoints only as a backstop,
+                // when the log has grown far beyond a batch (the default is 1,000 pages).
+                let background_checkpoints = !memory && max >= 2;
+                let opts = if background_checkpoints {
+                    opts.pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES.to_string())
+                        .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
+                } else {
+                    opts
+                };
                 let mut pool = SqlitePoolOptions::new().max_connections(max);
                 if memory {
                     // The database lives as long as its one connection: never let it go idle.
@@ -144,6 +188,7 @@ impl SqlMetadataStore {
                             .with_backend("sqlite")
                             .with_source(e)
                     })?;
+                checkpoint = background_checkpoints.then(|| spawn_checkpointer(pool.clone()));
                 (SqlxSqliteConnector::from_sqlx_sqlite_pool(pool), "sqlite")
             }
             other => {
@@ -154,6 +199,7 @@ impl SqlMetadataStore {
         };
         let store = SqlMetadataStore {
             writer: (backend == "sqlite").then(|| Mutex::new(())),
+            checkpoint,
             db,
             backend,
             token_key: options.token_key,
@@ -184,9 +230,7 @@ impl SqlMetadataStore {
     /// # Errors
     /// `Backend`/`Unavailable` when a migration fails.
     pub async fn migrate_up(&self) -> Result<()> {
-        Migrator::up(&self.db, None)
-            .await
-            .db(self.backend, "running migrations")
+        self.migrate(true).await
     }
 
     /// Reverts every migration: drops all of chatvault's tables (and their data).
@@ -194,9 +238,38 @@ impl SqlMetadataStore {
     /// # Errors
     /// `Backend`/`Unavailable` when a migration fails.
     pub async fn migrate_down(&self) -> Result<()> {
-        Migrator::down(&self.db, None)
-            .await
-            .db(self.backend, "reverting migrations")
+        self.migrate(false).await
+    }
+
+    /// Runs the migrations up or down. sea-orm-migration wraps them in a transaction on
+    /// PostgreSQL only; on SQLite each statement would go to whichever pooled connection is free,
+    /// and a connection that last read the schema before it changed compiles DDL against its old
+    /// copy ("index … already exists" for an index that was dropped). One transaction keeps every
+    /// statement on one connection, whose first statement re-reads the schema, and makes a
+    /// migration all-or-nothing on SQLite too.
+    async fn migrate(&self, up: bool) -> Result<()> {
+        let what = if up {
+            "running migrations"
+        } else {
+            "reverting migrations"
+        };
+        if self.db.get_database_backend() != DatabaseBackend::Sqlite {
+            let r = if up {
+                Migrator::up(&self.db, None).await
+            } else {
+                Migrator::down(&self.db, None).await
+            };
+            return r.db(self.backend, what);
+        }
+        let _w = self.writer_lock().await;
+        let txn = self.db.begin().await.db(self.backend, what)?;
+        let r = if up {
+            Migrator::up(&txn, None).await
+        } else {
+            Migrator::down(&txn, None).await
+        };
+        r.db(self.backend, what)?;
+        txn.commit().await.db(self.backend, what)
     }
 
     /// The migration versions applied to the database, oldest first.
@@ -260,6 +333,14 @@ impl SqlMetadataStore {
             }
         }
         Ok(())
+    }
+
+    /// Asks the background checkpointer (SQLite file databases) to copy the write-ahead log into
+    /// the database file; a request already pending covers this one.
+    pub(crate) fn request_checkpoint(&self) {
+        if let Some(tx) = &self.checkpoint {
+            let _ = tx.try_send(());
+        }
     }
 
     /// Serialises this store's SQLite writers; no-op on PostgreSQL.
@@ -720,6 +801,14 @@ impl MetadataStore for SqlMetadataStore {
 
     async fn outbox_stats(&self, workspace: Option<WorkspaceId>) -> Result<OutboxStats> {
         outbox::stats(self, workspace.as_ref()).await
+    }
+
+    async fn undelivered_keys(
+        &self,
+        workspace: &WorkspaceId,
+        limit: usize,
+    ) -> Result<Vec<MessageKey>> {
+        outbox::undelivered_keys(self, workspace, limit).await
     }
 }
 

@@ -10,7 +10,7 @@ use chatvault_core::{
 };
 use chatvault_storage_postgres::{ConnectOptions, SqlMetadataStore, TABLES};
 use common::Db;
-use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement};
 
 /// Every text-like column the schema may have, and why none of them can hold message text.
 /// A new text column fails the test until it is reviewed and listed here.
@@ -293,6 +293,52 @@ async fn migrations_up_down_up(db: &Db) {
     assert_eq!(again.list_workspaces().await.unwrap().len(), 1);
 }
 on_both!(migrations, migrations_up_down_up);
+
+async fn failed_migration_leaves_nothing(db: &Db) {
+    // An object squatting on the name of the migration's last index makes it fail at the end.
+    let raw = Database::connect(db.url()).await.unwrap();
+    let backend = raw.get_database_backend();
+    for sql in [
+        "CREATE TABLE squatter (x BIGINT)",
+        "CREATE INDEX outbox_dead ON squatter (x)",
+    ] {
+        raw.execute(Statement::from_string(backend, sql.to_string()))
+            .await
+            .unwrap();
+    }
+    let err = SqlMetadataStore::connect(db.url(), common::options())
+        .await
+        .expect_err("the migration fails");
+    assert!(err.to_string().contains("outbox_dead"), "{err}");
+    // All or nothing: no table of the failed migration is left to wedge the next attempt.
+    let tables = match backend {
+        DatabaseBackend::Postgres => {
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        }
+        _ => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    };
+    let left: Vec<String> = raw
+        .query_all(Statement::from_string(backend, tables.to_string()))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .filter(|t| t != "squatter" && t != "seaql_migrations")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    raw.execute(Statement::from_string(
+        backend,
+        "DROP TABLE squatter".to_string(),
+    ))
+    .await
+    .unwrap();
+    let store = db.store().await;
+    assert_eq!(
+        store.applied_migrations().await.unwrap(),
+        vec!["m0001_initial".to_string()]
+    );
+}
+on_both!(failed_migration, failed_migration_leaves_nothing);
 
 async fn newer_schema_is_refused(db: &Db) {
     let store = db.store().await;
