@@ -54,10 +54,10 @@ struct Enqueued {
 
 pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Result<ApplyReport> {
     let be = store.backend();
+    let mut tm = Phases::new();
     let ws = batch.validate().map_err(|e| e.with_backend(be))?.clone();
     validate_batch(&batch).map_err(|e| e.with_backend(be))?;
-
-    let mut tm = Phases::new();
+    tm.mark("validate");
     let _writer = store.writer_lock().await;
     let txn = Txn::begin(store)
         .await

@@ -21,7 +21,7 @@ pub(crate) struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial)]
+        vec![Box::new(M0001Initial), Box::new(M0002LeanWriteIndexes)]
     }
 }
 
@@ -309,5 +309,46 @@ impl MigrationTrait for M0001Initial {
             .map(|t| format!("DROP TABLE IF EXISTS {t}"))
             .collect();
         run_script(manager, &drops.join(";\n")).await
+    }
+}
+
+/// Fewer indexes for `apply` to maintain, measured on the 10,000-message batch bench (where index
+/// maintenance was a third of a SQLite batch: with every secondary index dropped it ran at
+/// 52,000–53,000 messages/s against 32,000–34,000): `links` had one index by time and one by
+/// domain then time, though every query of links is bounded by time and the domain filter reads
+/// the domain from a time-first index as well; `outbox_live` indexed the ids of live entries,
+/// which the primary key already orders (dead entries, the only ones it skipped, are few and
+/// have their own index).
+struct M0002LeanWriteIndexes;
+
+impl MigrationName for M0002LeanWriteIndexes {
+    fn name(&self) -> &str {
+        "m0002_lean_write_indexes"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for M0002LeanWriteIndexes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run_script(
+            manager,
+            "CREATE INDEX links_by_time_domain ON links (workspace_id, ts_micros, domain);
+             DROP INDEX links_by_time;
+             DROP INDEX links_by_domain;
+             DROP INDEX outbox_live",
+        )
+        .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run_script(
+            manager,
+            "CREATE INDEX outbox_live ON outbox (id) WHERE NOT dead;
+             CREATE INDEX links_by_domain ON links (workspace_id, domain, ts_micros);
+             CREATE INDEX links_by_time ON links (workspace_id, ts_micros);
+             DROP INDEX links_by_time_domain",
+        )
+        .await
     }
 }

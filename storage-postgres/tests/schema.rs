@@ -265,7 +265,10 @@ async fn migrations_up_down_up(db: &Db) {
     let store = db.store().await;
     assert_eq!(
         store.applied_migrations().await.unwrap(),
-        vec!["m0001_initial".to_string()]
+        vec![
+            "m0001_initial".to_string(),
+            "m0002_lean_write_indexes".to_string()
+        ]
     );
     let ws = WorkspaceId::new("T1").unwrap();
     store
@@ -335,7 +338,10 @@ async fn failed_migration_leaves_nothing(db: &Db) {
     let store = db.store().await;
     assert_eq!(
         store.applied_migrations().await.unwrap(),
-        vec!["m0001_initial".to_string()]
+        vec![
+            "m0001_initial".to_string(),
+            "m0002_lean_write_indexes".to_string()
+        ]
     );
 }
 on_both!(failed_migration, failed_migration_leaves_nothing);
