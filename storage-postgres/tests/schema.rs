@@ -261,15 +261,17 @@ async fn count_marker(store: &SqlMetadataStore, cols: &[(String, String)]) -> i6
     n
 }
 
-async fn migrations_up_down_up(db: &Db) {
-    let store = db.store().await;
+/// Every migration this build knows is recorded as applied, in order.
+async fn assert_fully_migrated(store: &SqlMetadataStore) {
     assert_eq!(
         store.applied_migrations().await.unwrap(),
-        vec![
-            "m0001_initial".to_string(),
-            "m0002_lean_write_indexes".to_string()
-        ]
+        ["m0001_initial", "m0002_lean_write_indexes"]
     );
+}
+
+async fn migrations_up_down_up(db: &Db) {
+    let store = db.store().await;
+    assert_fully_migrated(&store).await;
     let ws = WorkspaceId::new("T1").unwrap();
     store
         .upsert_workspace(&Workspace::new(ws.clone(), "Acme"))
@@ -336,13 +338,7 @@ async fn failed_migration_leaves_nothing(db: &Db) {
     .await
     .unwrap();
     let store = db.store().await;
-    assert_eq!(
-        store.applied_migrations().await.unwrap(),
-        vec![
-            "m0001_initial".to_string(),
-            "m0002_lean_write_indexes".to_string()
-        ]
-    );
+    assert_fully_migrated(&store).await;
 }
 on_both!(failed_migration, failed_migration_leaves_nothing);
 
