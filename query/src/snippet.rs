@@ -13,7 +13,16 @@ pub struct Snippet {
     pub matches: Vec<[usize; 2]>,
 }
 
-/// The lowercased words of a query, as snippets and question detection see them.
+/// English function words that snippets neither mark nor steer by (Lucene's default English stop
+/// set): "python library for interactive maps" should show where "maps" is, not where "for" is.
+const STOPWORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
+    "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "will", "with",
+];
+
+/// The lowercased words of a query that snippets mark: its words less the stopwords, or all of
+/// them when the query is nothing but stopwords ("to be or not to be").
 pub(crate) fn query_terms(query: &str) -> Vec<String> {
     let mut terms: Vec<String> = query
         .split(|c: char| !c.is_alphanumeric())
@@ -22,6 +31,9 @@ pub(crate) fn query_terms(query: &str) -> Vec<String> {
         .collect();
     terms.sort();
     terms.dedup();
+    if terms.iter().any(|t| !STOPWORDS.contains(&t.as_str())) {
+        terms.retain(|t| !STOPWORDS.contains(&t.as_str()));
+    }
     terms
 }
 
@@ -140,6 +152,29 @@ mod tests {
         assert!(s.text.len() < 80);
         let m = s.matches[0];
         assert_eq!(&s.text[m[0]..m[1]], "needle");
+    }
+
+    #[test]
+    fn stopwords_are_neither_marked_nor_steer_the_window() {
+        // "for" and "the" cluster at the start; the content word is further on.
+        let text = format!(
+            "for the team, for the record, for the win. {} a survey of maps",
+            "x ".repeat(60)
+        );
+        let s = snippet(&text, &query_terms("python library for the maps"), 50);
+        assert!(s.marked.contains("**maps**"), "{}", s.marked);
+        assert!(!s.marked.contains("**for**"), "{}", s.marked);
+        assert_eq!(s.matches.len(), 1, "{}", s.marked);
+    }
+
+    #[test]
+    fn a_query_of_stopwords_only_still_marks_them() {
+        assert_eq!(
+            query_terms("To be, or not to be"),
+            ["be", "not", "or", "to"]
+        );
+        let s = snippet("not now", &query_terms("or not"), 100);
+        assert_eq!(s.marked, "**not** now");
     }
 
     #[test]
