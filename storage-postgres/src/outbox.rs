@@ -16,7 +16,7 @@ use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, TransactionTrait};
 
 use crate::error::DbResultExt;
-use crate::read::{parse_channel, parse_ts, time_of};
+use crate::read::{decode_key, parse_channel, parse_ts, rows, time_of};
 use crate::sql::{key_chunk, max_params, Cols, Sql};
 use crate::store::SqlMetadataStore;
 use crate::validate::MAX_LONG;
@@ -312,29 +312,22 @@ pub(crate) async fn undelivered_keys(
     ws: &WorkspaceId,
     limit: usize,
 ) -> Result<Vec<MessageKey>> {
-    let be = store.backend();
-    let doing = "listing undelivered outbox keys";
     let mut q = Sql::new("SELECT DISTINCT channel_id, ts FROM outbox WHERE workspace_id = ");
     q.bind(ws.as_str());
     q.push(" ORDER BY channel_id, ts LIMIT ")
         .bind(i64::try_from(limit).unwrap_or(i64::MAX));
-    let rows = store
-        .db()
-        .query_all(q.stmt(store.db().get_database_backend()))
-        .await
-        .db(be, doing)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let mut c = Cols::new(r);
-        let channel: String = c.next().db(be, doing)?;
-        let ts: String = c.next().db(be, doing)?;
-        out.push(MessageKey::new(
-            ws.clone(),
-            parse_channel(&channel)?,
-            parse_ts(&ts)?,
-        ));
-    }
-    Ok(out)
+    rows(
+        store.db(),
+        store.backend(),
+        "listing undelivered outbox keys",
+        q,
+        |c| {
+            let ch: String = c.next()?;
+            let ts: String = c.next()?;
+            Ok(decode_key(ws, &ch, &ts))
+        },
+    )
+    .await
 }
 
 pub(crate) async fn stats(

@@ -59,7 +59,7 @@ fn parse_json(what: &str, s: &str) -> Result<serde_json::Value> {
 }
 
 /// Runs a query and decodes every row with `f`.
-async fn rows<C: ConnectionTrait, T>(
+pub(crate) async fn rows<C: ConnectionTrait, T>(
     conn: &C,
     be: &'static str,
     doing: &'static str,
@@ -428,7 +428,7 @@ fn limit_of(n: usize) -> i64 {
     n.min(i64::MAX as usize) as i64
 }
 
-fn decode_key(ws: &WorkspaceId, channel: &str, ts: &str) -> Result<MessageKey> {
+pub(crate) fn decode_key(ws: &WorkspaceId, channel: &str, ts: &str) -> Result<MessageKey> {
     Ok(MessageKey::new(
         ws.clone(),
         parse_channel(channel)?,

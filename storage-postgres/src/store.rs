@@ -21,7 +21,7 @@ use sea_orm::{
     ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, SqlxSqliteConnector,
     TransactionTrait,
 };
-use sea_orm_migration::MigratorTrait;
+use sea_orm_migration::{IntoSchemaManagerConnection, MigratorTrait};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::crypto::TokenKey;
@@ -253,22 +253,22 @@ impl SqlMetadataStore {
         } else {
             "reverting migrations"
         };
-        if self.db.get_database_backend() != DatabaseBackend::Sqlite {
-            let r = if up {
-                Migrator::up(&self.db, None).await
+        async fn run<'c, C: IntoSchemaManagerConnection<'c>>(
+            c: C,
+            up: bool,
+        ) -> Result<(), sea_orm::DbErr> {
+            if up {
+                Migrator::up(c, None).await
             } else {
-                Migrator::down(&self.db, None).await
-            };
-            return r.db(self.backend, what);
+                Migrator::down(c, None).await
+            }
+        }
+        if self.db.get_database_backend() != DatabaseBackend::Sqlite {
+            return run(&self.db, up).await.db(self.backend, what);
         }
         let _w = self.writer_lock().await;
         let txn = self.db.begin().await.db(self.backend, what)?;
-        let r = if up {
-            Migrator::up(&txn, None).await
-        } else {
-            Migrator::down(&txn, None).await
-        };
-        r.db(self.backend, what)?;
+        run(&txn, up).await.db(self.backend, what)?;
         txn.commit().await.db(self.backend, what)
     }
 
