@@ -185,6 +185,20 @@ impl VectorStore {
                     .with_backend(BACKEND),
             );
         };
+        // Workspace ids are case-sensitive, directory names on macOS and Windows are not: `ws-t1`
+        // may be T1's directory. Using it would show T1's documents as t1's (and let t1's drop
+        // or reconcile delete them).
+        if spec.workspace != workspace.as_str() {
+            return Err(Error::conflict(format!(
+                "{} holds the collection of workspace {:?}, not {workspace:?}: the file system \
+                 does not tell their names apart (ids that differ only in case); give one of \
+                 them another id or another root directory",
+                dir.display(),
+                spec.workspace
+            ))
+            .with_context("workspace", workspace)
+            .with_backend(BACKEND));
+        }
         let spec = CollectionSpec {
             dimension: spec.dimension,
             model_id: spec.model_id,

@@ -447,6 +447,53 @@ async fn persists_across_reopen_and_locks_out_a_second_writer() {
     store.drop_collection(&w).await.unwrap();
 }
 
+/// On a file system that ignores case (macOS, Windows), workspaces `T1` and `t1` map to one
+/// directory. Simulated here by a directory whose collection belongs to another workspace: the
+/// store refuses to use it for this one — no reads, no writes, no drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_holding_another_workspaces_collection_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t1, lower) = (ws("T1"), ws("t1"));
+    {
+        let store = VectorStore::open(dir.path(), VectorStoreOptions::default()).unwrap();
+        store.create_collection(&t1, &spec(4)).await.unwrap();
+        store
+            .upsert(
+                &t1,
+                &[doc(key("T1", "C1", 1), "deploy failed", unit(4, 0), 1)],
+            )
+            .await
+            .unwrap();
+        store.close();
+    }
+    // what `ws-t1` resolves to where case is folded
+    std::fs::rename(dir.path().join("ws-T1"), dir.path().join("ws-t1")).unwrap();
+    let store = VectorStore::open(dir.path(), VectorStoreOptions::default()).unwrap();
+    let e = store
+        .search_lexical(&lower, "deploy", &SearchOptions::top(5))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("\"T1\""), "{e}");
+    for e in [
+        store.create_collection(&lower, &spec(4)).await.unwrap_err(),
+        store
+            .upsert(&lower, &[doc(key("t1", "C1", 2), "x", unit(4, 1), 1)])
+            .await
+            .unwrap_err(),
+        store.drop_collection(&lower).await.unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    }
+    // T1's collection is intact
+    std::fs::rename(dir.path().join("ws-t1"), dir.path().join("ws-T1")).unwrap();
+    let hits = store
+        .search_lexical(&t1, "deploy", &SearchOptions::top(5))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_reclaims_disk_after_deleting_half() {
     let dir = tempfile::tempdir().unwrap();
