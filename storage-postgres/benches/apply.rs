@@ -21,7 +21,8 @@ use chatvault_core::{
     MessageRecord, MetadataStore, Reaction, Ts, UserId, Workspace, WorkspaceId, WriteBatch,
 };
 use chatvault_storage_postgres::{ConnectOptions, SqlMetadataStore};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use sea_orm::{ConnectionTrait, Database};
 
 fn batch_size() -> usize {
@@ -92,6 +93,16 @@ fn make_batch(ws: &WorkspaceId, n: usize) -> WriteBatch {
     b
 }
 
+/// The `apply` group, its throughput in messages of a batch of `n`.
+fn apply_group(c: &mut Criterion, n: usize) -> BenchmarkGroup<'_, WallTime> {
+    let mut g = c.benchmark_group("apply");
+    g.throughput(Throughput::Elements(n as u64));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    g.warm_up_time(Duration::from_secs(2));
+    g
+}
+
 fn bench_store(
     c: &mut Criterion,
     rt: &tokio::runtime::Runtime,
@@ -103,11 +114,7 @@ fn bench_store(
         .unwrap();
     let n = batch_size();
     let phases = std::env::var_os("CHATVAULT_BENCH_PHASES").is_some();
-    let mut g = c.benchmark_group("apply");
-    g.throughput(Throughput::Elements(n as u64));
-    g.sample_size(10);
-    g.measurement_time(Duration::from_secs(20));
-    g.warm_up_time(Duration::from_secs(2));
+    let mut g = apply_group(c, n);
     g.bench_function(format!("{name}/{n}_messages"), |bch| {
         bch.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -189,11 +196,7 @@ fn bench_sqlite_floor(c: &mut Criterion, rt: &tokio::runtime::Runtime, url: &str
             Ok::<_, sea_orm::DbErr>(conn)
         })
         .unwrap();
-    let mut g = c.benchmark_group("apply");
-    g.throughput(Throughput::Elements(n as u64));
-    g.sample_size(10);
-    g.measurement_time(Duration::from_secs(20));
-    g.warm_up_time(Duration::from_secs(2));
+    let mut g = apply_group(c, n);
     g.bench_function(format!("sqlite_engine_floor/{n}_messages"), |bch| {
         bch.iter_custom(|iters| {
             let mut total = Duration::ZERO;
