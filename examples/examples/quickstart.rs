@@ -15,9 +15,9 @@ use chatvault_storage_vector::{VectorStore, VectorStoreOptions};
 async fn main() -> chatvault_core::Result<()> {
     let dir = std::env::temp_dir().join(format!("chatvault-quickstart-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| chatvault_core::Error::unavailable(e.to_string()))?;
-    let url = format!("sqlite://{}?mode=rwc", dir.join("metadata.db").display());
-
-    let meta = Arc::new(SqlMetadataStore::connect(&url, ConnectOptions::default()).await?);
+    let meta = Arc::new(
+        SqlMetadataStore::open_sqlite(dir.join("metadata.db"), ConnectOptions::default()).await?,
+    );
     let content = Arc::new(VectorStore::open(
         dir.join("content"),
         VectorStoreOptions::default(),

@@ -30,15 +30,9 @@ pub struct StorageConfig {
 }
 
 impl StorageConfig {
-    /// The metadata store's URL: `database_url`, else `sqlite://<data_dir>/metadata.db?mode=rwc`.
-    pub fn metadata_url(&self) -> String {
-        match &self.database_url {
-            Some(u) => u.clone(),
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("metadata.db").display()
-            ),
-        }
+    /// The SQLite file the metadata store uses when `database_url` is not set.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("metadata.db")
     }
 
     /// Where the content store's collections live.
@@ -86,7 +80,12 @@ pub async fn open_stores(
             config.data_dir.display()
         ))
     })?;
-    let meta = SqlMetadataStore::connect(&config.metadata_url(), ConnectOptions::default()).await?;
+    let meta = match &config.database_url {
+        Some(url) => SqlMetadataStore::connect(url, ConnectOptions::default()).await?,
+        None => {
+            SqlMetadataStore::open_sqlite(config.sqlite_path(), ConnectOptions::default()).await?
+        }
+    };
     let content = VectorStore::open(config.content_dir(), VectorStoreOptions::default())?;
     Ok((Arc::new(meta), Arc::new(content)))
 }
@@ -210,7 +209,7 @@ pub async fn resolve_workspace(
             Ok(id)
         } else {
             Err(Error::not_found(format!(
-                "no workspace {id:?} in this data directory (stored: {})",
+                "no workspace \"{id}\" in this data directory (stored: {})",
                 list_or_none(all.iter().map(|w| w.id.to_string()))
             )))
         };

@@ -159,8 +159,9 @@ impl QueryEngine {
     ///
     /// # Errors
     /// `NotFound` (no such workspace or collection), `InvalidInput` (empty query, limit out of
-    /// range, bad cursor, a key of another workspace), `Unsupported` (a single mode the content
-    /// backend cannot run), and whatever the stores and the embedder report.
+    /// range, bad cursor, a time range that ends before it starts, a key of another workspace),
+    /// `Unsupported` (a single mode the content backend cannot run), and whatever the stores and
+    /// the embedder report.
     pub async fn search(
         &self,
         workspace: &WorkspaceId,
@@ -180,6 +181,7 @@ impl QueryEngine {
             ))
             .with_context("field", "limit"));
         }
+        check_time_range(&request.filter.time, "filter.time")?;
         let offset = parse_cursor(request.cursor.as_deref())?;
         let ws = self.workspace(workspace).await?;
         let allowed = Allowed::compute(self.meta.as_ref(), workspace, &request.scope).await?;
@@ -785,6 +787,20 @@ pub(crate) fn excerpt(text: &str, max: usize) -> String {
     } else {
         let cut: String = one_line.chars().take(max).collect();
         format!("{cut}…")
+    }
+}
+
+/// An inverted range matches nothing; it is almost always `since` and `until` swapped, so it
+/// is refused rather than answered with silence.
+pub(crate) fn check_time_range(range: &TimeRange, field: &str) -> Result<()> {
+    match (range.start, range.end) {
+        (Some(start), Some(end)) if start > end => Err(Error::invalid_input(format!(
+            "time range starts ({}) after it ends ({})",
+            start.to_rfc3339(),
+            end.to_rfc3339()
+        ))
+        .with_context("field", field)),
+        _ => Ok(()),
     }
 }
 

@@ -219,12 +219,14 @@ impl QueryEngine {
     /// Finds GitHub/GitLab review requests shared in a range and questions without replies.
     ///
     /// # Errors
-    /// `NotFound` (no such workspace), `InvalidInput` (limit or window out of range), store errors.
+    /// `NotFound` (no such workspace), `InvalidInput` (limit or window out of range, a
+    /// range that ends before it starts), store errors.
     pub async fn pr_reviews(
         &self,
         workspace: &WorkspaceId,
         request: PrReviewRequest,
     ) -> Result<PrReviewReport> {
+        crate::engine::check_time_range(&request.range, "range")?;
         if request.limit == 0 || request.limit > 500 {
             return Err(Error::invalid_input(format!(
                 "PR review limit {} is out of range 1..=500",

@@ -778,6 +778,21 @@ async fn pages_continue_with_the_cursor_without_overlap() {
         let err = engine.search(&t1, bad).await.expect_err("bad request");
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
     }
+    // `since` and `until` swapped: refused, not answered with nothing
+    let mut swapped = SearchRequest::new("deploy");
+    let at = |secs| chrono::DateTime::from_timestamp(secs, 0).expect("in range");
+    swapped.filter.time = chatvault_core::TimeRange::between(at(1_454_284_800), at(1_451_606_400));
+    let err = engine
+        .search(&t1, swapped.clone())
+        .await
+        .expect_err("inverted range");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("2016-02-01"), "{err}");
+    swapped.filter.time = chatvault_core::TimeRange::between(at(1_451_606_400), at(1_451_606_400));
+    engine
+        .search(&t1, swapped)
+        .await
+        .expect("an empty range is not an error");
 }
 
 /// A content store without lexical search (like a vector-only server), delegating the rest.

@@ -83,7 +83,7 @@ const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 /// on its own connection after each `apply`, while the caller goes on. Durability is unchanged:
 /// a commit is durable once it is in the WAL, checkpointed or not. The task ends when the store
 /// is dropped (its sender goes away).
-fn spawn_checkpointer(pool: sea_orm::sqlx::SqlitePool) -> tokio::sync::mpsc::Sender<()> {
+fn spawn_checkpointer(pool: sea_orm::sqlx::SqlitePool) -> Checkpointer {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
@@ -108,7 +108,7 @@ pub struct SqlMetadataStore {
     /// store's own writers from failing each other with `SQLITE_BUSY` on lock upgrades.
     writer: Option<Mutex<()>>,
     /// SQLite file databases: wakes the background WAL checkpointer (see [`spawn_checkpointer`]).
-    checkpoint: Option<tokio::sync::mpsc::Sender<()>>,
+    checkpoint: Option<Checkpointer>,
 }
 
 impl fmt::Debug for SqlMetadataStore {
@@ -118,6 +118,58 @@ impl fmt::Debug for SqlMetadataStore {
             .field("token_key", &self.token_key.as_ref().map(|_| "[redacted]"))
             .finish()
     }
+}
+
+/// Wakes the background WAL checkpointer (see [`spawn_checkpointer`]).
+type Checkpointer = tokio::sync::mpsc::Sender<()>;
+
+/// The SQLite pool for `opts` with the store's settings, and the background checkpointer's handle
+/// (file databases with a second connection to run it on).
+async fn open_sqlite_pool(
+    opts: SqliteConnectOptions,
+    memory: bool,
+    options: &ConnectOptions,
+) -> Result<(DatabaseConnection, Option<Checkpointer>)> {
+    let opts = opts
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        // A 64 MiB page cache (the default is 2 MiB) keeps the indexes a large write
+        // batch touches in memory; temporary b-trees stay in memory too.
+        .pragma("cache_size", "-65536")
+        .pragma("temp_store", "memory")
+        .foreign_keys(true)
+        .busy_timeout(options.busy_timeout);
+    let max = if memory {
+        1
+    } else {
+        options.max_connections.unwrap_or(4).max(1)
+    };
+    // Checkpoints run on their own connection after each `apply` (see
+    // `spawn_checkpointer`); the committing connection checkpoints only as a backstop,
+    // when the log has grown far beyond a batch (the default is 1,000 pages).
+    let background_checkpoints = !memory && max >= 2;
+    let opts = if background_checkpoints {
+        opts.pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES.to_string())
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
+    } else {
+        opts
+    };
+    let mut pool = SqlitePoolOptions::new().max_connections(max);
+    if memory {
+        // The database lives as long as its one connection: never let it go idle.
+        pool = pool
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None);
+    }
+    let file = opts.get_filename().display().to_string();
+    let pool = pool.connect_with(opts).await.map_err(|e| {
+        Error::unavailable(format!("cannot open the SQLite database {file}: {e}"))
+            .with_backend("sqlite")
+            .with_source(e)
+    })?;
+    let checkpoint = background_checkpoints.then(|| spawn_checkpointer(pool.clone()));
+    Ok((SqlxSqliteConnector::from_sqlx_sqlite_pool(pool), checkpoint))
 }
 
 fn scheme_of(url: &str) -> &str {
@@ -152,44 +204,12 @@ impl SqlMetadataStore {
             }
             "sqlite" => {
                 let memory = url.contains(":memory:") || url.contains("mode=memory");
-                let opts = SqliteConnectOptions::from_str(url)
-                    .map_err(|e| {
-                        Error::invalid_input(format!("invalid SQLite URL: {e}")).with_backend("sqlite")
-                    })?
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    // A 64 MiB page cache (the default is 2 MiB) keeps the indexes a large write
-                    // batch touches in memory; temporary b-trees stay in memory too.
-                    .pragma("cache_size", "-65536")
-                    .pragma("temp_store", "memory")
-                    .foreign_keys(true)
-                    .busy_timeout(options.busy_timeout);
-                let max = if memory { 1 } else { options.max_connections.unwrap_or(4).max(1) };
-                // Checkpoints run on their own connection after each `apply` (see
-                // `spawn_checkpointer`); the committing connection checkpoints only as a backstop,
-                // when the log has grown far beyond a batch (the default is 1,000 pages).
-                let background_checkpoints = !memory && max >= 2;
-                let opts = if background_checkpoints {
-                    opts.pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES.to_string())
-                        .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
-                } else {
-                    opts
-                };
-                let mut pool = SqlitePoolOptions::new().max_connections(max);
-                if memory {
-                    // The database lives as long as its one connection: never let it go idle.
-                    pool = pool.min_connections(1).idle_timeout(None).max_lifetime(None);
-                }
-                let pool = pool
-                    .connect_with(opts)
-                    .await
-                    .map_err(|e| {
-                        Error::unavailable(format!("cannot open the SQLite database: {e}"))
-                            .with_backend("sqlite")
-                            .with_source(e)
-                    })?;
-                checkpoint = background_checkpoints.then(|| spawn_checkpointer(pool.clone()));
-                (SqlxSqliteConnector::from_sqlx_sqlite_pool(pool), "sqlite")
+                let opts = SqliteConnectOptions::from_str(url).map_err(|e| {
+                    Error::invalid_input(format!("invalid SQLite URL: {e}")).with_backend("sqlite")
+                })?;
+                let (db, c) = open_sqlite_pool(opts, memory, &options).await?;
+                checkpoint = c;
+                (db, "sqlite")
             }
             other => {
                 return Err(Error::invalid_input(format!(
@@ -197,6 +217,17 @@ impl SqlMetadataStore {
                 )))
             }
         };
+        Self::finish_open(db, backend, checkpoint, options).await
+    }
+
+    /// Checks the schema and runs pending migrations (unless opted out) on a new connection.
+    async fn finish_open(
+        db: DatabaseConnection,
+        backend: &'static str,
+        checkpoint: Option<Checkpointer>,
+        options: ConnectOptions,
+    ) -> Result<SqlMetadataStore> {
+        let run_migrations = options.run_migrations;
         let store = SqlMetadataStore {
             writer: (backend == "sqlite").then(|| Mutex::new(())),
             checkpoint,
@@ -204,11 +235,28 @@ impl SqlMetadataStore {
             backend,
             token_key: options.token_key,
         };
-        store.check_schema(options.run_migrations).await?;
-        if options.run_migrations {
+        store.check_schema(run_migrations).await?;
+        if run_migrations {
             store.migrate_up().await?;
         }
         Ok(store)
+    }
+
+    /// Opens (creating it if missing) the SQLite database file at `path`, as
+    /// [`connect`](Self::connect) does for a `sqlite://` URL — but the path is taken as written:
+    /// a URL would read `%20` in a directory name as a space and `?` as the start of options.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn open_sqlite(
+        path: impl AsRef<std::path::Path>,
+        options: ConnectOptions,
+    ) -> Result<SqlMetadataStore> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path.as_ref())
+            .create_if_missing(true);
+        let (db, checkpoint) = open_sqlite_pool(opts, false, &options).await?;
+        Self::finish_open(db, "sqlite", checkpoint, options).await
     }
 
     /// `"postgres"` or `"sqlite"`.

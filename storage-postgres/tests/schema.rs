@@ -383,3 +383,40 @@ async fn bad_urls_are_rejected_clearly() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains("mysql"));
 }
+
+/// `open_sqlite` takes the path as written: in a URL `%20` would be read as a space and `?` as
+/// the start of options, so a data directory named like that would put the database elsewhere.
+#[tokio::test]
+async fn open_sqlite_takes_the_path_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("data%20dir?mode=ro#1");
+    std::fs::create_dir_all(&odd).unwrap();
+    let path = odd.join("metadata.db");
+    let ws = WorkspaceId::new("T1").unwrap();
+    {
+        let store = SqlMetadataStore::open_sqlite(&path, ConnectOptions::default())
+            .await
+            .unwrap();
+        store
+            .upsert_workspace(&Workspace::new(ws.clone(), "acme"))
+            .await
+            .unwrap();
+        assert_fully_migrated(&store).await;
+    }
+    assert!(path.exists(), "the file is where it was asked for");
+    assert!(!dir.path().join("data dir").exists());
+    let again = SqlMetadataStore::open_sqlite(&path, ConnectOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        again.get_workspace(&ws).await.unwrap().unwrap().name,
+        "acme"
+    );
+    // a directory that cannot hold the file is named in the error
+    let e =
+        SqlMetadataStore::open_sqlite(dir.path().join("missing/x.db"), ConnectOptions::default())
+            .await
+            .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.to_string().contains("missing/x.db"), "{e}");
+}

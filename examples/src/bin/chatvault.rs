@@ -29,6 +29,26 @@ use chatvault_query::{
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// `println!` that ends the program quietly when the reader has gone (`chatvault … | head`):
+/// `println!` panics on a closed pipe. Exiting mid-command loses nothing: every write is
+/// committed or re-done by the outbox on the next run.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            stdout_failed(e);
+        }
+    }};
+}
+
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to standard output: {e}");
+    std::process::exit(1);
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "chatvault",
@@ -240,6 +260,7 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -247,21 +268,21 @@ fn main() {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eout!("error: cannot start the async runtime: {e}");
             std::process::exit(1);
         }
     };
     let verbose = cli.global.verbose;
     if let Err(e) = runtime.block_on(run(cli)) {
-        eprintln!("error: {e}");
+        eout!("error: {e}");
         if verbose {
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
-                eprintln!("  caused by: {s}");
+                eout!("  caused by: {s}");
                 source = s.source();
             }
         } else if std::error::Error::source(&e).is_some() {
-            eprintln!("  (run with --verbose for the causes)");
+            eout!("  (run with --verbose for the causes)");
         }
         std::process::exit(exit_code(&e));
     }
@@ -292,7 +313,7 @@ async fn open_for(g: &Global, config: &StorageConfig, ws: &WorkspaceId) -> Resul
 async fn open_for_writing(g: &Global, ws: &WorkspaceId) -> Result<Stores> {
     let stores = open_for(g, &storage(g), ws).await?;
     if !g.json {
-        eprintln!("{}", stores.embedder_note);
+        eout!("{}", stores.embedder_note);
     }
     Ok(stores)
 }
@@ -364,17 +385,19 @@ async fn run(cli: Cli) -> Result<()> {
                     "embedded": relay.embedded, "delivered": relay.acked, "dead_lettered": relay.dead_lettered,
                 }))?;
             } else {
-                println!(
+                out!(
                     "backfilled {}: {} users, {} channels ({} complete), {} messages ({} replies) in {} API calls ({} rate-limited)",
                     ws, report.users, report.channels, report.channels_complete, report.messages,
                     report.replies, report.calls, report.rate_limited
                 );
                 for (c, e) in &report.channels_failed {
-                    println!("  channel {c} failed: {e} (a rerun continues where it stopped)");
+                    out!("  channel {c} failed: {e} (a rerun continues where it stopped)");
                 }
-                println!(
+                out!(
                     "content: {} embedded, {} delivered, {} dead-lettered",
-                    relay.embedded, relay.acked, relay.dead_lettered
+                    relay.embedded,
+                    relay.acked,
+                    relay.dead_lettered
                 );
             }
             Ok(())
@@ -464,7 +487,7 @@ async fn run(cli: Cli) -> Result<()> {
             if g.json {
                 print_json(&digest)
             } else {
-                println!("{}", digest.to_markdown());
+                out!("{}", digest.to_markdown());
                 Ok(())
             }
         }
@@ -482,9 +505,9 @@ async fn run(cli: Cli) -> Result<()> {
             if g.json {
                 return print_json(&report);
             }
-            println!("Review requests ({}):", report.reviews.len());
+            out!("Review requests ({}):", report.reviews.len());
             for r in &report.reviews {
-                println!(
+                out!(
                     "  {}  — {} replies, {} reactions, shared {}×",
                     r.url,
                     r.reply_count,
@@ -492,14 +515,14 @@ async fn run(cli: Cli) -> Result<()> {
                     r.shares.len()
                 );
                 if let Some(first) = r.shares.first() {
-                    println!(
+                    out!(
                         "      first shared in {} by {}",
                         first.message.channel_label(),
                         first.message.author_label()
                     );
                 }
             }
-            println!("\nUnanswered questions ({}):", report.open_questions.len());
+            out!("\nUnanswered questions ({}):", report.open_questions.len());
             for q in &report.open_questions {
                 print_message(&q.message, "  ");
             }
@@ -519,13 +542,13 @@ async fn run(cli: Cli) -> Result<()> {
                 return print_json(&retrieval);
             }
             if let Some(d) = &retrieval.degraded {
-                println!("(note: {d})");
+                out!("(note: {d})");
             }
             if retrieval.passages.is_empty() {
-                println!("No passage found for {question:?}.");
+                out!("No passage found for {question:?}.");
             }
             for p in &retrieval.passages {
-                println!(
+                out!(
                     "[{}] {} · {} · {}",
                     p.citation,
                     p.hit.message.channel_label(),
@@ -534,15 +557,15 @@ async fn run(cli: Cli) -> Result<()> {
                 );
                 for m in &p.context {
                     let marker = if m.key == p.hit.message.key { ">" } else { " " };
-                    println!(
+                    out!(
                         "   {marker} {}: {}",
                         m.author_label(),
                         one_line(m.text.as_deref().unwrap_or(""), 160)
                     );
                 }
-                println!("    {}", p.link());
+                out!("    {}", p.link());
             }
-            println!("\n(To generate an answer, hand `chatvault ask --json … | jq -r .prompt` to a language model.)");
+            out!("\n(To generate an answer, hand `chatvault ask --json … | jq -r .prompt` to a language model.)");
             Ok(())
         }
         Command::Stats => {
@@ -557,31 +580,36 @@ async fn run(cli: Cli) -> Result<()> {
                     "metadata_backend": stores.meta.backend(), "content_backend": stores.content.backend(),
                 }));
             }
-            println!(
+            out!(
                 "workspace {ws}  (metadata: {}, content: {})",
                 stores.meta.backend(),
                 stores.content.backend()
             );
-            println!(
+            out!(
                 "  messages      {:>8}  ({} replies)",
-                stats.messages, stats.replies
+                stats.messages,
+                stats.replies
             );
-            println!("  with content  {:>8}", stats.with_content);
-            println!("  channels      {:>8}", stats.channels);
-            println!("  users         {:>8}", stats.users);
-            println!("  reactions     {:>8}", stats.reactions);
-            println!("  links         {:>8}", stats.links);
-            println!("  files         {:>8}", stats.files);
-            println!(
+            out!("  with content  {:>8}", stats.with_content);
+            out!("  channels      {:>8}", stats.channels);
+            out!("  users         {:>8}", stats.users);
+            out!("  reactions     {:>8}", stats.reactions);
+            out!("  links         {:>8}", stats.links);
+            out!("  files         {:>8}", stats.files);
+            out!(
                 "  outbox        {:>8} pending, {} leased, {} dead",
-                outbox.pending, outbox.leased, outbox.dead
+                outbox.pending,
+                outbox.leased,
+                outbox.dead
             );
             match collection {
-                Some(c) => println!(
+                Some(c) => out!(
                     "  index         {:>8} documents ({}, {} dims)",
-                    c.documents, c.spec.model_id, c.spec.dimension
+                    c.documents,
+                    c.spec.model_id,
+                    c.spec.dimension
                 ),
-                None => println!("  index         none yet"),
+                None => out!("  index         none yet"),
             }
             Ok(())
         }
@@ -608,7 +636,7 @@ async fn run(cli: Cli) -> Result<()> {
                     "examples": report.examples.iter().map(|(k, key)| serde_json::json!({"finding": k, "key": key})).collect::<Vec<_>>(),
                 }));
             }
-            println!(
+            out!(
                 "{}: {} expected, {} stored; {} missing, {} mismatched, {} undelivered, {} orphans",
                 if report.is_clean() {
                     "clean"
@@ -623,13 +651,13 @@ async fn run(cli: Cli) -> Result<()> {
                 report.orphans
             );
             if !dry_run && !report.is_clean() {
-                println!(
+                out!(
                     "repaired: {} orphans deleted, {} messages marked for re-delivery (re-run ingest-export or backfill to re-send their text)",
                     report.orphans_deleted, report.requeued
                 );
             }
             for (what, key) in &report.examples {
-                println!("  {what}: {key}");
+                out!("  {what}: {key}");
             }
             Ok(())
         }
@@ -642,10 +670,10 @@ async fn run(cli: Cli) -> Result<()> {
                         return print_json(&dead);
                     }
                     if dead.is_empty() {
-                        println!("no dead letters");
+                        out!("no dead letters");
                     }
                     for d in &dead {
-                        println!(
+                        out!(
                             "{:>8}  {:<10} {}  after {} attempts: {}",
                             d.id,
                             d.op.name(),
@@ -670,9 +698,10 @@ async fn run(cli: Cli) -> Result<()> {
                             &serde_json::json!({"requeued": n, "delivered": report.acked, "dead_lettered": report.dead_lettered}),
                         );
                     }
-                    println!(
+                    out!(
                         "re-queued {n}; delivered {}, dead-lettered again {}",
-                        report.acked, report.dead_lettered
+                        report.acked,
+                        report.dead_lettered
                     );
                     Ok(())
                 }
@@ -736,7 +765,7 @@ async fn ingest(
             "seconds": summary.elapsed.as_secs_f64(),
         }));
     }
-    println!(
+    out!(
         "imported {} into workspace {ws}: {} messages ({} replies, {} with text, {} metadata-only), {} users, {} channels, {} reactions, {} files, {} links in {:.1} s ({:.0} messages/s)",
         path.display(),
         summary.totals.messages,
@@ -751,17 +780,20 @@ async fn ingest(
         summary.elapsed.as_secs_f64(),
         summary.messages_per_second()
     );
-    println!(
+    out!(
         "content: {} embedded, {} reused unchanged, {} delivered, {} dead-lettered",
-        relay.embedded, relay.embeddings_reused, relay.acked, relay.dead_lettered
+        relay.embedded,
+        relay.embeddings_reused,
+        relay.acked,
+        relay.dead_lettered
     );
     if !summary.skipped.is_empty() {
-        println!("skipped {}:", summary.skipped.len());
+        out!("skipped {}:", summary.skipped.len());
         for i in summary.skipped.iter().take(20) {
-            println!("  {i}");
+            out!("  {i}");
         }
         if summary.skipped.len() > 20 {
-            println!(
+            out!(
                 "  … and {} more (--json lists all)",
                 summary.skipped.len() - 20
             );
@@ -805,8 +837,8 @@ async fn demo(g: &Global, into: Option<PathBuf>) -> Result<()> {
     };
     let ws = WorkspaceId::new("houstondatavis")?;
     let stores = open_for(g, &config, &ws).await?;
-    println!("data directory: {}", dir.display());
-    println!("{}", stores.embedder_note);
+    out!("data directory: {}", dir.display());
+    out!("{}", stores.embedder_note);
     let export = sample_export();
     ingest(g, &stores, &ws, &export).await?;
     let engine = engine(&stores);
@@ -815,13 +847,13 @@ async fn demo(g: &Global, into: Option<PathBuf>) -> Result<()> {
         "d3 tutorial for beginners",
         "python library for interactive maps",
     ] {
-        println!("\n=== hybrid search: {query:?}");
+        out!("\n=== hybrid search: {query:?}");
         let response = engine
             .search(&ws, SearchRequest::new(query).limit(3))
             .await?;
         print_search(query, &response);
     }
-    println!(
+    out!(
         "\nTry more: cargo run -p chatvault-examples --bin chatvault -- --data-dir {} search \"<words>\"",
         dir.display()
     );
@@ -830,10 +862,10 @@ async fn demo(g: &Global, into: Option<PathBuf>) -> Result<()> {
 
 fn print_search(query: &str, response: &SearchResponse) {
     if let Some(d) = &response.degraded {
-        println!("(note: {d})");
+        out!("(note: {d})");
     }
     if response.hits.is_empty() {
-        println!("no results for {query:?}");
+        out!("no results for {query:?}");
         return;
     }
     for (i, hit) in response.hits.iter().enumerate() {
@@ -845,7 +877,7 @@ fn print_search(query: &str, response: &SearchResponse) {
         if let Some(s) = hit.why.semantic {
             why.push(format!("semantic #{} ({:.2})", s.rank, s.score));
         }
-        println!(
+        out!(
             "{:>2}. {} · {} · {}   [{}]",
             i + 1,
             m.channel_label(),
@@ -853,7 +885,7 @@ fn print_search(query: &str, response: &SearchResponse) {
             m.time.format("%Y-%m-%d %H:%M"),
             why.join(", ")
         );
-        println!("    {}", one_line(&hit.snippet.marked, 200));
+        out!("    {}", one_line(&hit.snippet.marked, 200));
         let mut extra = Vec::new();
         if m.reaction_count > 0 {
             extra.push(format!("{} reactions", m.reaction_count));
@@ -868,17 +900,17 @@ fn print_search(query: &str, response: &SearchResponse) {
             ));
         }
         if !extra.is_empty() {
-            println!("    ({})", extra.join(", "));
+            out!("    ({})", extra.join(", "));
         }
-        println!("    {}", m.link());
+        out!("    {}", m.link());
     }
     if let Some(c) = &response.next_cursor {
-        println!("(more: --cursor {c})");
+        out!("(more: --cursor {c})");
     }
 }
 
 fn print_message(m: &MessageView, indent: &str) {
-    println!(
+    out!(
         "{indent}{} · {} · {}: {}",
         m.channel_label(),
         m.author_label(),
@@ -898,7 +930,7 @@ fn one_line(s: &str, max: usize) -> String {
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    out!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
