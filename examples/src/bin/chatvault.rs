@@ -268,21 +268,21 @@ fn main() {
     {
         Ok(r) => r,
         Err(e) => {
-            eout!("error: cannot start the async runtime: {e}");
+            eprintln!("error: cannot start the async runtime: {e}");
             std::process::exit(1);
         }
     };
     let verbose = cli.global.verbose;
     if let Err(e) = runtime.block_on(run(cli)) {
-        eout!("error: {e}");
+        eprintln!("error: {e}");
         if verbose {
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
-                eout!("  caused by: {s}");
+                eprintln!("  caused by: {s}");
                 source = s.source();
             }
         } else if std::error::Error::source(&e).is_some() {
-            eout!("  (run with --verbose for the causes)");
+            eprintln!("  (run with --verbose for the causes)");
         }
         std::process::exit(exit_code(&e));
     }
@@ -313,7 +313,7 @@ async fn open_for(g: &Global, config: &StorageConfig, ws: &WorkspaceId) -> Resul
 async fn open_for_writing(g: &Global, ws: &WorkspaceId) -> Result<Stores> {
     let stores = open_for(g, &storage(g), ws).await?;
     if !g.json {
-        eout!("{}", stores.embedder_note);
+        eprintln!("{}", stores.embedder_note);
     }
     Ok(stores)
 }
