@@ -40,14 +40,58 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
         .with_context("file", path.display())
 }
 
+/// The files that list an export's conversations; each conversation folder must be listed in one.
+pub(crate) const CONVERSATION_LISTINGS: [&str; 4] =
+    ["channels.json", "groups.json", "dms.json", "mpims.json"];
+
+fn not_an_export(path: &Path, zip: bool, nested: Option<&Path>) -> Error {
+    let mut message = format!(
+        "no Slack export found at {}: none of {} is at its top level{}",
+        path.display(),
+        CONVERSATION_LISTINGS.join(", "),
+        if zip {
+            " or in a folder of the zip"
+        } else {
+            ""
+        }
+    );
+    if let Some(n) = nested {
+        message.push_str(&format!(
+            "; {} looks like one: import that folder instead",
+            n.display()
+        ));
+    }
+    Error::invalid_input(message).with_context("file", path.display())
+}
+
+/// A sub-folder of `dir` that holds an export, to point a user who chose the folder above it.
+fn nested_export(dir: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| CONVERSATION_LISTINGS.iter().any(|f| p.join(f).is_file()))
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
 impl ExportArchive {
-    /// Opens a directory, or a `.zip` file.
+    /// Opens a directory, or a `.zip` file, in Slack's export layout.
+    ///
+    /// An export is recognised by a conversation listing (`channels.json`, `groups.json`,
+    /// `dms.json` or `mpims.json`) at its top level (in a zip, at the top or inside the shallowest folder holding one): without one, no
+    /// conversation folder could be imported, so an empty folder or a folder above the export is
+    /// refused here rather than imported as an empty workspace.
     ///
     /// # Errors
-    /// `InvalidInput` naming the path when it does not exist or is not a readable zip.
+    /// `InvalidInput` naming the path when it does not exist, is not a readable zip, or holds no
+    /// Slack export.
     pub fn open(path: &Path) -> Result<Self> {
         let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
         if meta.is_dir() {
+            if !CONVERSATION_LISTINGS.iter().any(|f| path.join(f).is_file()) {
+                return Err(not_an_export(path, false, nested_export(path).as_deref()));
+            }
             return Ok(ExportArchive {
                 inner: Inner::Dir(path.to_path_buf()),
             });
@@ -55,21 +99,27 @@ impl ExportArchive {
         let file = File::open(path).map_err(|e| io_err(path, e))?;
         let archive = zip::ZipArchive::new(BufReader::new(file))
             .map_err(|e| io_err(path, format!("not a zip archive: {e}")))?;
-        // The export may sit inside one folder of the zip: find where channels.json/users.json are.
+        // The export may sit inside one folder of the zip: find where its listings are.
         let mut prefix: Option<String> = None;
         for name in archive.file_names() {
+            if name.starts_with("__MACOSX/") {
+                continue;
+            }
             let base = name.rsplit('/').next().unwrap_or(name);
-            if matches!(base, "channels.json" | "users.json") {
+            if CONVERSATION_LISTINGS.contains(&base) {
                 let p = &name[..name.len() - base.len()];
                 if prefix.as_ref().is_none_or(|q| p.len() < q.len()) {
                     prefix = Some(p.to_string());
                 }
             }
         }
+        let Some(prefix) = prefix else {
+            return Err(not_an_export(path, true, None));
+        };
         Ok(ExportArchive {
             inner: Inner::Zip {
                 archive: Box::new(archive),
-                prefix: prefix.unwrap_or_default(),
+                prefix,
             },
         })
     }

@@ -323,3 +323,70 @@ async fn bad_input_is_skipped_reported_and_the_rest_imported() {
     assert_eq!(s.totals.messages, 3);
     assert_eq!(meta.stats(&ws).await.unwrap().messages, 3);
 }
+
+#[tokio::test]
+async fn a_path_without_an_export_is_refused_and_nothing_is_stored() {
+    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let collector = Collector::new(meta.clone(), WorkspaceId::new("T1").unwrap());
+    let refused = |path: &std::path::Path| {
+        let collector = collector.clone();
+        let path = path.to_path_buf();
+        async move {
+            let e = collector
+                .import_export(&path, ImportOptions::default())
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), chatvault_core::ErrorKind::InvalidInput, "{e}");
+            assert!(e.to_string().contains("no Slack export found"), "{e}");
+            assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+            e
+        }
+    };
+
+    // an empty folder
+    let empty = tempfile::tempdir().unwrap();
+    refused(empty.path()).await;
+
+    // conversation folders and users.json, but nothing listing the conversations: no folder
+    // could be imported
+    let unlisted = tempfile::tempdir().unwrap();
+    std::fs::write(unlisted.path().join("users.json"), r#"[{"id":"U1"}]"#).unwrap();
+    std::fs::create_dir(unlisted.path().join("general")).unwrap();
+    std::fs::write(unlisted.path().join("general/2020-01-01.json"), "[]").unwrap();
+    refused(unlisted.path()).await;
+
+    // the folder above an export: the message points at the export
+    let above = tempfile::tempdir().unwrap();
+    let inner = above.path().join("acme-export");
+    std::fs::create_dir(&inner).unwrap();
+    std::fs::write(inner.join("channels.json"), "[]").unwrap();
+    let e = refused(above.path()).await;
+    assert!(e.to_string().contains("acme-export"), "{e}");
+
+    // a zip without an export, at its top or in a folder
+    let zip_path = above.path().join("not-an-export.zip");
+    {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        zip.start_file("notes/users.json", opts).unwrap();
+        zip.write_all(b"[]").unwrap();
+        zip.start_file("notes/general/2020-01-01.json", opts)
+            .unwrap();
+        zip.write_all(b"[]").unwrap();
+        zip.start_file("__MACOSX/notes/channels.json", opts)
+            .unwrap();
+        zip.write_all(b"[]").unwrap();
+        zip.finish().unwrap();
+    }
+    refused(&zip_path).await;
+
+    assert!(meta.list_workspaces().await.unwrap().is_empty());
+
+    // the export itself still imports, and only then is the workspace registered
+    let s = collector
+        .import_export(&inner, ImportOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(s.totals.messages, 0);
+    assert_eq!(meta.list_workspaces().await.unwrap().len(), 1);
+}
