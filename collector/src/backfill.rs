@@ -109,23 +109,79 @@ pub struct Backfill {
 }
 
 enum CallError {
-    /// Slack answered `ok: false` with this code.
-    Api(String),
+    /// Slack answered `ok: false` with this code (and, for `missing_scope`, the scope it needed).
+    Api {
+        code: String,
+        needed: Option<String>,
+    },
     /// Anything else (network, HTTP status, bad JSON, retries exhausted).
     Other(Error),
 }
 
+/// The context entry holding the Slack error code of a failed call.
+const SLACK_ERROR: &str = "slack_error";
+
+/// Codes saying the token itself is bad: every call will fail the same way.
+const TOKEN_REJECTED: [&str; 5] = [
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "token_expired",
+];
+
+/// Codes saying the token may not do this: it needs another scope or kind of token.
+const TOKEN_NOT_PERMITTED: [&str; 4] = [
+    "missing_scope",
+    "not_allowed_token_type",
+    "no_permission",
+    "team_access_not_granted",
+];
+
 impl CallError {
     fn into_error(self, method: &str) -> Error {
         match self {
-            CallError::Api(code) => {
-                let kind = if is_fatal(&code) {
-                    ErrorKind::Conflict
-                } else {
-                    ErrorKind::Backend
+            CallError::Api { code, needed } => {
+                let (kind, why) = match code.as_str() {
+                    // A bad token is the caller's input; the token itself is never quoted.
+                    c if TOKEN_REJECTED.contains(&c) => (
+                        ErrorKind::InvalidInput,
+                        Some(
+                            "Slack rejected the token; give a valid, current bot token (xoxb-…)"
+                                .to_string(),
+                        ),
+                    ),
+                    "not_allowed_token_type" => (
+                        ErrorKind::InvalidInput,
+                        Some(
+                            "this kind of token may not call it; give a bot token (xoxb-…)".into(),
+                        ),
+                    ),
+                    c if TOKEN_NOT_PERMITTED.contains(&c) => (
+                        ErrorKind::InvalidInput,
+                        Some(match needed {
+                            Some(scope) => format!("the token lacks the scope {scope}"),
+                            None => "the token lacks a required scope or permission".into(),
+                        }),
+                    ),
+                    "ratelimited" => (
+                        ErrorKind::Unavailable,
+                        Some("still rate limited; try again later".to_string()),
+                    ),
+                    "channel_not_found" | "thread_not_found" | "user_not_found" => {
+                        (ErrorKind::NotFound, None)
+                    }
+                    "invalid_cursor" | "invalid_arguments" | "invalid_limit"
+                    | "invalid_ts_oldest" | "invalid_ts_latest" => (ErrorKind::InvalidInput, None),
+                    _ => (ErrorKind::Backend, None),
                 };
-                Error::new(kind, format!("Slack API {method} failed: {code}"))
+                let message = match why {
+                    Some(why) => format!("Slack API {method} failed: {code}: {why}"),
+                    None => format!("Slack API {method} failed: {code}"),
+                };
+                Error::new(kind, message)
                     .with_context("method", method)
+                    .with_context(SLACK_ERROR, &code)
                     .with_backend("slack")
             }
             CallError::Other(e) => e.with_context("method", method),
@@ -133,19 +189,30 @@ impl CallError {
     }
 }
 
-/// Codes that no other conversation will escape: stop the run.
-fn is_fatal(code: &str) -> bool {
-    matches!(
-        code,
-        "invalid_auth"
-            | "not_authed"
-            | "account_inactive"
-            | "token_revoked"
-            | "token_expired"
-            | "no_permission"
-            | "missing_scope"
-            | "team_access_not_granted"
-    )
+/// Whether `e` is a failure no other conversation will escape (a rejected token, a missing
+/// permission, the API or the store out of reach): stop the run instead of going on.
+fn stops_the_run(e: &Error) -> bool {
+    let token_refused = e
+        .context(SLACK_ERROR)
+        .is_some_and(|code| TOKEN_REJECTED.contains(&code) || TOKEN_NOT_PERMITTED.contains(&code));
+    token_refused || matches!(e.kind(), ErrorKind::Conflict | ErrorKind::Unavailable)
+}
+
+/// `e`'s message followed by its causes, which reqwest's `Display` leaves out ("error sending
+/// request" says nothing of a refused connection or a failed TLS handshake).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        // hyper and io errors sometimes repeat their source's text as their own
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 struct Progressing {
@@ -192,10 +259,12 @@ impl Backfill {
     /// conversation synced to the end fetches only messages newer than its high-water mark.
     ///
     /// A conversation that fails (not a member, not found…) is marked `failed` and the run goes
-    /// on; an authentication failure stops the run.
+    /// on; an authentication or permission failure stops the run. Nothing, not even the
+    /// workspace, is written before Slack has answered the first call.
     ///
     /// # Errors
-    /// `Conflict` for authentication or permission failures; the store's error.
+    /// `InvalidInput` when Slack rejects the token or it lacks a scope; `Unavailable` when Slack
+    /// cannot be reached or keeps rate limiting; the store's error.
     pub async fn run(&self) -> Result<BackfillReport> {
         let span = info_span!("backfill", workspace = %self.workspace);
         self.run_inner().instrument(span).await
@@ -207,14 +276,6 @@ impl Backfill {
             start: Instant::now(),
             calls: 0,
         };
-        if self.meta.get_workspace(&self.workspace).await?.is_none() {
-            self.meta
-                .upsert_workspace(&chatvault_core::Workspace::new(
-                    self.workspace.clone(),
-                    self.workspace.as_str(),
-                ))
-                .await?;
-        }
         let limit = self.options.page_size.max(1).to_string();
 
         // users
@@ -228,6 +289,12 @@ impl Backfill {
             let page = self
                 .call("users.list", &params, &mut report, &mut prog)
                 .await?;
+            if cursor.is_none() {
+                // Registered only once the token has proved good, so a bad token or an
+                // unreachable API leaves no empty workspace behind; a rerun finds it and
+                // continues.
+                self.ensure_workspace().await?;
+            }
             let mut batch = WriteBatch::new(self.workspace.clone());
             for m in page
                 .get("members")
@@ -346,7 +413,7 @@ impl Backfill {
                     report
                         .channels_failed
                         .push((channel.clone(), e.to_string()));
-                    if e.kind() == ErrorKind::Conflict || e.kind() == ErrorKind::Unavailable {
+                    if stops_the_run(&e) {
                         return Err(e);
                     }
                 }
@@ -537,6 +604,18 @@ impl Backfill {
         }
     }
 
+    async fn ensure_workspace(&self) -> Result<()> {
+        if self.meta.get_workspace(&self.workspace).await?.is_none() {
+            self.meta
+                .upsert_workspace(&chatvault_core::Workspace::new(
+                    self.workspace.clone(),
+                    self.workspace.as_str(),
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn apply(&self, batch: WriteBatch, report: &mut BackfillReport) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -593,9 +672,13 @@ impl Backfill {
                     // reqwest errors carry the URL, never the header with the token
                     failures += 1;
                     if failures > self.options.max_retries {
+                        // The token travels in a header, never in the URL or the error.
                         return Err(CallError::Other(
-                            Error::unavailable(format!("{method}: {}", e.without_url()))
-                                .with_backend("slack"),
+                            Error::unavailable(format!(
+                                "{method}: {}",
+                                with_causes(&e.without_url())
+                            ))
+                            .with_backend("slack"),
                         ));
                     }
                     report.retries += 1;
@@ -640,10 +723,13 @@ impl Backfill {
                 }
                 Ok(resp) => {
                     let body = resp.bytes().await.map_err(|e| {
-                        CallError::Other(Error::unavailable(format!(
-                            "{method}: reading the response failed: {}",
-                            e.without_url()
-                        )))
+                        CallError::Other(
+                            Error::unavailable(format!(
+                                "{method}: reading the response failed: {}",
+                                with_causes(&e.without_url())
+                            ))
+                            .with_backend("slack"),
+                        )
                     })?;
                     let v: Value = serde_json::from_slice(&body).map_err(|e| {
                         CallError::Other(
@@ -659,15 +745,16 @@ impl Backfill {
                         .and_then(Value::as_str)
                         .unwrap_or("unknown_error")
                         .to_string();
+                    let needed = v.get("needed").and_then(Value::as_str).map(str::to_string);
                     if code == "ratelimited" {
                         waits += 1;
                         report.rate_limited += 1;
                         if waits > self.options.max_rate_limit_waits {
-                            return Err(CallError::Api(code));
+                            return Err(CallError::Api { code, needed });
                         }
                         Duration::from_secs(1)
                     } else {
-                        return Err(CallError::Api(code));
+                        return Err(CallError::Api { code, needed });
                     }
                 }
             };

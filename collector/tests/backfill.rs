@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use chatvault_collector::{Backfill, BackfillOptions, WEB_API_SOURCE};
 use chatvault_core::testing::MemoryMetadataStore;
-use chatvault_core::{ChannelId, MetadataStore, SecretString, SyncState, WorkspaceId};
+use chatvault_core::{ChannelId, ErrorKind, MetadataStore, SecretString, SyncState, WorkspaceId};
 use common::*;
 
 #[derive(Default)]
@@ -28,6 +28,8 @@ struct Fake {
     rate_limit_next_history: bool,
     fail_next_replies_500: bool,
     fail_history_page_with_cursor: Option<String>,
+    /// The body `users.list` answers instead of the users.
+    users_list_answer: Option<Value>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -66,6 +68,9 @@ async fn api(
     f.log.push((method.clone(), params.clone()));
     match method.as_str() {
         "users.list" => {
+            if let Some(answer) = f.users_list_answer.clone() {
+                return Json(answer).into_response();
+            }
             let users = vec![
                 json!({"id":"U1","name":"ann","profile":{"display_name":"Ann"}}),
                 json!({"id":"U2","name":"bob"}),
@@ -181,9 +186,11 @@ async fn backfill_paginates_retries_resumes_and_continues_incrementally() {
         .unwrap()
     };
     let c1 = ChannelId::new("C1").unwrap();
+    assert!(meta.list_workspaces().await.unwrap().is_empty());
 
     // run 1: 429 waited out, 500 retried, page 2 of C1 fails, C2 is not accessible
     let r1 = backfill().run().await.unwrap();
+    assert!(meta.get_workspace(&ws).await.unwrap().is_some());
     assert_eq!((r1.users, r1.channels), (3, 2));
     assert_eq!(r1.rate_limited, 1);
     assert!(r1.retries >= 1);
@@ -262,11 +269,11 @@ async fn backfill_paginates_retries_resumes_and_continues_incrementally() {
 }
 
 #[tokio::test]
-async fn bad_token_stops_the_run_without_leaking_it() {
+async fn bad_token_stops_the_run_without_leaking_it_or_storing_anything() {
     let url = serve(Arc::new(Mutex::new(Fake::default()))).await;
     let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
     let b = Backfill::new(
-        meta,
+        meta.clone(),
         WorkspaceId::new("T1").unwrap(),
         SecretString::new("xoxb-wrong-token"),
         BackfillOptions {
@@ -277,6 +284,98 @@ async fn bad_token_stops_the_run_without_leaking_it() {
     .unwrap();
     assert!(!format!("{b:?}").contains("xoxb-wrong"));
     let e = b.run().await.unwrap_err();
+    // a bad token is bad input (CLI exit 3), not a conflict with what is stored
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(e.to_string().contains("invalid_auth"), "{e}");
-    assert!(!e.to_string().contains("xoxb") && !format!("{e:?}").contains("xoxb"));
+    assert!(e.to_string().contains("rejected the token"), "{e}");
+    assert!(!e.to_string().contains("wrong-token") && !format!("{e:?}").contains("wrong-token"));
+    // no empty workspace left behind to make every later command ask for --workspace
+    assert!(meta.list_workspaces().await.unwrap().is_empty());
+}
+
+/// Runs a backfill whose `users.list` answers `answer`, expecting it to fail.
+async fn first_call_fails_with(answer: Value) -> (chatvault_core::Error, Arc<dyn MetadataStore>) {
+    let url = serve(Arc::new(Mutex::new(Fake {
+        users_list_answer: Some(answer),
+        ..Default::default()
+    })))
+    .await;
+    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let e = Backfill::new(
+        meta.clone(),
+        WorkspaceId::new("T1").unwrap(),
+        SecretString::new("xoxb-test-secret"),
+        BackfillOptions {
+            api_url: url,
+            max_rate_limit_waits: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .run()
+    .await
+    .unwrap_err();
+    assert!(!e.to_string().contains("test-secret"), "{e}");
+    (e, meta)
+}
+
+#[tokio::test]
+async fn slack_error_codes_map_to_kinds_a_caller_can_act_on() {
+    let (e, meta) = first_call_fails_with(
+        json!({"ok": false, "error": "missing_scope", "needed": "users:read", "provided": "chat:write"}),
+    )
+    .await;
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("lacks the scope users:read"), "{e}");
+    assert!(meta.list_workspaces().await.unwrap().is_empty());
+
+    let (e, _) = first_call_fails_with(json!({"ok": false, "error": "token_revoked"})).await;
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("rejected the token"), "{e}");
+
+    let (e, _) =
+        first_call_fails_with(json!({"ok": false, "error": "not_allowed_token_type"})).await;
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+
+    // rate limited past the waits allowed: retrying later may work
+    let (e, _) = first_call_fails_with(json!({"ok": false, "error": "ratelimited"})).await;
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.is_retryable());
+
+    let (e, _) = first_call_fails_with(json!({"ok": false, "error": "channel_not_found"})).await;
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+
+    let (e, _) = first_call_fails_with(json!({"ok": false, "error": "something_new"})).await;
+    assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+    assert!(e.to_string().contains("something_new"), "{e}");
+}
+
+#[tokio::test]
+async fn an_unreachable_api_says_why_and_stores_nothing() {
+    // a port nothing listens on: bound, then released
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let e = Backfill::new(
+        meta.clone(),
+        WorkspaceId::new("T1").unwrap(),
+        SecretString::new("xoxb-test-secret"),
+        BackfillOptions {
+            api_url: format!("http://127.0.0.1:{port}/api"),
+            max_retries: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .run()
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    // the cause, not just reqwest's "error sending request"
+    assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
+    assert!(!e.to_string().contains("test-secret") && !format!("{e:?}").contains("test-secret"));
+    assert!(meta.list_workspaces().await.unwrap().is_empty());
 }
