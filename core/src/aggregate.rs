@@ -6,6 +6,31 @@ use crate::filter::TimeRange;
 use crate::ids::{ChannelId, MessageKey, Ts, UserId};
 use crate::message::Link;
 
+/// The subtypes of messages in which someone said something — besides plain messages, which have
+/// no subtype. Activity aggregates count only these (see [`counts_as_activity`]); every other
+/// subtype records something happening to a conversation (joins, topic changes, archives, pins…)
+/// and would make a channel look busy, or a person talkative, when nobody said anything.
+///
+/// A list of what counts rather than of what does not, so a subtype Slack adds later is not
+/// counted until someone decides it carries something said. The same subtypes the collector
+/// stores text for.
+pub const ACTIVITY_SUBTYPES: &[&str] = &[
+    "bot_message",
+    "me_message",
+    "thread_broadcast",
+    "reply_broadcast",
+    "file_share",
+    "file_comment",
+    "file_mention",
+    "slackbot_response",
+];
+
+/// Whether a message with this subtype (`None`: a plain message) counts as activity: someone
+/// said something in it.
+pub fn counts_as_activity(subtype: Option<&str>) -> bool {
+    subtype.is_none_or(|s| ACTIVITY_SUBTYPES.contains(&s))
+}
+
 /// Which messages an aggregate counts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AggregateOptions {
@@ -41,11 +66,11 @@ pub struct ReactedMessage {
 pub struct ThreadActivity {
     /// The thread's parent.
     pub parent: MessageKey,
-    /// Replies stored for it in the range.
+    /// Replies stored for it in the range that count as activity ([`counts_as_activity`]).
     pub reply_count: u32,
-    /// Distinct repliers.
+    /// Distinct authors of those replies.
     pub participant_count: u32,
-    /// The newest reply.
+    /// The newest of those replies.
     pub latest_reply: Option<Ts>,
 }
 
@@ -74,9 +99,9 @@ pub struct DomainCount {
 pub struct ChannelActivity {
     /// The channel.
     pub channel: ChannelId,
-    /// Messages posted.
+    /// Messages posted that count as activity ([`counts_as_activity`]).
     pub messages: u64,
-    /// Distinct authors.
+    /// Distinct authors of those messages.
     pub users: u64,
 }
 
@@ -85,9 +110,9 @@ pub struct ChannelActivity {
 pub struct UserActivity {
     /// The person.
     pub user: UserId,
-    /// Messages posted.
+    /// Messages they posted that count as activity ([`counts_as_activity`]).
     pub messages: u64,
-    /// Reactions their messages received.
+    /// Reactions those messages received.
     pub reactions_received: u64,
 }
 

@@ -33,8 +33,9 @@ mod workspace;
 pub mod testing;
 
 pub use aggregate::{
-    AggregateOptions, ChannelActivity, ContentIndexEntry, DomainCount, LinkCount, LinkQuery,
-    ReactedMessage, SharedLink, ThreadActivity, UserActivity, WorkspaceStats,
+    counts_as_activity, AggregateOptions, ChannelActivity, ContentIndexEntry, DomainCount,
+    LinkCount, LinkQuery, ReactedMessage, SharedLink, ThreadActivity, UserActivity, WorkspaceStats,
+    ACTIVITY_SUBTYPES,
 };
 pub use batch::{ApplyReport, ChannelScope, WriteBatch};
 pub use channel::{Bookmark, Channel, ChannelKind, MembershipChange};

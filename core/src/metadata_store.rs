@@ -256,6 +256,10 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<ContentIndexEntry>>;
 
     // ----- aggregates -----
+    //
+    // The activity aggregates (`most_active_threads`, `channel_activity`, `user_activity`) count
+    // only messages in which someone said something (`counts_as_activity`): a channel full of
+    // joins is not busy. The others list what happened to messages of any subtype.
 
     /// Messages with at least one reaction, most reactions first (ties: older first, then
     /// channel).
@@ -269,8 +273,10 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<ReactedMessage>>;
 
     /// Threads with the most replies posted in the range, most first (ties: older parent first).
-    /// Counted from stored replies (`thread_ts` set and not the message's own ts); the parent need
-    /// not be stored.
+    /// Counted from stored replies (`thread_ts` set and not the message's own ts) that count as
+    /// activity ([`counts_as_activity`](crate::counts_as_activity): no subtype, or one of
+    /// [`ACTIVITY_SUBTYPES`](crate::ACTIVITY_SUBTYPES)); the parent need not be stored. A thread
+    /// with no such reply in the range is not listed.
     ///
     /// # Errors
     /// `Unavailable`/`Backend` when the store fails.
@@ -300,7 +306,11 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
         options: &AggregateOptions,
     ) -> Result<Vec<DomainCount>>;
 
-    /// The busiest channels, most messages first (ties: channel id order).
+    /// The busiest channels, most messages first (ties: channel id order). Counts only messages
+    /// that count as activity ([`counts_as_activity`](crate::counts_as_activity): no subtype, or
+    /// one of [`ACTIVITY_SUBTYPES`](crate::ACTIVITY_SUBTYPES)), bots' included; joins, topic
+    /// changes, archives and other events are not, and a channel with nothing else in the range is
+    /// not listed.
     ///
     /// # Errors
     /// `Unavailable`/`Backend` when the store fails.
@@ -310,7 +320,11 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
         options: &AggregateOptions,
     ) -> Result<Vec<ChannelActivity>>;
 
-    /// The busiest people, most messages first (ties: user id order).
+    /// The busiest people, most messages first (ties: user id order). Counts only messages with
+    /// an author that count as activity ([`counts_as_activity`](crate::counts_as_activity): no
+    /// subtype, or one of [`ACTIVITY_SUBTYPES`](crate::ACTIVITY_SUBTYPES)), and the reactions
+    /// those received; a person whose only messages in the range are events (joins, topic
+    /// changes…) is not listed.
     ///
     /// # Errors
     /// `Unavailable`/`Backend` when the store fails.

@@ -9,7 +9,7 @@ use chatvault_core::{
     MessageDetails, MessageFilter, MessageKey, MessageMeta, PageRequest, ProcessingQueueEntry,
     ReactedMessage, Reaction, Result, SharedLink, SyncState, SyncStatus, Team, TeamId,
     ThreadActivity, ThreadFilter, TimeRange, Ts, User, UserActivity, UserId, WorkspaceId,
-    WorkspaceStats,
+    WorkspaceStats, ACTIVITY_SUBTYPES,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::{ConnectionTrait, DbErr, QueryResult};
@@ -904,6 +904,16 @@ fn base(q: &mut Sql, ws: &WorkspaceId, o: &AggregateOptions, alias: &str) {
     push_channels(q, &format!("{alias}.channel_id"), &o.channels);
 }
 
+/// Keeps only messages that count as activity (`counts_as_activity`: no subtype, or one of
+/// `ACTIVITY_SUBTYPES`), so joins and topic changes do not make a channel look busy. A filter on
+/// the rows the range scan already reads (for `user_id`), so it needs no index of its own.
+fn push_activity(q: &mut Sql, alias: &str) {
+    q.push(&format!(
+        " AND ({alias}.subtype IS NULL OR {alias}.subtype IN ("
+    ));
+    q.bind_list(ACTIVITY_SUBTYPES.iter().copied()).push("))");
+}
+
 pub(crate) async fn most_reacted<C: ConnectionTrait>(
     conn: &C,
     be: &'static str,
@@ -939,6 +949,7 @@ pub(crate) async fn most_active_threads<C: ConnectionTrait>(
          MAX(m.ts_micros) FROM message_metadata m WHERE m.is_reply AND m.thread_ts IS NOT NULL AND m.workspace_id = ",
     );
     base(&mut q, ws, o, "m");
+    push_activity(&mut q, "m");
     q.push(" GROUP BY m.channel_id, m.thread_ts ORDER BY COUNT(*) DESC, MIN(m.thread_ts_micros), m.thread_ts, m.channel_id LIMIT ");
     q.bind(limit_of(o.limit));
     let threads = rows(conn, be, "finding the most active threads", q, |c| {
@@ -962,6 +973,7 @@ pub(crate) async fn most_active_threads<C: ConnectionTrait>(
                     "SELECT m.ts FROM message_metadata m WHERE m.is_reply AND m.workspace_id = ",
                 );
                 base(&mut q, ws, o, "m");
+                push_activity(&mut q, "m");
                 q.push(" AND m.channel_id = ").bind(parent.channel.as_str());
                 q.push(" AND m.thread_ts = ").bind(parent.ts.as_str());
                 q.push(" AND m.ts_micros = ").bind(micros);
@@ -1036,6 +1048,7 @@ pub(crate) async fn channel_activity<C: ConnectionTrait>(
 ) -> Result<Vec<ChannelActivity>> {
     let mut q = Sql::new("SELECT m.channel_id, COUNT(*), COUNT(DISTINCT m.user_id) FROM message_metadata m WHERE m.workspace_id = ");
     base(&mut q, ws, o, "m");
+    push_activity(&mut q, "m");
     q.push(" GROUP BY m.channel_id ORDER BY COUNT(*) DESC, m.channel_id LIMIT ")
         .bind(limit_of(o.limit));
     rows(conn, be, "computing channel activity", q, |c| {
@@ -1064,6 +1077,7 @@ pub(crate) async fn user_activity<C: ConnectionTrait>(
          WHERE m.user_id IS NOT NULL AND m.workspace_id = ",
     );
     base(&mut q, ws, o, "m");
+    push_activity(&mut q, "m");
     q.push(" GROUP BY m.user_id ORDER BY COUNT(*) DESC, m.user_id LIMIT ")
         .bind(limit_of(o.limit));
     rows(conn, be, "computing user activity", q, |c| {

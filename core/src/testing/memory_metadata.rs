@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    AggregateOptions, ApplyReport, Bookmark, BotConfig, Channel, ChannelActivity, ChannelId,
-    ChannelKind, ClaimRequest, ContentAttributes, ContentIndexEntry, DomainCount, Error,
-    FailOutcome, FileRef, Installation, Link, LinkCount, LinkQuery, MembershipChange,
-    MessageDetails, MessageFilter, MessageKey, MessageMeta, MetadataStore, OutboxEntry,
-    OutboxFailure, OutboxId, OutboxOp, OutboxStats, PageRequest, ProcessingQueueEntry,
+    counts_as_activity, AggregateOptions, ApplyReport, Bookmark, BotConfig, Channel,
+    ChannelActivity, ChannelId, ChannelKind, ClaimRequest, ContentAttributes, ContentIndexEntry,
+    DomainCount, Error, FailOutcome, FileRef, Installation, Link, LinkCount, LinkQuery,
+    MembershipChange, MessageDetails, MessageFilter, MessageKey, MessageMeta, MetadataStore,
+    OutboxEntry, OutboxFailure, OutboxId, OutboxOp, OutboxStats, PageRequest, ProcessingQueueEntry,
     ReactedMessage, Reaction, Result, RetryPolicy, SharedLink, SyncStatus, Team, TeamId,
     ThreadActivity, TimeRange, Ts, User, UserActivity, UserId, Workspace, WorkspaceId,
     WorkspaceStats, WriteBatch,
@@ -756,7 +756,7 @@ impl MetadataStore for MemoryMetadataStore {
             let mut threads: HashMap<(ChannelId, Ts), (u32, BTreeSet<UserId>, Option<Ts>)> =
                 HashMap::new();
             for m in d.messages_in(&options.range, &options.channels) {
-                if !m.meta.is_reply() {
+                if !m.meta.is_reply() || !counts_as_activity(m.meta.subtype.as_deref()) {
                     continue;
                 }
                 let Some(parent) = m.meta.thread_ts.clone() else {
@@ -853,7 +853,10 @@ impl MetadataStore for MemoryMetadataStore {
     ) -> Result<Vec<ChannelActivity>> {
         Ok(self.read(workspace, Vec::new(), |d| {
             let mut chans: BTreeMap<&ChannelId, (u64, BTreeSet<&UserId>)> = BTreeMap::new();
-            for m in d.messages_in(&options.range, &options.channels) {
+            for m in d
+                .messages_in(&options.range, &options.channels)
+                .filter(|m| counts_as_activity(m.meta.subtype.as_deref()))
+            {
                 let c = chans.entry(&m.meta.key.channel).or_default();
                 c.0 += 1;
                 if let Some(u) = &m.meta.user {
@@ -883,7 +886,10 @@ impl MetadataStore for MemoryMetadataStore {
     ) -> Result<Vec<UserActivity>> {
         Ok(self.read(workspace, Vec::new(), |d| {
             let mut users: BTreeMap<&UserId, (u64, u64)> = BTreeMap::new();
-            for m in d.messages_in(&options.range, &options.channels) {
+            for m in d
+                .messages_in(&options.range, &options.channels)
+                .filter(|m| counts_as_activity(m.meta.subtype.as_deref()))
+            {
                 if let Some(u) = &m.meta.user {
                     let e = users.entry(u).or_default();
                     e.0 += 1;

@@ -56,6 +56,7 @@ pub const CASES: &[&str] = &[
     "filter_orders_by_ts_and_pages",
     "workspaces_are_isolated",
     "aggregates",
+    "activity_counts_only_real_messages",
     "list_links",
     "stats_content_index_and_forget",
     "outbox_claim_and_ack",
@@ -102,6 +103,7 @@ where
         filter_orders_by_ts_and_pages,
         workspaces_are_isolated,
         aggregates,
+        activity_counts_only_real_messages,
         list_links,
         stats_content_index_and_forget,
         outbox_claim_and_ack,
@@ -1901,6 +1903,173 @@ pub async fn aggregates(store: Store) {
     let empty = with(TimeRange::between(at("1000.0"), at("2000.0")), None, 10);
     assert!(ok(store.channel_activity(&ws, &empty).await, "empty range").is_empty());
     assert!(ok(store.top_links(&ws, &empty).await, "empty range").is_empty());
+}
+
+/// The activity aggregates count only messages in which someone said something: plain messages
+/// and content subtypes (`bot_message`, `me_message`, `thread_broadcast`, `file_share`,
+/// `file_comment`…), never joins, topic or purpose changes, archives, pins, or a subtype the
+/// store does not know — and reactions to an event are not "reactions received".
+pub async fn activity_counts_only_real_messages(store: Store) {
+    let ws = create_workspace(store.as_ref(), "T1").await;
+    let w = ws.as_str();
+    let mut b = WriteBatch::new(ws.clone());
+    b.users = ["U1", "U2", "U3", "U4"]
+        .into_iter()
+        .map(|u| User::new(user(u), u.to_lowercase()))
+        .collect();
+    b.channels = vec![
+        Channel::new(chan("C1"), "general", ChannelKind::Public),
+        Channel::new(chan("C2"), "random", ChannelKind::Public),
+        Channel::new(chan("C3"), "old", ChannelKind::Public),
+    ];
+    // (channel, ts, author, subtype, thread_ts, reactions); events have no content, as the
+    // collector stores them.
+    type Row = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+        u32,
+    );
+    let rows: &[Row] = &[
+        ("C1", "10.0", Some("U1"), None, None, 2),
+        ("C1", "11.0", Some("U2"), Some("channel_join"), None, 3),
+        ("C1", "12.0", Some("U4"), Some("channel_join"), None, 0),
+        ("C1", "13.0", Some("U2"), None, Some("13.0"), 0),
+        ("C1", "14.0", Some("U1"), None, Some("13.0"), 0),
+        (
+            "C1",
+            "15.0",
+            Some("U3"),
+            Some("thread_broadcast"),
+            Some("13.0"),
+            0,
+        ),
+        (
+            "C1",
+            "16.0",
+            Some("U4"),
+            Some("pinned_item"),
+            Some("13.0"),
+            0,
+        ),
+        ("C1", "17.0", Some("U2"), None, None, 0),
+        ("C2", "20.0", Some("U1"), Some("channel_topic"), None, 4),
+        ("C2", "21.0", Some("U1"), Some("channel_purpose"), None, 0),
+        ("C2", "22.0", None, Some("bot_message"), None, 0),
+        ("C2", "23.0", Some("U3"), Some("me_message"), None, 0),
+        ("C2", "24.0", Some("U2"), Some("file_share"), None, 1),
+        ("C2", "25.0", Some("U4"), Some("channel_join"), None, 0),
+        (
+            "C2",
+            "26.0",
+            Some("U1"),
+            Some("channel_canvas_updated"),
+            None,
+            0,
+        ),
+        ("C2", "27.0", Some("U1"), Some("file_comment"), None, 0),
+        ("C3", "30.0", Some("U1"), Some("channel_archive"), None, 0),
+    ];
+    for &(c, t, author, subtype, thread, reactions) in rows {
+        let mut m = meta(&key(w, c, t), author);
+        m.subtype = subtype.map(str::to_string);
+        m.thread_ts = thread.map(ts);
+        if author.is_none() {
+            m.bot_id = Some("B1".into());
+        }
+        if reactions > 0 {
+            m.has_reactions = true;
+            m.reaction_count = reactions;
+        }
+        let said = subtype.is_none_or(|s| !s.starts_with("channel_") && s != "pinned_item");
+        let mut r = record(m, said.then_some("something said"), ChannelKind::Public);
+        if reactions > 0 {
+            r.reactions = vec![Reaction {
+                name: "wave".into(),
+                users: vec![user("U3")],
+                count: reactions,
+            }];
+        }
+        b.messages.push(r);
+    }
+    apply(&store, b, "write messages and events").await;
+    let all = AggregateOptions {
+        limit: 100,
+        ..Default::default()
+    };
+
+    let ca = ok(store.channel_activity(&ws, &all).await, "channel_activity");
+    let ca: Vec<_> = ca
+        .into_iter()
+        .map(|c| (c.channel, c.messages, c.users))
+        .collect();
+    assert_eq!(
+        ca,
+        [(chan("C1"), 5, 3), (chan("C2"), 4, 3)],
+        "channel_activity counts plain messages and content subtypes (bots' too), not joins, \
+         topic/purpose changes, pins, unknown subtypes; C3 (only an archive) is not listed"
+    );
+    let ca = ok(
+        store
+            .channel_activity(
+                &ws,
+                &AggregateOptions {
+                    range: TimeRange::between(at("20.0"), at("40.0")),
+                    channels: Some(vec![chan("C2"), chan("C3")]),
+                    limit: 10,
+                },
+            )
+            .await,
+        "channel_activity(C2, C3) in range",
+    );
+    assert_eq!(
+        ca.into_iter()
+            .map(|c| (c.channel, c.messages))
+            .collect::<Vec<_>>(),
+        [(chan("C2"), 4)],
+        "the rule holds together with range and channels"
+    );
+
+    let ua = ok(store.user_activity(&ws, &all).await, "user_activity");
+    let ua: Vec<_> = ua
+        .into_iter()
+        .map(|u| (u.user, u.messages, u.reactions_received))
+        .collect();
+    assert_eq!(
+        ua,
+        [(user("U1"), 3, 2), (user("U2"), 3, 1), (user("U3"), 2, 0)],
+        "user_activity counts only what people said (and the reactions it got); U4, who only \
+         joined and pinned, is not listed"
+    );
+    let ua = ok(
+        store
+            .user_activity(
+                &ws,
+                &AggregateOptions {
+                    channels: Some(vec![chan("C3")]),
+                    ..all.clone()
+                },
+            )
+            .await,
+        "user_activity(C3)",
+    );
+    assert!(ua.is_empty(), "an archive is nobody's activity: {ua:?}");
+
+    let th = ok(
+        store.most_active_threads(&ws, &all).await,
+        "most_active_threads",
+    );
+    let th: Vec<_> = th
+        .into_iter()
+        .map(|t| (t.parent, t.reply_count, t.participant_count, t.latest_reply))
+        .collect();
+    assert_eq!(
+        th,
+        [(key(w, "C1", "13.0"), 2, 2, Some(ts("15.0")))],
+        "a pin in the thread is not a reply; the broadcast reply is"
+    );
 }
 
 /// `list_links`: (ts, channel, position) order, range, channel and domain filters, limit.

@@ -66,6 +66,7 @@ macro_rules! metadata_suite_tests {
             filter_orders_by_ts_and_pages,
             workspaces_are_isolated,
             aggregates,
+            activity_counts_only_real_messages,
             list_links,
             stats_content_index_and_forget,
             outbox_claim_and_ack,
