@@ -284,13 +284,13 @@ async fn bad_token_stops_the_run_without_leaking_it_or_storing_anything() {
     .unwrap();
     assert!(!format!("{b:?}").contains("xoxb-wrong"));
     let e = b.run().await.unwrap_err();
+    // no empty workspace left behind to make every later command ask for --workspace
+    assert!(meta.list_workspaces().await.unwrap().is_empty());
     // a bad token is bad input (CLI exit 3), not a conflict with what is stored
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(e.to_string().contains("invalid_auth"), "{e}");
     assert!(e.to_string().contains("rejected the token"), "{e}");
     assert!(!e.to_string().contains("wrong-token") && !format!("{e:?}").contains("wrong-token"));
-    // no empty workspace left behind to make every later command ask for --workspace
-    assert!(meta.list_workspaces().await.unwrap().is_empty());
 }
 
 /// Runs a backfill whose `users.list` answers `answer`, expecting it to fail.
