@@ -129,8 +129,10 @@ impl QueryEngine {
     /// Builds a digest. Only channels the scope may read count, in every section.
     ///
     /// # Errors
-    /// `NotFound` (no such workspace), `InvalidInput` (limit out of range), store errors.
+    /// `NotFound` (no such workspace), `InvalidInput` (limit out of range, a range that ends
+    /// before it starts), store errors.
     pub async fn digest(&self, workspace: &WorkspaceId, request: DigestRequest) -> Result<Digest> {
+        crate::engine::check_time_range(&request.range, "range")?;
         if request.limit == 0 || request.limit > 100 {
             return Err(chatvault_core::Error::invalid_input(format!(
                 "digest limit {} is out of range 1..=100",

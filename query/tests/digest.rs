@@ -115,3 +115,26 @@ async fn digest_activity_counts_only_real_messages_on_sqlite() {
     let (meta, content, _dir) = common::real_stores().await;
     assert_counts_only_what_people_said("sqlite", meta, content).await;
 }
+
+/// `since` and `until` swapped: the digest and the PR review report refuse the range, naming it,
+/// rather than reporting an empty week.
+#[tokio::test]
+async fn an_inverted_range_is_refused() {
+    let (meta, content) = common::memory_stores();
+    let embedder: Arc<dyn Embedder> = Arc::new(HashingEmbedder::new(32).expect("embedder"));
+    let engine = QueryEngine::new(meta, content, embedder);
+    let at = |raw: &str| Ts::new(raw).expect("ts").to_datetime();
+    let swapped = TimeRange::between(at("1454284800"), at("1451606400"));
+    let ws = chatvault_core::WorkspaceId::new("T1").expect("id");
+    let e = engine
+        .digest(&ws, DigestRequest::new(swapped.clone()))
+        .await
+        .expect_err("inverted");
+    assert_eq!(e.kind(), chatvault_core::ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("range"), "{e}");
+    let e = engine
+        .pr_reviews(&ws, chatvault_query::PrReviewRequest::new(swapped))
+        .await
+        .expect_err("inverted");
+    assert_eq!(e.kind(), chatvault_core::ErrorKind::InvalidInput, "{e}");
+}
