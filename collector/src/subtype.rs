@@ -14,17 +14,9 @@ pub enum SubtypeHandling {
     Skipped,
 }
 
-/// Subtypes whose text people wrote (or a bot posted for people to read).
-const CONTENT: &[&str] = &[
-    "bot_message",
-    "me_message",
-    "thread_broadcast",
-    "reply_broadcast",
-    "file_share",
-    "file_comment",
-    "file_mention",
-    "slackbot_response",
-];
+/// Subtypes whose text people wrote (or a bot posted for people to read): the ones the metadata
+/// store's activity aggregates count, so what is searchable and what counts as activity agree.
+const CONTENT: &[&str] = chatvault_core::ACTIVITY_SUBTYPES;
 
 /// Subtypes that record something happening to a conversation, not something said in it.
 const METADATA_ONLY: &[&str] = &[

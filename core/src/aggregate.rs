@@ -12,8 +12,8 @@ use crate::message::Link;
 /// and would make a channel look busy, or a person talkative, when nobody said anything.
 ///
 /// A list of what counts rather than of what does not, so a subtype Slack adds later is not
-/// counted until someone decides it carries something said. The same subtypes the collector
-/// stores text for.
+/// counted until someone decides it carries something said. The collector stores text for
+/// exactly these (its subtype table reads this list).
 pub const ACTIVITY_SUBTYPES: &[&str] = &[
     "bot_message",
     "me_message",
