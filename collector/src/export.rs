@@ -64,12 +64,17 @@ fn not_an_export(path: &Path, zip: bool, nested: Option<&Path>) -> Error {
     Error::invalid_input(message).with_context("file", path.display())
 }
 
+/// Whether the folder `dir` holds a conversation listing: an export's top level.
+fn holds_listing(dir: &Path) -> bool {
+    CONVERSATION_LISTINGS.iter().any(|f| dir.join(f).is_file())
+}
+
 /// A sub-folder of `dir` that holds an export, to point a user who chose the folder above it.
 fn nested_export(dir: &Path) -> Option<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| CONVERSATION_LISTINGS.iter().any(|f| p.join(f).is_file()))
+        .filter(|p| holds_listing(p))
         .collect();
     found.sort();
     found.into_iter().next()
@@ -79,9 +84,10 @@ impl ExportArchive {
     /// Opens a directory, or a `.zip` file, in Slack's export layout.
     ///
     /// An export is recognised by a conversation listing (`channels.json`, `groups.json`,
-    /// `dms.json` or `mpims.json`) at its top level (in a zip, at the top or inside the shallowest folder holding one): without one, no
-    /// conversation folder could be imported, so an empty folder or a folder above the export is
-    /// refused here rather than imported as an empty workspace.
+    /// `dms.json` or `mpims.json`) at its top level (in a zip, at the top or inside the shallowest
+    /// folder holding one): without one, no conversation folder could be imported, so an empty
+    /// folder or a folder above the export is refused here rather than imported as an empty
+    /// workspace.
     ///
     /// # Errors
     /// `InvalidInput` naming the path when it does not exist, is not a readable zip, or holds no
@@ -89,7 +95,7 @@ impl ExportArchive {
     pub fn open(path: &Path) -> Result<Self> {
         let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
         if meta.is_dir() {
-            if !CONVERSATION_LISTINGS.iter().any(|f| path.join(f).is_file()) {
+            if !holds_listing(path) {
                 return Err(not_an_export(path, false, nested_export(path).as_deref()));
             }
             return Ok(ExportArchive {

@@ -12,16 +12,8 @@ use chatvault_query::{Digest, DigestRequest, QueryEngine};
 
 async fn january_2016(meta: Arc<dyn MetadataStore>, content: Arc<dyn ContentStore>) -> Digest {
     let embedder: Arc<dyn Embedder> = Arc::new(HashingEmbedder::new(32).expect("embedder"));
-    let loaded = common::load_export(
-        &common::testdata("slack-export-houstondatavis"),
-        "T061A2UFL",
-        Some("houstondatavis"),
-        meta.as_ref(),
-        content.as_ref(),
-        embedder.as_ref(),
-        &[],
-    )
-    .await;
+    let loaded =
+        common::load_houstondatavis(meta.as_ref(), content.as_ref(), embedder.as_ref()).await;
     let engine = QueryEngine::new(meta, content, embedder);
     let at = |raw: &str| Ts::new(raw).expect("ts").to_datetime();
     // 2016-01-01T00:00:00Z to 2016-02-01T00:00:00Z

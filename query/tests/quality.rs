@@ -96,16 +96,8 @@ async fn run_with(
     embedder: Arc<dyn Embedder>,
 ) {
     let model = embedder.model_id().to_string();
-    let loaded = common::load_export(
-        &common::testdata("slack-export-houstondatavis"),
-        "T061A2UFL",
-        Some("houstondatavis"),
-        meta.as_ref(),
-        content.as_ref(),
-        embedder.as_ref(),
-        &[],
-    )
-    .await;
+    let loaded =
+        common::load_houstondatavis(meta.as_ref(), content.as_ref(), embedder.as_ref()).await;
     let engine = QueryEngine::new(meta, content, embedder);
     if std::env::var_os("CHATVAULT_QUALITY_SWEEP").is_some() {
         for k in [5.0, 10.0, 60.0] {

@@ -189,9 +189,7 @@ impl SqlMetadataStore {
     /// `Unavailable` when the database cannot be reached; `Conflict` when the schema was written
     /// by a newer chatvault (or is out of date and migrations are off).
     pub async fn connect(url: &str, options: ConnectOptions) -> Result<SqlMetadataStore> {
-        let scheme = scheme_of(url);
-        let mut checkpoint = None;
-        let (db, backend) = match scheme {
+        match scheme_of(url) {
             "postgres" | "postgresql" => {
                 let mut o = sea_orm::ConnectOptions::new(url.to_string());
                 o.max_connections(options.max_connections.unwrap_or(10))
@@ -200,24 +198,20 @@ impl SqlMetadataStore {
                     .acquire_timeout(Duration::from_secs(30))
                     .sqlx_logging(false);
                 let db = Database::connect(o).await.db("postgres", "connecting to PostgreSQL")?;
-                (db, "postgres")
+                Self::finish_open(db, "postgres", None, options).await
             }
             "sqlite" => {
                 let memory = url.contains(":memory:") || url.contains("mode=memory");
                 let opts = SqliteConnectOptions::from_str(url).map_err(|e| {
                     Error::invalid_input(format!("invalid SQLite URL: {e}")).with_backend("sqlite")
                 })?;
-                let (db, c) = open_sqlite_pool(opts, memory, &options).await?;
-                checkpoint = c;
-                (db, "sqlite")
+                let (db, checkpoint) = open_sqlite_pool(opts, memory, &options).await?;
+                Self::finish_open(db, "sqlite", checkpoint, options).await
             }
-            other => {
-                return Err(Error::invalid_input(format!(
-                    "unsupported database URL scheme {other:?}: expected postgres://, postgresql:// or sqlite:"
-                )))
-            }
-        };
-        Self::finish_open(db, backend, checkpoint, options).await
+            other => Err(Error::invalid_input(format!(
+                "unsupported database URL scheme {other:?}: expected postgres://, postgresql:// or sqlite:"
+            ))),
+        }
     }
 
     /// Checks the schema and runs pending migrations (unless opted out) on a new connection.

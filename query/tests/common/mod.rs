@@ -122,6 +122,24 @@ pub struct Loaded {
     pub messages: usize,
 }
 
+/// Loads the bundled houstondatavis export (team T061A2UFL) with all channels public.
+pub async fn load_houstondatavis(
+    meta: &dyn MetadataStore,
+    content: &dyn ContentStore,
+    embedder: &dyn Embedder,
+) -> Loaded {
+    load_export(
+        &testdata("slack-export-houstondatavis"),
+        "T061A2UFL",
+        Some("houstondatavis"),
+        meta,
+        content,
+        embedder,
+        &[],
+    )
+    .await
+}
+
 /// Loads a Slack export directory into both stores (content written directly, embedded with
 /// `embedder`). Channel kinds: public unless `private` names them.
 pub async fn load_export(
