@@ -9,21 +9,21 @@
 
 use std::collections::{BinaryHeap, HashMap};
 use std::fs::{self, File};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chatvault_core::{
     CollectionSpec, ContentDelete, ContentDocument, ContentFilter, ContentVersion, Error,
     MessageKey, PageRequest, Result, ScoredKey, WorkspaceId, WriteOutcome,
 };
-use fs4::fs_std::FileExt;
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{DocSetCollector, TopDocs};
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
@@ -32,12 +32,13 @@ use tantivy::{
 use crate::error::{io_err, tantivy_err, BACKEND};
 use crate::filter::{self, SegmentKeys, VidAddrCollector, VidCollector, VidSet};
 use crate::graph::{self, Graph, GraphParams, NONE_COVERED};
+use crate::lock::WriterLock;
 use crate::markup;
+use crate::read_only::ReadOnlyDirectory;
 use crate::schema::Fields;
 use crate::{SearchTuning, VectorStoreOptions};
 
 const SPEC_FILE: &str = "collection.json";
-const LOCK_FILE: &str = "writer.lock";
 const INDEX_DIR: &str = "tantivy";
 const GRAPH_DIR: &str = "graph";
 const GRAPH_META: &str = "current.json";
@@ -104,7 +105,36 @@ struct IndexerSignal {
     dirty: bool,
 }
 
-/// An open collection (holds the writer lock).
+/// What a reader last loaded, to notice the writer's new commits and graph dumps.
+#[derive(Debug, Default)]
+struct ReadWatch {
+    /// `meta.json` of the tantivy commit the snapshot holds.
+    meta: Option<FileSig>,
+    /// The graph record (`current.json`) of the graph the reader holds.
+    graph: Option<FileSig>,
+    /// The tail holds every live vector with `floor < vid <= read_vid` (`None`: from the first
+    /// vid) of the snapshot; `floor` is the graph's coverage when the tail was last trimmed.
+    floor: Option<u64>,
+    read_vid: Option<u64>,
+}
+
+/// Identifies a version of a file that is replaced atomically (rename).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileSig {
+    len: u64,
+    modified: SystemTime,
+}
+
+fn file_sig(path: &Path) -> Option<FileSig> {
+    let m = fs::metadata(path).ok()?;
+    Some(FileSig {
+        len: m.len(),
+        modified: m.modified().ok()?,
+    })
+}
+
+/// An open collection: the writer (holds the writer lock, runs the graph indexer) or a reader
+/// (no lock, no writes; follows the writer's commits and graph dumps).
 pub(crate) struct Collection {
     pub(crate) workspace: WorkspaceId,
     pub(crate) spec: CollectionSpec,
@@ -112,7 +142,8 @@ pub(crate) struct Collection {
     fields: Fields,
     index: Index,
     reader: IndexReader,
-    writer: Mutex<WriterState>,
+    /// `None` for a reader.
+    writer: Option<Mutex<WriterState>>,
     state: RwLock<Snapshot>,
     graph: RwLock<Arc<Graph>>,
     /// Held while the graph is modified (indexer step, compaction, dump).
@@ -122,7 +153,9 @@ pub(crate) struct Collection {
     progress: Condvar,
     indexer: Mutex<Option<JoinHandle<()>>>,
     options: VectorStoreOptions,
-    _lock: File,
+    /// `Some` for a reader.
+    watch: Option<Mutex<ReadWatch>>,
+    _lock: Option<Arc<WriterLock>>,
 }
 
 struct WriterState {
@@ -171,6 +204,7 @@ impl Collection {
         workspace: &WorkspaceId,
         spec: &CollectionSpec,
         options: &VectorStoreOptions,
+        lock: Arc<WriterLock>,
     ) -> Result<Arc<Collection>> {
         if dir.exists() {
             fs::remove_dir_all(dir).map_err(|e| io_err(dir.display(), e))?;
@@ -178,7 +212,6 @@ impl Collection {
         let index_dir = dir.join(INDEX_DIR);
         fs::create_dir_all(&index_dir).map_err(|e| io_err(index_dir.display(), e))?;
         fs::create_dir_all(dir.join(GRAPH_DIR)).map_err(|e| io_err(dir.display(), e))?;
-        let lock = Self::lock(dir, workspace)?;
         let fields = Fields::new();
         let mmap = MmapDirectory::open(&index_dir).map_err(|e| {
             Error::unavailable(format!("cannot open {}: {e}", index_dir.display()))
@@ -198,7 +231,7 @@ impl Collection {
         let bytes = serde_json::to_vec_pretty(&spec_file)
             .map_err(|e| Error::backend_error(format!("spec: {e}")))?;
         write_atomic(&dir.join(SPEC_FILE), &bytes)?;
-        Self::open_locked(dir, workspace, spec.clone(), options, lock)
+        Self::open(dir, workspace, spec.clone(), options, Some(lock))
     }
 
     /// Reads a collection's spec file, `None` if the directory holds no complete collection.
@@ -214,54 +247,37 @@ impl Collection {
         }
     }
 
-    fn lock(dir: &Path, workspace: &WorkspaceId) -> Result<File> {
-        let path = dir.join(LOCK_FILE);
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_err(path.display(), e))?;
-        match file.try_lock_exclusive() {
-            Ok(true) => Ok(file),
-            Ok(false) => Err(Error::conflict(format!(
-                "the collection of workspace {workspace} is open for writing elsewhere \
-                 (another process or store holds {})",
-                path.display()
-            ))
-            .with_context("workspace", workspace)
-            .with_backend(BACKEND)),
-            Err(e) => Err(io_err(path.display(), e)),
-        }
-    }
-
-    /// Opens an existing collection.
+    /// Opens an existing collection: for writing with the workspace's writer `lock`, or, without
+    /// one, as a reader.
     pub(crate) fn open(
         dir: &Path,
         workspace: &WorkspaceId,
         spec: CollectionSpec,
         options: &VectorStoreOptions,
-    ) -> Result<Arc<Collection>> {
-        let lock = Self::lock(dir, workspace)?;
-        Self::open_locked(dir, workspace, spec, options, lock)
-    }
-
-    fn open_locked(
-        dir: &Path,
-        workspace: &WorkspaceId,
-        spec: CollectionSpec,
-        options: &VectorStoreOptions,
-        lock: File,
+        lock: Option<Arc<WriterLock>>,
     ) -> Result<Arc<Collection>> {
         let fields = Fields::new();
         let index_dir = dir.join(INDEX_DIR);
-        let index = Index::open_in_dir(&index_dir).map_err(|e| ctx(tantivy_err(e), workspace))?;
+        // before the commit is opened: a commit landing meanwhile is then picked up next time
+        let meta_sig = file_sig(&index_dir.join("meta.json"));
+        let index = match &lock {
+            Some(_) => Index::open_in_dir(&index_dir),
+            None => MmapDirectory::open(&index_dir)
+                .map_err(tantivy::TantivyError::from)
+                .and_then(|d| Index::open(ReadOnlyDirectory::new(d))),
+        }
+        .map_err(|e| ctx(tantivy_err(e), workspace))?;
         index
             .tokenizers()
             .register(markup::ANALYZER, markup::analyzer());
-        let writer: IndexWriter = index
-            .writer_with_num_threads(1, options.writer_memory.max(15_000_000))
-            .map_err(|e| ctx(tantivy_err(e), workspace))?;
+        let writer: Option<IndexWriter> = match lock {
+            Some(_) => Some(
+                index
+                    .writer_with_num_threads(1, options.writer_memory.max(15_000_000))
+                    .map_err(|e| ctx(tantivy_err(e), workspace))?,
+            ),
+            None => None,
+        };
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -286,8 +302,12 @@ impl Collection {
             m: options.hnsw_m,
             ef_construction: options.ef_construction,
         };
-        // the graph: the persisted dump if it is sound and not ahead of tantivy, else empty
-        let graph = Self::load_graph(dir, spec.dimension, next_vid)
+        // the graph: the persisted dump if it is sound and not ahead of tantivy, else empty (a
+        // reader may see a dump newer than the commit it opened: nodes it does not know yet
+        // are dropped from results, so it takes any sound dump)
+        let read_only = writer.is_none();
+        let graph_sig = file_sig(&dir.join(GRAPH_DIR).join(GRAPH_META));
+        let graph = Self::load_graph(dir, spec.dimension, (!read_only).then_some(next_vid))
             .unwrap_or_else(|e| {
                 tracing::warn!(workspace = %workspace, error = %e, "rebuilding the graph from tantivy");
                 None
@@ -303,7 +323,7 @@ impl Collection {
             fields,
             index,
             reader,
-            writer: Mutex::new(WriterState { writer, next_vid }),
+            writer: writer.map(|writer| Mutex::new(WriterState { writer, next_vid })),
             state: RwLock::new(Snapshot {
                 searcher: searcher.clone(),
                 live: Arc::new(live),
@@ -319,13 +339,25 @@ impl Collection {
             progress: Condvar::new(),
             indexer: Mutex::new(None),
             options: options.clone(),
+            watch: read_only.then(|| {
+                Mutex::new(ReadWatch {
+                    meta: meta_sig,
+                    graph: graph_sig,
+                    floor: (covered != NONE_COVERED).then_some(covered),
+                    read_vid: None,
+                })
+            }),
             _lock: lock,
         };
         // catch up: live documents the graph does not cover form the tail
         let tail = coll.read_tail(&searcher, covered)?;
         coll.state.write().tail = tail;
+        if let Some(w) = &coll.watch {
+            let max = coll.state.read().tail.iter().map(|c| c.max_vid()).max();
+            w.lock().read_vid = max;
+        }
         let coll = Arc::new(coll);
-        if options.background_indexing {
+        if options.background_indexing && !read_only {
             let worker = Arc::clone(&coll);
             let handle = std::thread::Builder::new()
                 .name(format!("chatvault-graph-{workspace}"))
@@ -337,7 +369,8 @@ impl Collection {
         Ok(coll)
     }
 
-    fn load_graph(dir: &Path, dimension: usize, next_vid: u64) -> Result<Option<Graph>> {
+    /// The persisted graph, if any. `next_vid`: the writer's, which the graph may not be ahead of.
+    fn load_graph(dir: &Path, dimension: usize, next_vid: Option<u64>) -> Result<Option<Graph>> {
         let meta_path = dir.join(GRAPH_DIR).join(GRAPH_META);
         let bytes = match fs::read(&meta_path) {
             Ok(b) => b,
@@ -347,11 +380,13 @@ impl Collection {
         let meta: GraphMeta = serde_json::from_slice(&bytes).map_err(|e| {
             Error::backend_error(format!("{} is corrupt: {e}", meta_path.display()))
         })?;
-        if meta.covered != NONE_COVERED && meta.covered >= next_vid {
-            return Err(Error::backend_error(format!(
-                "the graph covers writes up to {} but tantivy only has {next_vid}",
-                meta.covered
-            )));
+        if let Some(next_vid) = next_vid {
+            if meta.covered != NONE_COVERED && meta.covered >= next_vid {
+                return Err(Error::backend_error(format!(
+                    "the graph covers writes up to {} but tantivy only has {next_vid}",
+                    meta.covered
+                )));
+            }
         }
         let g = Graph::load(
             &dir.join(GRAPH_DIR).join(&meta.dump_dir),
@@ -371,12 +406,24 @@ impl Collection {
 
     /// Live documents with `vid > covered`, with their vectors, in `vid` order.
     fn read_tail(&self, searcher: &Searcher, covered: u64) -> Result<Vec<Arc<TailChunk>>> {
-        let live_q = TermQuery::new(
+        let live_q: Box<dyn Query> = Box::new(TermQuery::new(
             Term::from_field_bool(self.fields.deleted, false),
             IndexRecordOption::Basic,
-        );
+        ));
+        let q: Box<dyn Query> = if covered == NONE_COVERED {
+            live_q
+        } else {
+            let newer = RangeQuery::new(
+                Bound::Excluded(Term::from_field_u64(self.fields.vid, covered)),
+                Bound::Unbounded,
+            );
+            Box::new(BooleanQuery::new(vec![
+                (Occur::Must, live_q),
+                (Occur::Must, Box::new(newer)),
+            ]))
+        };
         let addrs = searcher
-            .search(&live_q, &DocSetCollector)
+            .search(&*q, &DocSetCollector)
             .map_err(|e| self.err(tantivy_err(e)))?;
         let mut missing: Vec<(u64, DocAddress)> = Vec::new();
         for addr in addrs {
@@ -436,6 +483,138 @@ impl Collection {
         ctx(e, &self.workspace)
     }
 
+    /// The writer's state; `Unsupported` for a reader.
+    fn writer(&self) -> Result<MutexGuard<'_, WriterState>> {
+        self.ensure_writer()?;
+        Ok(self.writer.as_ref().expect("checked: a writer").lock())
+    }
+
+    /// `Unsupported` for a reader.
+    fn ensure_writer(&self) -> Result<()> {
+        if self.writer.is_some() {
+            return Ok(());
+        }
+        Err(self.err(
+            Error::unsupported(
+                "the content store is opened read-only: open it for writing (one writer per \
+                 workspace) to change it",
+            )
+            .with_backend(BACKEND),
+        ))
+    }
+
+    /// For a reader: picks up the writer's newer commit and graph dump, if any. Cheap when
+    /// nothing changed (two `stat`s). The graph dump is loaded before the commit is opened; the
+    /// tail then holds every live vector the loaded graph does not cover, so search results
+    /// never depend on how far the writer's graph has caught up.
+    fn refresh(&self) -> Result<()> {
+        let Some(watch) = &self.watch else {
+            return Ok(());
+        };
+        let meta_sig = file_sig(&self.dir.join(INDEX_DIR).join("meta.json"));
+        let graph_sig = file_sig(&self.dir.join(GRAPH_DIR).join(GRAPH_META));
+        let mut w = watch.lock();
+        if w.meta == meta_sig && w.graph == graph_sig {
+            return Ok(());
+        }
+        if w.graph != graph_sig {
+            match Self::load_graph(&self.dir, self.spec.dimension, None) {
+                Ok(graph) => {
+                    let graph = graph.unwrap_or_else(|| {
+                        Graph::new(
+                            GraphParams {
+                                m: self.options.hnsw_m,
+                                ef_construction: self.options.ef_construction,
+                            },
+                            self.spec.dimension,
+                        )
+                    });
+                    *self.graph.write() = Arc::new(graph);
+                    w.graph = graph_sig;
+                }
+                // The writer replaced the dump while we read it: keep ours, retry next time.
+                Err(e) => {
+                    tracing::debug!(workspace = %self.workspace, error = %e, "graph dump not reloaded")
+                }
+            }
+        }
+        let commit_changed = w.meta != meta_sig;
+        if commit_changed {
+            self.reload_reader()?;
+            w.meta = meta_sig;
+        }
+        let covered = self.graph.read().covered();
+        let snap = self.state.read().clone();
+        let searcher = if commit_changed {
+            self.reader.searcher()
+        } else {
+            snap.searcher.clone()
+        };
+        let (live, addrs, keys) = if commit_changed {
+            let (live, addrs) = Self::live_set(&self.fields, &self.workspace, &searcher)?;
+            let keys = filter::segment_keys(&searcher, &snap.keys).map_err(|e| self.err(e))?;
+            (Arc::new(live), Arc::new(addrs), Arc::new(keys))
+        } else {
+            (snap.live, snap.addrs, snap.keys)
+        };
+        // vids are given in increasing order, so "everything after vid v" is one range
+        let graph_upto = (covered != NONE_COVERED).then_some(covered);
+        let tail = if graph_upto < w.floor {
+            // the graph covers less than the tail assumed (it was rebuilt): read the tail anew
+            w.floor = graph_upto;
+            w.read_vid = None;
+            self.read_tail(&searcher, covered)?
+        } else {
+            let mut tail: Vec<Arc<TailChunk>> = snap
+                .tail
+                .iter()
+                .filter(|c| graph_upto.is_none_or(|g| c.max_vid() > g))
+                .cloned()
+                .collect();
+            w.floor = graph_upto;
+            let from = w.read_vid.max(w.floor).unwrap_or(NONE_COVERED);
+            tail.extend(self.read_tail(&searcher, from)?);
+            tail
+        };
+        if let Some(max) = tail.iter().map(|c| c.max_vid()).max() {
+            w.read_vid = w.read_vid.max(Some(max));
+        }
+        let opstamp = if commit_changed {
+            self.index
+                .load_metas()
+                .map(|m| m.opstamp)
+                .unwrap_or(snap.opstamp)
+        } else {
+            snap.opstamp
+        };
+        *self.state.write() = Snapshot {
+            searcher,
+            live,
+            addrs,
+            keys,
+            tail,
+            opstamp,
+        };
+        Ok(())
+    }
+
+    /// Reloads the reader's commit. Without the meta lock (a read-only directory) the writer may
+    /// delete a merged segment while it is opened: try again on the newer commit.
+    fn reload_reader(&self) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.reader.reload() {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 5 => {
+                    tracing::debug!(workspace = %self.workspace, error = %e, "reloading the commit again");
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(20 << attempt));
+                }
+                Err(e) => return Err(self.err(tantivy_err(e))),
+            }
+        }
+    }
+
     fn notify_indexer(&self) {
         let mut s = self.signal.lock();
         s.pending = true;
@@ -493,7 +672,7 @@ impl Collection {
             }
         }
         let mut stale = (docs.len() - best.len()) as u64;
-        let mut w = self.writer.lock();
+        let mut w = self.writer()?;
         let searcher = self.state.read().searcher.clone();
         let mut todo: Vec<&ContentDocument> = Vec::new();
         for d in docs {
@@ -546,7 +725,7 @@ impl Collection {
             *e = (*e).max(d.version);
         }
         let mut stale = (deletes.len() - best.len()) as u64;
-        let mut w = self.writer.lock();
+        let mut w = self.writer()?;
         let searcher = self.state.read().searcher.clone();
         let mut todo = Vec::new();
         let mut keys: Vec<_> = best.into_iter().collect();
@@ -632,6 +811,7 @@ impl Collection {
         for k in keys {
             k.ensure_workspace(&self.workspace)?;
         }
+        self.refresh()?;
         let searcher = self.state.read().searcher.clone();
         let mut out = Vec::new();
         for k in keys {
@@ -648,8 +828,9 @@ impl Collection {
         Ok(out)
     }
 
-    pub(crate) fn documents(&self) -> u64 {
-        self.state.read().live.len() as u64
+    pub(crate) fn documents(&self) -> Result<u64> {
+        self.refresh()?;
+        Ok(self.state.read().live.len() as u64)
     }
 
     /// Keys of graph ids, for the final ranking.
@@ -702,6 +883,7 @@ impl Collection {
         if k == 0 {
             return Ok(Vec::new());
         }
+        self.refresh()?;
         // the snapshot first: a graph view taken after it covers every tail chunk it lacks
         let snap = self.state.read().clone();
         let view = self.graph.read().view();
@@ -830,6 +1012,7 @@ impl Collection {
             (Occur::Must, Box::new(text_q) as Box<dyn Query>),
             (Occur::Must, Box::new(ConstScoreQuery::new(filter_q, 0.0))),
         ]);
+        self.refresh()?;
         let snap = self.state.read().clone();
         let limit = k.saturating_mul(2).saturating_add(16);
         let top = snap
@@ -849,6 +1032,7 @@ impl Collection {
         if let Some(after) = &page.after {
             after.ensure_workspace(&self.workspace)?;
         }
+        self.refresh()?;
         let searcher = self.state.read().searcher.clone();
         let live_q = TermQuery::new(
             Term::from_field_bool(self.fields.deleted, false),
@@ -913,19 +1097,22 @@ impl Collection {
     // ---------------------------------------------------------------- the graph
 
     /// How many committed vectors wait for the graph.
-    pub(crate) fn tail_len(&self) -> usize {
+    pub(crate) fn tail_len(&self) -> Result<usize> {
+        self.refresh()?;
         let covered = self.graph.read().covered();
-        self.state
+        Ok(self
+            .state
             .read()
             .tail
             .iter()
             .filter(|c| covered == NONE_COVERED || c.max_vid() > covered)
             .map(|c| c.vids.len())
-            .sum()
+            .sum())
     }
 
     /// Blocks until every committed vector is in the graph (or `timeout` passes).
     pub(crate) fn wait_for_graph(&self, timeout: Duration) -> Result<()> {
+        self.ensure_writer()?;
         let deadline = std::time::Instant::now() + timeout;
         if !self.options.background_indexing {
             while self.index_step()? {}
@@ -933,7 +1120,7 @@ impl Collection {
         }
         self.notify_indexer();
         loop {
-            if self.tail_len() == 0 {
+            if self.tail_len()? == 0 {
                 return Ok(());
             }
             let mut s = self.signal.lock();
@@ -1105,7 +1292,7 @@ impl Collection {
     pub(crate) fn compact(&self) -> Result<()> {
         self.wait_for_graph(Duration::from_secs(3600))?;
         self.compact_graph()?;
-        let mut w = self.writer.lock();
+        let mut w = self.writer()?;
         let ids = self
             .index
             .searchable_segment_ids()
@@ -1135,6 +1322,7 @@ impl Collection {
 
     /// Writes the graph dump and points `current.json` at it; older dumps are removed.
     pub(crate) fn persist_graph(&self) -> Result<()> {
+        self.ensure_writer()?;
         let _work = self.graph_work.lock();
         let graph = Arc::clone(&*self.graph.read());
         let opstamp = self.state.read().opstamp;

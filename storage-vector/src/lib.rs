@@ -4,8 +4,11 @@ mod collection;
 mod error;
 mod filter;
 mod graph;
+mod lock;
 mod markup;
+mod read_only;
 mod schema;
 mod store;
 
+pub use lock::WriterInfo;
 pub use store::{directory_size, SearchTuning, VectorStore, VectorStoreOptions};

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 
 use crate::collection::{dir_size, Collection};
 use crate::error::{io_err, BACKEND};
+use crate::lock::{WriterInfo, WriterLock};
 
 /// Tuning of a [`VectorStore`]. `Default` suits collections of up to a few million messages.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +59,13 @@ pub struct VectorStoreOptions {
     /// Index the graph in a background thread. When `false`, vectors join the graph only in
     /// [`VectorStore::wait_for_graph`] (searches stay exact over the tail meanwhile).
     pub background_indexing: bool,
+    /// Open as a reader: no writer lock is taken, nothing is written (writes return
+    /// `Unsupported`), and any number of readers (in any number of processes) work beside the
+    /// one writer. A reader sees the latest committed state as commits land: each read first
+    /// checks, with two `stat` calls, whether the writer committed or persisted its graph since,
+    /// and scans exactly every vector its loaded graph does not cover, so its recall equals the
+    /// writer's. Works on a read-only directory. See [`VectorStore::open_read_only`].
+    pub read_only: bool,
 }
 
 impl Default for VectorStoreOptions {
@@ -73,6 +81,7 @@ impl Default for VectorStoreOptions {
             index_batch: 8192,
             persist_every: 50_000,
             background_indexing: true,
+            read_only: false,
         }
     }
 }
@@ -100,6 +109,8 @@ struct Inner {
     root: PathBuf,
     options: VectorStoreOptions,
     open: Mutex<HashMap<WorkspaceId, Arc<Collection>>>,
+    /// The workspaces whose writer lock this store holds (a writer only).
+    locks: Mutex<HashMap<WorkspaceId, Arc<WriterLock>>>,
     /// Serialises creating, opening and dropping collections.
     admin: Mutex<()>,
 }
@@ -109,6 +120,7 @@ impl Drop for Inner {
         for (_, c) in self.open.lock().drain() {
             c.close();
         }
+        self.locks.lock().clear();
     }
 }
 
@@ -124,8 +136,12 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 impl VectorStore {
-    /// Opens (creating if needed) a store rooted at `root`. Collections open lazily, on first use;
-    /// each open collection holds an exclusive lock so that no other process writes it.
+    /// Opens (creating if needed) a store rooted at `root`. Collections open lazily, on first use.
+    /// A writer (the default) takes each workspace's writer lock when it first opens, creates or
+    /// locks ([`acquire_writer`](Self::acquire_writer)) its collection, and holds it until
+    /// [`close`](Self::close) or drop, so that no other process or store writes it meanwhile.
+    /// With [`VectorStoreOptions::read_only`] the store is a reader: no lock, no writes, the
+    /// root is not created.
     ///
     /// # Errors
     /// `Unavailable` if the directory cannot be created; `InvalidInput` for nonsensical options.
@@ -148,15 +164,91 @@ impl VectorStore {
                 options.exact_scan_sqrt_factor
             )));
         }
-        fs::create_dir_all(&root).map_err(|e| io_err(root.display(), e))?;
+        if !options.read_only {
+            fs::create_dir_all(&root).map_err(|e| io_err(root.display(), e))?;
+        }
         Ok(VectorStore {
             inner: Arc::new(Inner {
                 root,
                 options,
                 open: Mutex::new(HashMap::new()),
+                locks: Mutex::new(HashMap::new()),
                 admin: Mutex::new(()),
             }),
         })
+    }
+
+    /// Opens a reader of the store rooted at `root` ([`open`](Self::open) with
+    /// [`VectorStoreOptions::read_only`]): it takes no lock and never writes, so any number of
+    /// readers work beside one writer, on a read-only directory too.
+    ///
+    /// # Errors
+    /// `InvalidInput` for nonsensical options.
+    pub fn open_read_only(
+        root: impl AsRef<Path>,
+        options: VectorStoreOptions,
+    ) -> Result<VectorStore> {
+        Self::open(
+            root,
+            VectorStoreOptions {
+                read_only: true,
+                ..options
+            },
+        )
+    }
+
+    /// Whether this store is a reader.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.options.read_only
+    }
+
+    /// Takes the workspace's writer lock (whether or not its collection exists yet), waiting up
+    /// to `timeout` for another writer to let it go. A writer that will write a workspace takes
+    /// it before it writes anything else (the metadata store included), so that a second
+    /// writer is told so before doing any work. Idempotent; held until [`close`](Self::close).
+    ///
+    /// # Errors
+    /// `Conflict` naming the holder (process, host, since when) when it is still held after
+    /// `timeout`; `Unsupported` on a reader; `Unavailable` when the lock file cannot be made.
+    pub fn acquire_writer(&self, workspace: &WorkspaceId, timeout: Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match self.writer_lock(workspace) {
+                Err(e)
+                    if e.kind() == chatvault_core::ErrorKind::Conflict
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => return other.map(|_| ()),
+            }
+        }
+    }
+
+    /// Who holds the workspace's writer lock, if anyone (as the holder recorded it).
+    pub fn writer_holder(&self, workspace: &WorkspaceId) -> Option<WriterInfo> {
+        if self.inner.locks.lock().contains_key(workspace) {
+            return None;
+        }
+        WriterLock::holder(&self.inner.root, workspace)
+    }
+
+    /// The workspace's writer lock, taken now if this store does not hold it yet.
+    fn writer_lock(&self, workspace: &WorkspaceId) -> Result<Arc<WriterLock>> {
+        if self.inner.options.read_only {
+            return Err(Error::unsupported(
+                "the content store is opened read-only: it cannot take the writer lock",
+            )
+            .with_context("workspace", workspace)
+            .with_backend(BACKEND));
+        }
+        let mut locks = self.inner.locks.lock();
+        if let Some(l) = locks.get(workspace) {
+            return Ok(Arc::clone(l));
+        }
+        let l = Arc::new(WriterLock::try_acquire(&self.inner.root, workspace)?);
+        locks.insert(workspace.clone(), Arc::clone(&l));
+        Ok(l)
     }
 
     /// The root directory.
@@ -203,7 +295,12 @@ impl VectorStore {
             dimension: spec.dimension,
             model_id: spec.model_id,
         };
-        let c = Collection::open(&dir, workspace, spec, &self.inner.options)?;
+        let lock = if self.inner.options.read_only {
+            None
+        } else {
+            Some(self.writer_lock(workspace)?)
+        };
+        let c = Collection::open(&dir, workspace, spec, &self.inner.options, lock)?;
         self.inner
             .open
             .lock()
@@ -211,7 +308,8 @@ impl VectorStore {
         Ok(c)
     }
 
-    /// Opens the workspace's collection now (taking its writer lock) rather than on first use.
+    /// Opens the workspace's collection now (a writer takes its writer lock) rather than on
+    /// first use.
     ///
     /// # Errors
     /// `NotFound` if it does not exist; `Conflict` if another process has it open.
@@ -266,7 +364,7 @@ impl VectorStore {
     /// # Errors
     /// `NotFound` (no collection).
     pub fn pending_vectors(&self, workspace: &WorkspaceId) -> Result<usize> {
-        Ok(self.collection(workspace)?.tail_len())
+        self.collection(workspace)?.tail_len()
     }
 
     /// Bytes the workspace's collection takes on disk.
@@ -277,13 +375,14 @@ impl VectorStore {
         Ok(self.collection(workspace)?.disk_usage())
     }
 
-    /// Closes every open collection (persisting graphs that changed) and releases their locks.
-    /// The store stays usable: collections reopen on next use.
+    /// Closes every open collection (persisting graphs that changed) and releases the writer
+    /// locks. The store stays usable: collections reopen (and locks are taken again) on next use.
     pub fn close(&self) {
         let open: Vec<_> = self.inner.open.lock().drain().collect();
         for (_, c) in open {
             c.close();
         }
+        self.inner.locks.lock().clear();
     }
 
     fn info(&self, workspace: &WorkspaceId) -> Result<Option<CollectionInfo>> {
@@ -291,7 +390,7 @@ impl VectorStore {
             Ok(c) => Ok(Some(CollectionInfo {
                 workspace: workspace.clone(),
                 spec: c.spec.clone(),
-                documents: c.documents(),
+                documents: c.documents()?,
             })),
             Err(e) if e.kind() == chatvault_core::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -319,6 +418,13 @@ impl ContentStore for VectorStore {
         blocking(move || {
             match this.collection(&workspace) {
                 Ok(c) if c.spec == spec => return Ok(()),
+                _ if this.is_read_only() => {
+                    return Err(Error::unsupported(
+                        "the content store is opened read-only: it cannot create a collection",
+                    )
+                    .with_context("workspace", &workspace)
+                    .with_backend(BACKEND))
+                }
                 Ok(c) => {
                     return Err(Error::conflict(format!(
                         "the collection exists with dimension {} and model {:?}, not {} and {:?}",
@@ -330,12 +436,14 @@ impl ContentStore for VectorStore {
                 Err(e) if e.kind() == chatvault_core::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
+            let lock = this.writer_lock(&workspace)?;
             let _admin = this.inner.admin.lock();
             let c = Collection::create(
                 &this.dir_of(&workspace),
                 &workspace,
                 &spec,
                 &this.inner.options,
+                lock,
             )?;
             this.inner.open.lock().insert(workspace, c);
             Ok(())
@@ -353,6 +461,9 @@ impl ContentStore for VectorStore {
         blocking(move || {
             let root = &this.inner.root;
             let mut out = Vec::new();
+            if this.is_read_only() && !root.exists() {
+                return Ok(out);
+            }
             for entry in fs::read_dir(root).map_err(|e| io_err(root.display(), e))? {
                 let entry = entry.map_err(|e| io_err(root.display(), e))?;
                 let name = entry.file_name().to_string_lossy().to_string();
@@ -376,6 +487,7 @@ impl ContentStore for VectorStore {
         let (this, workspace) = (self.clone(), workspace.clone());
         blocking(move || {
             // hold the lock while deleting so no other process is writing it
+            this.writer_lock(&workspace)?;
             let c = match this.collection(&workspace) {
                 Ok(c) => c,
                 Err(e) if e.kind() == chatvault_core::ErrorKind::NotFound => {
