@@ -106,7 +106,7 @@ pub(crate) async fn claim(
         .bind(now);
     if !gone.is_empty() {
         q.push(" OR o.lease_owner IN (");
-        q.bind_list(gone.into_iter()).push(")");
+        q.bind_list(gone).push(")");
     }
     q.push(")");
     if let Some(ws) = &req.workspace {
