@@ -21,9 +21,11 @@ mod embedder;
 mod error;
 mod filter;
 mod ids;
+mod lease;
 mod message;
 mod metadata_store;
 mod outbox;
+mod redact;
 mod secret;
 mod sync;
 mod user;
@@ -47,6 +49,7 @@ pub use embedder::{cosine, Embedder, HashingEmbedder};
 pub use error::{Error, ErrorKind, Result};
 pub use filter::{ContentFilter, MessageFilter, PageRequest, ThreadFilter, TimeRange};
 pub use ids::{ChannelId, MessageKey, TeamId, Ts, UserId, WorkspaceId, MAX_ID_LEN};
+pub use lease::LeaseOwner;
 pub use message::{
     ContentAttributes, FileRef, Link, LinkSource, MessageContent, MessageDetails, MessageMeta,
     MessageRecord, Reaction, ReactionChange, ThreadParticipant, MAX_TEXT_BYTES,
@@ -56,6 +59,7 @@ pub use outbox::{
     ClaimRequest, FailOutcome, OutboxEntry, OutboxFailure, OutboxId, OutboxOp, OutboxStats,
     RetryPolicy,
 };
+pub use redact::{redact_url, url_secrets};
 pub use secret::SecretString;
 pub use sync::{ProcessingQueueEntry, SyncState, SyncStatus};
 pub use user::User;

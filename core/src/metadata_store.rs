@@ -354,6 +354,11 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
     ///   entry for the same message exists; so a later change is never delivered before an
     ///   earlier one.
     /// - An entry whose lease expired without ack or fail becomes claimable again (at-least-once).
+    /// - An entry leased by an owner that is known to be dead
+    ///   ([`LeaseOwner::is_gone`](crate::LeaseOwner::is_gone) on its owner string: a process on
+    ///   this host whose pid is gone or was reused) is claimable at once, as if its lease had
+    ///   expired. Owners on other hosts, and owner strings that are not a `LeaseOwner`, keep their
+    ///   leases until they expire.
     /// - Dead-lettered entries and entries waiting for a retry time are not returned.
     ///
     /// # Errors
@@ -367,6 +372,16 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
     /// # Errors
     /// `Unavailable`/`Backend` when the store fails.
     async fn ack_outbox(&self, ids: &[OutboxId]) -> Result<()>;
+
+    /// Ends the lease of claimed entries without counting an attempt: their attempt count, last
+    /// error and retry time are unchanged, and they are claimable again at once. For a relay that
+    /// claimed entries but could not start delivering them (another process holds the content
+    /// store's writer lock, say) — that is not a failure of the entries. Unknown, acked and
+    /// dead-lettered ids are ignored. Returns how many leases were ended.
+    ///
+    /// # Errors
+    /// `Unsupported` on a read-only store; `Unavailable`/`Backend` when the store fails.
+    async fn release_outbox(&self, ids: &[OutboxId]) -> Result<u64>;
 
     /// Records failed deliveries: bumps the attempt count, stores the error, and either sets the
     /// next retry time (`policy.delay_after(attempts)` from now) or, after `policy.max_attempts`

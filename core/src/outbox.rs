@@ -81,7 +81,9 @@ pub struct ClaimRequest {
     /// How long the claim holds: until then no other claimer receives these entries; after it,
     /// an entry not acked or failed becomes claimable again (its relay is presumed dead).
     pub lease: Duration,
-    /// Who claims (for diagnostics).
+    /// Who claims: a [`LeaseOwner`](crate::LeaseOwner) string (the default is this process), so
+    /// that a later claimer on the same host can tell when this one died and take its leases at
+    /// once. Any other string works too, but its leases are held until they expire.
     pub owner: String,
 }
 
@@ -91,7 +93,7 @@ impl Default for ClaimRequest {
             workspace: None,
             limit: 256,
             lease: Duration::from_secs(60),
-            owner: "relay".to_string(),
+            owner: crate::LeaseOwner::current().to_string(),
         }
     }
 }
@@ -170,4 +172,7 @@ pub struct OutboxStats {
     pub leased: u64,
     /// Dead-lettered.
     pub dead: u64,
+    /// When the earliest unexpired lease of a live entry ends (`None`: no entry is leased), so a
+    /// relay waiting for leased entries can say how long it will wait.
+    pub next_lease_expiry: Option<DateTime<Utc>>,
 }

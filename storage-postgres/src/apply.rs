@@ -58,7 +58,7 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
     let ws = batch.validate().map_err(|e| e.with_backend(be))?.clone();
     validate_batch(&batch).map_err(|e| e.with_backend(be))?;
     tm.mark("validate");
-    let _writer = store.writer_lock().await;
+    let _writer = store.writer_lock().await?;
     let txn = Txn::begin(store)
         .await
         .db(be, "beginning the write transaction")?;

@@ -1,6 +1,6 @@
 //! Maps database errors into chatvault's [`Error`] in one place.
 
-use chatvault_core::{Error, ErrorKind};
+use chatvault_core::{redact_url, url_secrets, Error, ErrorKind};
 use sea_orm::{DbErr, RuntimeErr, SqlErr};
 
 /// The backend's own failures, mapped into core's [`Error`] by one `From` impl.
@@ -30,6 +30,51 @@ impl From<StoreError> for Error {
             }
         }
     }
+}
+
+/// A failure to connect to `url`, with no trace of its password: the message names the redacted
+/// URL and carries the error's text with every secret of the URL replaced by `***`; the source
+/// error is attached only when neither it nor anything in its chain mentions a secret
+/// (in `Display` or `Debug`).
+pub(crate) fn connect_error(
+    source: DbErr,
+    url: &str,
+    backend: &'static str,
+    doing: &'static str,
+) -> Error {
+    let secrets = url_secrets(url);
+    let kind = classify(&source);
+    let message = scrub(
+        &format!("{doing} at {}: {source}", redact_url(url)),
+        &secrets,
+    );
+    let e = Error::new(kind, message).with_backend(backend);
+    if mentions_any(&source, &secrets) {
+        e
+    } else {
+        e.with_source(source)
+    }
+}
+
+fn scrub(text: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .fold(text.to_string(), |t, s| t.replace(s.as_str(), "***"))
+}
+
+fn mentions_any(e: &(dyn std::error::Error + 'static), secrets: &[String]) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let (shown, debug) = (e.to_string(), format!("{e:?}"));
+        if secrets
+            .iter()
+            .any(|s| shown.contains(s.as_str()) || debug.contains(s.as_str()))
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 fn classify(e: &DbErr) -> ErrorKind {

@@ -11,6 +11,7 @@ mod store;
 mod txn;
 mod validate;
 
+pub use chatvault_core::redact_url;
 pub use crypto::TokenKey;
 pub use store::{ConnectOptions, SqlMetadataStore};
 

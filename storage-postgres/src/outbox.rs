@@ -5,12 +5,16 @@
 //! instead of waiting; on SQLite one statement holds the database's write lock from start to end
 //! (and the store serialises its own writers), which gives the same exclusion. The lease column
 //! then keeps the rows away from other claimers after the statement commits.
+//!
+//! Leases of owners known to be dead ([`LeaseOwner::is_gone`]) end at once: a claim first lists
+//! the distinct owners of unexpired leases (a handful: one per live relay), checks each in Rust,
+//! and lets the claim take the dead ones' rows as if their leases had expired.
 
 use std::collections::HashMap;
 
 use chatvault_core::{
-    ClaimRequest, Error, FailOutcome, MessageKey, OutboxEntry, OutboxFailure, OutboxId, OutboxOp,
-    OutboxStats, Result, RetryPolicy, WorkspaceId,
+    ClaimRequest, Error, FailOutcome, LeaseOwner, MessageKey, OutboxEntry, OutboxFailure, OutboxId,
+    OutboxOp, OutboxStats, Result, RetryPolicy, WorkspaceId,
 };
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, TransactionTrait};
@@ -85,10 +89,12 @@ pub(crate) async fn claim(
     req: &ClaimRequest,
 ) -> Result<Vec<OutboxEntry>> {
     let be = store.backend();
+    store.ensure_writable()?;
     if req.limit == 0 {
         return Ok(Vec::new());
     }
     let now = Utc::now().timestamp_micros();
+    let gone = gone_owners(store, req.workspace.as_ref(), now).await?;
     let until = now.saturating_add(micros(req.lease));
     let mut q = Sql::new("UPDATE outbox SET lease_until = ");
     q.bind(until)
@@ -97,8 +103,12 @@ pub(crate) async fn claim(
     q.push(" WHERE id IN (SELECT o.id FROM outbox o WHERE NOT o.dead AND o.available_at <= ")
         .bind(now);
     q.push(" AND (o.lease_until IS NULL OR o.lease_until <= ")
-        .bind(now)
-        .push(")");
+        .bind(now);
+    if !gone.is_empty() {
+        q.push(" OR o.lease_owner IN (");
+        q.bind_list(gone).push(")");
+    }
+    q.push(")");
     if let Some(ws) = &req.workspace {
         q.push(" AND o.workspace_id = ").bind(ws.as_str());
     }
@@ -113,17 +123,74 @@ pub(crate) async fn claim(
         q.push(" FOR UPDATE SKIP LOCKED");
     }
     q.push(&format!(") RETURNING {ENTRY_COLS}"));
-    let _writer = store.writer_lock().await;
+    let _writer = store.writer_lock().await?;
     entries(store.db(), be, "claiming outbox entries", q).await
+}
+
+/// The most dead owners one claim looks at; more are taken by the next claims.
+const MAX_GONE_OWNERS: usize = 64;
+
+/// The owners of unexpired leases (of one workspace's entries, or all) that are known to be dead.
+async fn gone_owners(
+    store: &SqlMetadataStore,
+    ws: Option<&WorkspaceId>,
+    now: i64,
+) -> Result<Vec<String>> {
+    let mut q =
+        Sql::new("SELECT DISTINCT lease_owner FROM outbox WHERE NOT dead AND lease_until > ");
+    q.bind(now);
+    if let Some(ws) = ws {
+        q.push(" AND workspace_id = ").bind(ws.as_str());
+    }
+    let owners: Vec<Option<String>> = rows(
+        store.db(),
+        store.backend(),
+        "listing outbox lease owners",
+        q,
+        |c| c.next().map(Ok),
+    )
+    .await?;
+    Ok(owners
+        .into_iter()
+        .flatten()
+        .filter(|o| LeaseOwner::is_gone_str(o))
+        .take(MAX_GONE_OWNERS)
+        .collect())
+}
+
+pub(crate) async fn release(store: &SqlMetadataStore, ids: &[OutboxId]) -> Result<u64> {
+    let be = store.backend();
+    store.ensure_writable()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let backend = store.db().get_database_backend();
+    let _writer = store.writer_lock().await?;
+    let mut total = 0;
+    for chunk in ids.chunks(max_params(backend) - 8) {
+        let mut q = Sql::new(
+            "UPDATE outbox SET lease_until = NULL, lease_owner = NULL \
+             WHERE NOT dead AND lease_until IS NOT NULL AND id IN (",
+        );
+        q.bind_list(chunk.iter().copied()).push(")");
+        total += store
+            .db()
+            .execute(q.stmt(backend))
+            .await
+            .db(be, "releasing outbox entries")?
+            .rows_affected();
+    }
+    Ok(total)
 }
 
 pub(crate) async fn ack(store: &SqlMetadataStore, ids: &[OutboxId]) -> Result<()> {
     let be = store.backend();
+    store.ensure_writable()?;
     if ids.is_empty() {
         return Ok(());
     }
     let backend = store.db().get_database_backend();
-    let _writer = store.writer_lock().await;
+    let _writer = store.writer_lock().await?;
     let txn = store.db().begin().await.db(be, "beginning an ack")?;
     // (workspace, channel, ts) -> (id, op) of the newest acked upsert/delete.
     let mut last: HashMap<(String, String, String), (i64, String)> = HashMap::new();
@@ -208,7 +275,7 @@ pub(crate) async fn fail(
     let be = store.backend();
     let backend = store.db().get_database_backend();
     let now = Utc::now();
-    let _writer = store.writer_lock().await;
+    let _writer = store.writer_lock().await?;
     let txn = store.db().begin().await.db(be, "beginning a fail")?;
     let mut out = Vec::with_capacity(failures.len());
     for f in failures {
@@ -272,13 +339,14 @@ pub(crate) async fn requeue(
     ws: Option<&WorkspaceId>,
     ids: Option<&[OutboxId]>,
 ) -> Result<u64> {
+    store.ensure_writable()?;
     if ids.is_some_and(|i| i.is_empty()) {
         return Ok(0);
     }
     let be = store.backend();
     let backend = store.db().get_database_backend();
     let now = Utc::now().timestamp_micros();
-    let _writer = store.writer_lock().await;
+    let _writer = store.writer_lock().await?;
     let mut total = 0;
     let chunks: Vec<Option<&[OutboxId]>> = match ids {
         Some(ids) => ids.chunks(max_params(backend) - 8).map(Some).collect(),
@@ -342,7 +410,9 @@ pub(crate) async fn stats(
     q.bind(now);
     q.push(" THEN 1 END), COUNT(CASE WHEN NOT dead AND (lease_until IS NULL OR lease_until <= ")
         .bind(now);
-    q.push(") THEN 1 END) FROM outbox");
+    q.push(") THEN 1 END), MIN(CASE WHEN NOT dead AND lease_until > ")
+        .bind(now);
+    q.push(" THEN lease_until END) FROM outbox");
     if let Some(ws) = ws {
         q.push(" WHERE workspace_id = ").bind(ws.as_str());
     }
@@ -358,9 +428,11 @@ pub(crate) async fn stats(
     let dead: i64 = c.next().db(be, "counting outbox entries")?;
     let leased: i64 = c.next().db(be, "counting outbox entries")?;
     let pending: i64 = c.next().db(be, "counting outbox entries")?;
+    let next_lease_expiry: Option<i64> = c.next().db(be, "counting outbox entries")?;
     Ok(OutboxStats {
         pending: pending.max(0) as u64,
         leased: leased.max(0) as u64,
         dead: dead.max(0) as u64,
+        next_lease_expiry: time_of(next_lease_expiry),
     })
 }

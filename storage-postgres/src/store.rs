@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chatvault_core::{
-    AggregateOptions, ApplyReport, Bookmark, BotConfig, Channel, ChannelActivity, ChannelId,
-    ClaimRequest, ContentIndexEntry, DomainCount, Error, FailOutcome, Installation, LinkCount,
-    LinkQuery, MessageDetails, MessageFilter, MessageKey, MetadataStore, OutboxEntry,
+    redact_url, AggregateOptions, ApplyReport, Bookmark, BotConfig, Channel, ChannelActivity,
+    ChannelId, ClaimRequest, ContentIndexEntry, DomainCount, Error, FailOutcome, Installation,
+    LinkCount, LinkQuery, MessageDetails, MessageFilter, MessageKey, MetadataStore, OutboxEntry,
     OutboxFailure, OutboxId, OutboxStats, PageRequest, ProcessingQueueEntry, ReactedMessage,
     Result, RetryPolicy, SharedLink, SyncStatus, Team, TeamId, ThreadActivity, User, UserActivity,
     UserId, Workspace, WorkspaceId, WorkspaceStats, WriteBatch,
@@ -25,7 +25,7 @@ use sea_orm_migration::{IntoSchemaManagerConnection, MigratorTrait};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::crypto::TokenKey;
-use crate::error::DbResultExt;
+use crate::error::{connect_error, DbResultExt};
 use crate::migration::{known_versions, Migrator, MIGRATION_TABLE};
 use crate::sql::{opt_str, Sql};
 use crate::validate::{check, MAX_NAME};
@@ -45,6 +45,13 @@ pub struct ConnectOptions {
     pub max_connections: Option<u32>,
     /// How long SQLite waits for a lock held by another connection or process (default 10 s).
     pub busy_timeout: Duration,
+    /// Open for reading only (default `false`), while another process may be writing: no
+    /// migrations are run (a schema that is not current is a `Conflict`: a writer must open the
+    /// database first), nothing is created, SQLite's journal mode is left as the writer set it and
+    /// no checkpoints are run, and every write method returns an `Unsupported` error without
+    /// touching the database. SQLite opens the file with `mode=ro`, so each read sees the writer's
+    /// commits as they land; PostgreSQL sessions get `default_transaction_read_only = on`.
+    pub read_only: bool,
 }
 
 impl Default for ConnectOptions {
@@ -54,6 +61,7 @@ impl Default for ConnectOptions {
             token_key: None,
             max_connections: None,
             busy_timeout: Duration::from_secs(10),
+            read_only: false,
         }
     }
 }
@@ -65,6 +73,7 @@ impl fmt::Debug for ConnectOptions {
             .field("token_key", &self.token_key.as_ref().map(|_| "[redacted]"))
             .field("max_connections", &self.max_connections)
             .field("busy_timeout", &self.busy_timeout)
+            .field("read_only", &self.read_only)
             .finish()
     }
 }
@@ -109,6 +118,8 @@ pub struct SqlMetadataStore {
     writer: Option<Mutex<()>>,
     /// SQLite file databases: wakes the background WAL checkpointer (see [`spawn_checkpointer`]).
     checkpoint: Option<Checkpointer>,
+    /// Opened with [`ConnectOptions::read_only`]: every write fails before reaching the database.
+    read_only: bool,
 }
 
 impl fmt::Debug for SqlMetadataStore {
@@ -116,12 +127,23 @@ impl fmt::Debug for SqlMetadataStore {
         f.debug_struct("SqlMetadataStore")
             .field("backend", &self.backend)
             .field("token_key", &self.token_key.as_ref().map(|_| "[redacted]"))
+            .field("read_only", &self.read_only)
             .finish()
     }
 }
 
 /// Wakes the background WAL checkpointer (see [`spawn_checkpointer`]).
 type Checkpointer = tokio::sync::mpsc::Sender<()>;
+
+/// How a read-only SQLite database is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadOnlyMode {
+    /// `mode=ro`, falling back to `immutable` when the WAL's shared-memory file cannot be created.
+    Ro,
+    /// `immutable=1` straight away (tests use it to reach the fallback on any file system).
+    #[cfg(test)]
+    Immutable,
+}
 
 /// The SQLite pool for `opts` with the store's settings, and the background checkpointer's handle
 /// (file databases with a second connection to run it on).
@@ -130,6 +152,9 @@ async fn open_sqlite_pool(
     memory: bool,
     options: &ConnectOptions,
 ) -> Result<(DatabaseConnection, Option<Checkpointer>)> {
+    if options.read_only && !memory {
+        return open_sqlite_read_only_pool(opts, options, ReadOnlyMode::Ro).await;
+    }
     let opts = opts
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
@@ -172,6 +197,86 @@ async fn open_sqlite_pool(
     Ok((SqlxSqliteConnector::from_sqlx_sqlite_pool(pool), checkpoint))
 }
 
+/// A read-only pool on an existing SQLite file: `mode=ro`, no journal-mode change, no
+/// checkpoints. Reading a WAL database needs its `-shm` file; where it cannot be created (a
+/// read-only directory or mount with no writer running), the file is opened `immutable`
+/// instead, which then never sees later commits.
+pub(crate) async fn open_sqlite_read_only_pool(
+    opts: SqliteConnectOptions,
+    options: &ConnectOptions,
+    mode: ReadOnlyMode,
+) -> Result<(DatabaseConnection, Option<Checkpointer>)> {
+    let file = opts.get_filename().display().to_string();
+    if !opts.get_filename().is_file() {
+        return Err(Error::not_found(format!(
+            "cannot open the SQLite database {file} read-only: no such file (a writer creates it)"
+        ))
+        .with_backend("sqlite")
+        .with_context("file", &file));
+    }
+    let opts = opts
+        .read_only(true)
+        .create_if_missing(false)
+        .pragma("cache_size", "-65536")
+        .pragma("temp_store", "memory")
+        .foreign_keys(true)
+        .busy_timeout(options.busy_timeout);
+    let max = options.max_connections.unwrap_or(4).max(1);
+    let pool = match mode {
+        #[cfg(test)]
+        ReadOnlyMode::Immutable => try_open_read_only(opts.immutable(true), max).await,
+        ReadOnlyMode::Ro => match try_open_read_only(opts.clone(), max).await {
+            Err(e) if cannot_create_wal_files(&e) => {
+                tracing::debug!(
+                    file = %file,
+                    error = %e,
+                    "read-only SQLite open failed (the -shm/-wal files cannot be created); \
+                     opening it immutable: later commits by a writer will not be seen"
+                );
+                try_open_read_only(opts.immutable(true), max).await
+            }
+            other => other,
+        },
+    }
+    .map_err(|e| {
+        Error::unavailable(format!(
+            "cannot open the SQLite database {file} read-only: {e}"
+        ))
+        .with_backend("sqlite")
+        .with_context("file", &file)
+        .with_source(e)
+    })?;
+    Ok((SqlxSqliteConnector::from_sqlx_sqlite_pool(pool), None))
+}
+
+async fn try_open_read_only(
+    opts: SqliteConnectOptions,
+    max: u32,
+) -> std::result::Result<sea_orm::sqlx::SqlitePool, sea_orm::sqlx::Error> {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max)
+        .connect_with(opts)
+        .await?;
+    // Opening is lazy: the first read is what needs the WAL's shared-memory file.
+    if let Err(e) = sea_orm::sqlx::query("SELECT COUNT(*) FROM sqlite_master")
+        .execute(&pool)
+        .await
+    {
+        pool.close().await;
+        return Err(e);
+    }
+    Ok(pool)
+}
+
+/// SQLITE_READONLY (8) or SQLITE_CANTOPEN (14), with their extended codes: what a `mode=ro`
+/// connection gets when it cannot create a WAL database's `-shm` file.
+fn cannot_create_wal_files(e: &sea_orm::sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i64>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 8 | 14))
+}
+
 fn scheme_of(url: &str) -> &str {
     url.split_once(':').map(|(s, _)| s).unwrap_or("")
 }
@@ -197,11 +302,25 @@ impl SqlMetadataStore {
                     .connect_timeout(Duration::from_secs(10))
                     .acquire_timeout(Duration::from_secs(30))
                     .sqlx_logging(false);
-                let db = Database::connect(o).await.db("postgres", "connecting to PostgreSQL")?;
+                if options.read_only {
+                    o.map_sqlx_postgres_opts(|pg| {
+                        pg.options([("default_transaction_read_only", "on")])
+                    });
+                }
+                let db = Database::connect(o)
+                    .await
+                    .map_err(|e| connect_error(e, url, "postgres", "connecting to PostgreSQL"))?;
                 Self::finish_open(db, "postgres", None, options).await
             }
             "sqlite" => {
                 let memory = url.contains(":memory:") || url.contains("mode=memory");
+                if memory && options.read_only {
+                    return Err(Error::invalid_input(
+                        "an in-memory SQLite database cannot be opened read-only: it exists only \
+                         inside its own connection",
+                    )
+                    .with_backend("sqlite"));
+                }
                 let opts = SqliteConnectOptions::from_str(url).map_err(|e| {
                     Error::invalid_input(format!("invalid SQLite URL: {e}")).with_backend("sqlite")
                 })?;
@@ -209,7 +328,8 @@ impl SqlMetadataStore {
                 Self::finish_open(db, "sqlite", checkpoint, options).await
             }
             other => Err(Error::invalid_input(format!(
-                "unsupported database URL scheme {other:?}: expected postgres://, postgresql:// or sqlite:"
+                "unsupported database URL scheme {other:?} in {}: expected postgres://, postgresql:// or sqlite:",
+                redact_url(url)
             ))),
         }
     }
@@ -221,13 +341,15 @@ impl SqlMetadataStore {
         checkpoint: Option<Checkpointer>,
         options: ConnectOptions,
     ) -> Result<SqlMetadataStore> {
-        let run_migrations = options.run_migrations;
+        let read_only = options.read_only;
+        let run_migrations = options.run_migrations && !read_only;
         let store = SqlMetadataStore {
             writer: (backend == "sqlite").then(|| Mutex::new(())),
             checkpoint,
             db,
             backend,
             token_key: options.token_key,
+            read_only,
         };
         store.check_schema(run_migrations).await?;
         if run_migrations {
@@ -248,9 +370,54 @@ impl SqlMetadataStore {
     ) -> Result<SqlMetadataStore> {
         let opts = SqliteConnectOptions::new()
             .filename(path.as_ref())
-            .create_if_missing(true);
+            .create_if_missing(!options.read_only);
         let (db, checkpoint) = open_sqlite_pool(opts, false, &options).await?;
         Self::finish_open(db, "sqlite", checkpoint, options).await
+    }
+
+    /// Opens the existing SQLite database file at `path` for reading only, as
+    /// [`open_sqlite`](Self::open_sqlite) with [`ConnectOptions::read_only`] set: any number of
+    /// readers may open it while one writer (another process, or a store in this one) writes,
+    /// and they see its commits as they land. Where the directory is read-only and no writer has
+    /// the file open, it is opened `immutable` instead (logged at debug level).
+    ///
+    /// # Errors
+    /// `NotFound` if the file does not exist (it is never created); `Conflict` if its schema is
+    /// not current (a writer must open it first); `Unavailable` if it cannot be opened.
+    pub async fn open_sqlite_read_only(
+        path: impl AsRef<std::path::Path>,
+        options: ConnectOptions,
+    ) -> Result<SqlMetadataStore> {
+        Self::open_sqlite(
+            path,
+            ConnectOptions {
+                read_only: true,
+                ..options
+            },
+        )
+        .await
+    }
+
+    /// Opens `path` read-only with `immutable` straight away: the fallback of a read-only open,
+    /// reachable in tests on any file system.
+    #[cfg(test)]
+    pub(crate) async fn open_sqlite_immutable(
+        path: impl AsRef<std::path::Path>,
+        options: ConnectOptions,
+    ) -> Result<SqlMetadataStore> {
+        let options = ConnectOptions {
+            read_only: true,
+            ..options
+        };
+        let opts = SqliteConnectOptions::new().filename(path.as_ref());
+        let (db, checkpoint) =
+            open_sqlite_read_only_pool(opts, &options, ReadOnlyMode::Immutable).await?;
+        Self::finish_open(db, "sqlite", checkpoint, options).await
+    }
+
+    /// Whether the store was opened read-only ([`ConnectOptions::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// `"postgres"` or `"sqlite"`.
@@ -290,6 +457,7 @@ impl SqlMetadataStore {
     /// statement on one connection, whose first statement re-reads the schema, and makes a
     /// migration all-or-nothing on SQLite too.
     async fn migrate(&self, up: bool) -> Result<()> {
+        self.ensure_writable()?;
         let what = if up {
             "running migrations"
         } else {
@@ -308,7 +476,7 @@ impl SqlMetadataStore {
         if self.db.get_database_backend() != DatabaseBackend::Sqlite {
             return run(&self.db, up).await.db(self.backend, what);
         }
-        let _w = self.writer_lock().await;
+        let _w = self.writer_lock().await?;
         let txn = self.db.begin().await.db(self.backend, what)?;
         run(&txn, up).await.db(self.backend, what)?;
         txn.commit().await.db(self.backend, what)
@@ -367,9 +535,14 @@ impl SqlMetadataStore {
         }
         if !will_migrate {
             if let Some(pending) = known.iter().find(|v| !applied.contains(v)) {
+                let fix = if self.read_only {
+                    "it is opened read-only; a writer must open it first to bring it up to date"
+                } else {
+                    "migrations are turned off; connect with run_migrations = true"
+                };
                 return Err(Error::conflict(format!(
                     "the database schema is out of date (migration {pending:?} is not applied) and \
-                     migrations are turned off; connect with run_migrations = true"
+                     {fix}"
                 ))
                 .with_backend(self.backend));
             }
@@ -385,12 +558,26 @@ impl SqlMetadataStore {
         }
     }
 
-    /// Serialises this store's SQLite writers; no-op on PostgreSQL.
-    pub(crate) async fn writer_lock(&self) -> Option<MutexGuard<'_, ()>> {
-        match &self.writer {
+    /// An `Unsupported` error if the store was opened read-only. Every write path calls it (through
+    /// [`writer_lock`](Self::writer_lock), or first thing when it may return before taking that).
+    pub(crate) fn ensure_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::unsupported(
+                "the metadata store was opened read-only: writes need a store opened for writing",
+            )
+            .with_backend(self.backend));
+        }
+        Ok(())
+    }
+
+    /// Serialises this store's SQLite writers (no-op on PostgreSQL); fails with `Unsupported` on
+    /// a read-only store, before anything touches the database.
+    pub(crate) async fn writer_lock(&self) -> Result<Option<MutexGuard<'_, ()>>> {
+        self.ensure_writable()?;
+        Ok(match &self.writer {
             Some(m) => Some(m.lock().await),
             None => None,
-        }
+        })
     }
 
     /// Serialises write batches of one workspace on PostgreSQL until the transaction ends (the
@@ -451,7 +638,7 @@ impl MetadataStore for SqlMetadataStore {
         q.push(&format!("${}", q.values.len()));
         q.push(", ").bind(created);
         q.push(") ON CONFLICT (workspace_id) DO UPDATE SET name = excluded.name, domain = excluded.domain");
-        let _w = self.writer_lock().await;
+        let _w = self.writer_lock().await?;
         self.db
             .execute(q.stmt(self.db.get_database_backend()))
             .await
@@ -477,7 +664,7 @@ impl MetadataStore for SqlMetadataStore {
     async fn delete_workspace(&self, id: &WorkspaceId) -> Result<()> {
         let be = self.backend;
         let backend = self.db.get_database_backend();
-        let _w = self.writer_lock().await;
+        let _w = self.writer_lock().await?;
         let txn = self
             .db
             .begin()
@@ -507,7 +694,7 @@ impl MetadataStore for SqlMetadataStore {
         let (nonce, ct) = key.seal(&inst.bot_token, &token_aad(&inst.workspace, team))?;
         let scopes = serde_json::to_string(&inst.scopes)
             .map_err(|e| Error::invalid_input(format!("installation scopes: {e}")))?;
-        let _w = self.writer_lock().await;
+        let _w = self.writer_lock().await?;
         if !apply::workspace_exists(&self.db, be, &inst.workspace).await? {
             return Err(
                 Error::not_found(format!("workspace {} does not exist", inst.workspace))
@@ -628,7 +815,7 @@ impl MetadataStore for SqlMetadataStore {
                 .map_err(|e| e.with_backend(be))?;
         }
         let backend = self.db.get_database_backend();
-        let _w = self.writer_lock().await;
+        let _w = self.writer_lock().await?;
         let mut n = 0;
         for chunk in keys.chunks(crate::sql::key_chunk(backend, 1)) {
             let mut q = Sql::new("UPDATE message_metadata SET content_hash = NULL, content_id = NULL WHERE workspace_id = ");
@@ -817,6 +1004,10 @@ impl MetadataStore for SqlMetadataStore {
         outbox::ack(self, ids).await
     }
 
+    async fn release_outbox(&self, ids: &[OutboxId]) -> Result<u64> {
+        outbox::release(self, ids).await
+    }
+
     async fn fail_outbox(
         &self,
         failures: &[OutboxFailure],
@@ -879,5 +1070,52 @@ impl SqlMetadataStore {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chatvault_core::{ErrorKind, MessageFilter, MetadataStore, Workspace, WorkspaceId};
+
+    use super::{ConnectOptions, SqlMetadataStore};
+
+    /// The fallback of a read-only open (`immutable`) reads the database and refuses writes.
+    #[tokio::test]
+    async fn immutable_open_reads_and_refuses_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("chatvault.db");
+        let ws = WorkspaceId::new("T1").expect("id");
+        let writer = SqlMetadataStore::open_sqlite(&path, ConnectOptions::default())
+            .await
+            .expect("writer opens");
+        writer
+            .upsert_workspace(&Workspace::new(ws.clone(), "Acme"))
+            .await
+            .expect("workspace");
+        writer.connection().clone().close().await.expect("close");
+        let reader = SqlMetadataStore::open_sqlite_immutable(&path, ConnectOptions::default())
+            .await
+            .expect("immutable open");
+        assert!(reader.is_read_only());
+        assert_eq!(
+            reader
+                .get_workspace(&ws)
+                .await
+                .expect("read")
+                .map(|w| w.name),
+            Some("Acme".to_string())
+        );
+        assert_eq!(
+            reader
+                .count_messages(&ws, &MessageFilter::default())
+                .await
+                .expect("count"),
+            0
+        );
+        let e = reader
+            .upsert_workspace(&Workspace::new(ws, "Other"))
+            .await
+            .expect_err("read-only");
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
     }
 }

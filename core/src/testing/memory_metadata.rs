@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     counts_as_activity, AggregateOptions, ApplyReport, Bookmark, BotConfig, Channel,
     ChannelActivity, ChannelId, ChannelKind, ClaimRequest, ContentAttributes, ContentIndexEntry,
-    DomainCount, Error, FailOutcome, FileRef, Installation, Link, LinkCount, LinkQuery,
+    DomainCount, Error, FailOutcome, FileRef, Installation, LeaseOwner, Link, LinkCount, LinkQuery,
     MembershipChange, MessageDetails, MessageFilter, MessageKey, MessageMeta, MetadataStore,
     OutboxEntry, OutboxFailure, OutboxId, OutboxOp, OutboxStats, PageRequest, ProcessingQueueEntry,
     ReactedMessage, Reaction, Result, RetryPolicy, SharedLink, SyncStatus, Team, TeamId,
@@ -129,6 +129,7 @@ struct StoredMessage {
 struct OutboxRow {
     entry: OutboxEntry,
     lease_until: Option<DateTime<Utc>>,
+    lease_owner: Option<String>,
 }
 
 impl OutboxRow {
@@ -159,6 +160,7 @@ fn enqueue(
                 dead: false,
             },
             lease_until: None,
+            lease_owner: None,
         },
     );
 }
@@ -950,6 +952,8 @@ impl MetadataStore for MemoryMetadataStore {
         let now = Utc::now();
         let lease_until = now + to_std(request.lease);
         let mut st = self.state();
+        // Leases of owners known to be dead end now (checked once per owner).
+        let mut gone: HashMap<&str, bool> = HashMap::new();
         // Per-message order: only the oldest live entry of each key is a candidate.
         let mut seen: HashSet<MessageKey> = HashSet::new();
         let mut ids = Vec::new();
@@ -969,7 +973,12 @@ impl MetadataStore for MemoryMetadataStore {
             if !seen.insert(e.key.clone()) {
                 continue;
             }
-            if e.available_at <= now && !row.leased(now) {
+            let held = row.leased(now)
+                && !row
+                    .lease_owner
+                    .as_deref()
+                    .is_some_and(|o| *gone.entry(o).or_insert_with(|| LeaseOwner::is_gone_str(o)));
+            if e.available_at <= now && !held {
                 ids.push(*id);
             }
         }
@@ -977,6 +986,7 @@ impl MetadataStore for MemoryMetadataStore {
         for id in ids {
             if let Some(row) = st.outbox.get_mut(&id) {
                 row.lease_until = Some(lease_until);
+                row.lease_owner = Some(request.owner.clone());
                 out.push(row.entry.clone());
             }
         }
@@ -1008,6 +1018,21 @@ impl MetadataStore for MemoryMetadataStore {
         Ok(())
     }
 
+    async fn release_outbox(&self, ids: &[OutboxId]) -> Result<u64> {
+        let mut st = self.state();
+        let mut n = 0;
+        for id in ids {
+            if let Some(row) = st.outbox.get_mut(id) {
+                if !row.entry.dead && row.lease_until.is_some() {
+                    row.lease_until = None;
+                    row.lease_owner = None;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
     async fn fail_outbox(
         &self,
         failures: &[OutboxFailure],
@@ -1022,6 +1047,7 @@ impl MetadataStore for MemoryMetadataStore {
                 continue;
             };
             row.lease_until = None;
+            row.lease_owner = None;
             let e = &mut row.entry;
             e.attempts = e.attempts.saturating_add(1);
             e.last_error = Some(f.error.clone());
@@ -1075,6 +1101,7 @@ impl MetadataStore for MemoryMetadataStore {
                 e.attempts = 0;
                 e.available_at = now;
                 row.lease_until = None;
+                row.lease_owner = None;
                 n += 1;
             }
         }
@@ -1094,6 +1121,9 @@ impl MetadataStore for MemoryMetadataStore {
                 s.dead += 1;
             } else if r.leased(now) {
                 s.leased += 1;
+                if let Some(until) = r.lease_until {
+                    s.next_lease_expiry = Some(s.next_lease_expiry.map_or(until, |t| t.min(until)));
+                }
             } else {
                 s.pending += 1;
             }

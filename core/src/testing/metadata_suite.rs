@@ -27,9 +27,9 @@ use chrono::Utc;
 use super::fixtures::{at, content, create_workspace, key, meta, record, ts, unicode_texts, user};
 use crate::{
     AggregateOptions, Bookmark, BotConfig, Channel, ChannelId, ChannelKind, ClaimRequest,
-    ErrorKind, FailOutcome, FileRef, Installation, Link, LinkQuery, LinkSource, MembershipChange,
-    MessageDetails, MessageFilter, MessageKey, MessageRecord, MetadataStore, OutboxEntry,
-    OutboxFailure, OutboxOp, OutboxStats, PageRequest, ProcessingQueueEntry, Reaction,
+    ErrorKind, FailOutcome, FileRef, Installation, LeaseOwner, Link, LinkQuery, LinkSource,
+    MembershipChange, MessageDetails, MessageFilter, MessageKey, MessageRecord, MetadataStore,
+    OutboxEntry, OutboxFailure, OutboxOp, OutboxStats, PageRequest, ProcessingQueueEntry, Reaction,
     ReactionChange, Result, RetryPolicy, SecretString, SyncState, SyncStatus, Team, TeamId,
     ThreadFilter, ThreadParticipant, TimeRange, User, WorkspaceId, WriteBatch,
 };
@@ -62,6 +62,9 @@ pub const CASES: &[&str] = &[
     "outbox_claim_and_ack",
     "outbox_fail_retry_and_dead_letter",
     "outbox_lease_expiry",
+    "outbox_dead_owner_leases_are_reclaimed",
+    "outbox_live_owner_keeps_its_lease",
+    "outbox_release",
     "outbox_per_message_order",
     "outbox_undelivered_keys",
     "outbox_concurrent_claims",
@@ -109,6 +112,9 @@ where
         outbox_claim_and_ack,
         outbox_fail_retry_and_dead_letter,
         outbox_lease_expiry,
+        outbox_dead_owner_leases_are_reclaimed,
+        outbox_live_owner_keeps_its_lease,
+        outbox_release,
         outbox_per_message_order,
         outbox_undelivered_keys,
         outbox_concurrent_claims,
@@ -154,6 +160,26 @@ async fn claim(store: &Store, ws: &WorkspaceId, limit: usize, lease: Duration) -
                 limit,
                 lease,
                 owner: "suite".into(),
+            })
+            .await,
+        "claim_outbox",
+    )
+}
+
+async fn claim_as(
+    store: &Store,
+    ws: &WorkspaceId,
+    owner: impl ToString,
+    limit: usize,
+    lease: Duration,
+) -> Vec<OutboxEntry> {
+    ok(
+        store
+            .claim_outbox(&ClaimRequest {
+                workspace: Some(ws.clone()),
+                limit,
+                lease,
+                owner: owner.to_string(),
             })
             .await,
         "claim_outbox",
@@ -2269,10 +2295,13 @@ pub async fn outbox_claim_and_ack(store: Store) {
         OutboxStats {
             pending: 5,
             leased: 0,
-            dead: 0
+            dead: 0,
+            next_lease_expiry: None,
         }
     );
+    let before = Utc::now();
     let first = claim(&store, &ws, 2, Duration::from_secs(60)).await;
+    let after = Utc::now();
     assert_eq!(first.len(), 2, "claim honours the limit");
     assert!(first[0].id < first[1].id, "oldest first");
     assert_eq!(
@@ -2283,13 +2312,16 @@ pub async fn outbox_claim_and_ack(store: Store) {
         .iter()
         .all(|e| e.attempts == 0 && !e.dead && e.last_error.is_none()));
     assert!(first[0].version() > 0);
-    assert_eq!(
-        ok(store.outbox_stats(Some(ws.clone())).await, "outbox_stats"),
-        OutboxStats {
-            pending: 3,
-            leased: 2,
-            dead: 0
-        }
+    let st = ok(store.outbox_stats(Some(ws.clone())).await, "outbox_stats");
+    assert_eq!((st.pending, st.leased, st.dead), (3, 2, 0), "{st:?}");
+    let minute = chrono::Duration::seconds(60);
+    let expiry = st
+        .next_lease_expiry
+        .expect("leased entries have a lease expiry");
+    assert!(
+        expiry >= before + minute - chrono::Duration::milliseconds(5)
+            && expiry <= after + minute + chrono::Duration::milliseconds(5),
+        "next_lease_expiry is the lease's end: {expiry} not in {before}..{after} + 60 s"
     );
     let rest = claim(&store, &ws, 10, Duration::from_secs(60)).await;
     assert_eq!(
@@ -2322,13 +2354,11 @@ pub async fn outbox_claim_and_ack(store: Store) {
     );
     let m = get_one(&store, &keys[2]).await.expect("message exists");
     assert_eq!(m.meta.content_id, None, "not acked yet");
-    assert_eq!(
-        ok(store.outbox_stats(None).await, "outbox_stats"),
-        OutboxStats {
-            pending: 0,
-            leased: 3,
-            dead: 0
-        }
+    let st = ok(store.outbox_stats(None).await, "outbox_stats");
+    assert_eq!((st.pending, st.leased, st.dead), (0, 3, 0), "{st:?}");
+    assert!(
+        st.next_lease_expiry.is_some_and(|t| t >= expiry),
+        "the earliest remaining lease ends no sooner than the acked ones did: {st:?}"
     );
     assert_eq!(ok(store.stats(&ws).await, "stats").with_content, 2);
 }
@@ -2443,7 +2473,8 @@ pub async fn outbox_fail_retry_and_dead_letter(store: Store) {
         OutboxStats {
             pending: 0,
             leased: 0,
-            dead: 2
+            dead: 2,
+            next_lease_expiry: None,
         }
     );
     assert!(
@@ -2509,7 +2540,8 @@ pub async fn outbox_lease_expiry(store: Store) {
         OutboxStats {
             pending: 1,
             leased: 0,
-            dead: 0
+            dead: 0,
+            next_lease_expiry: None,
         },
         "expired lease counts as pending"
     );
@@ -2526,6 +2558,196 @@ pub async fn outbox_lease_expiry(store: Store) {
     assert_eq!(
         ok(store.outbox_stats(None).await, "stats"),
         OutboxStats::default()
+    );
+}
+
+/// Entries leased by an owner on this host that is known to be dead (its pid does not exist, or
+/// was reused by a process with another start time) are claimable at once; owners on other hosts
+/// and owner strings that are not a `LeaseOwner` keep their leases.
+pub async fn outbox_dead_owner_leases_are_reclaimed(store: Store) {
+    let me = LeaseOwner::current();
+    if me.start_time() == 0 {
+        eprintln!("skipped: process start times are unknown on this platform");
+        return;
+    }
+    // Above Linux's largest pid_max (2^22), so no process has it.
+    let no_such_pid = LeaseOwner::new(me.host(), 4_194_305, me.start_time()).with_label("relay");
+    let reused_pid = LeaseOwner::new(me.host(), me.pid(), me.start_time() + 1);
+    let other_host = LeaseOwner::new(format!("{}-elsewhere", me.host()), 4_194_305, 1);
+    let owners = [
+        no_such_pid.to_string(),
+        reused_pid.to_string(),
+        other_host.to_string(),
+        "legacy-relay".to_string(),
+    ];
+    // One workspace per owner: a claim in one workspace cannot take another's entries, so each
+    // owner keeps what it claimed until the final claim across all of them.
+    let hour = Duration::from_secs(3600);
+    let mut held = Vec::new();
+    for (i, owner) in owners.iter().enumerate() {
+        let ws = create_workspace(store.as_ref(), &format!("T{i}")).await;
+        let mut b = WriteBatch::new(ws.clone());
+        b.messages
+            .push(text_message(&key(ws.as_str(), "C1", "1.0"), "U1", "text"));
+        apply(&store, b, "write").await;
+        let got = claim_as(&store, &ws, owner, 10, hour).await;
+        assert_eq!(got.len(), 1, "claimed as {owner}");
+        held.push(got[0].id);
+    }
+    let st = ok(store.outbox_stats(None).await, "outbox_stats");
+    assert_eq!((st.pending, st.leased), (0, 4), "{st:?}");
+    let got = ok(
+        store
+            .claim_outbox(&ClaimRequest {
+                workspace: None,
+                limit: 10,
+                lease: Duration::from_secs(60),
+                owner: "suite".into(),
+            })
+            .await,
+        "claim_outbox",
+    );
+    assert_eq!(
+        got.iter().map(|e| e.id).collect::<Vec<_>>(),
+        held[..2].to_vec(),
+        "a dead owner's leases are claimable at once; another host's and a legacy owner's are not"
+    );
+    assert!(
+        got.iter()
+            .all(|e| e.attempts == 0 && e.last_error.is_none()),
+        "reclaiming a lease is not a failure: {got:?}"
+    );
+    let again = ok(
+        store
+            .claim_outbox(&ClaimRequest {
+                workspace: None,
+                ..ClaimRequest::default()
+            })
+            .await,
+        "claim_outbox",
+    );
+    assert!(again.is_empty(), "the new owner's leases hold: {again:?}");
+}
+
+/// Entries leased by this very process are not claimable before their lease expires.
+pub async fn outbox_live_owner_keeps_its_lease(store: Store) {
+    let ws = create_workspace(store.as_ref(), "T1").await;
+    let mut b = WriteBatch::new(ws.clone());
+    for i in 1..=2 {
+        b.messages
+            .push(text_message(&key("T1", "C1", &format!("{i}.0")), "U1", "x"));
+    }
+    apply(&store, b, "write").await;
+    let hour = Duration::from_secs(3600);
+    let first = ok(
+        store
+            .claim_outbox(&ClaimRequest {
+                workspace: Some(ws.clone()),
+                limit: 1,
+                lease: hour,
+                ..ClaimRequest::default()
+            })
+            .await,
+        "claim_outbox as the default owner",
+    );
+    assert_eq!(first.len(), 1);
+    let labelled = LeaseOwner::current().with_label("relay");
+    assert_eq!(claim_as(&store, &ws, &labelled, 1, hour).await.len(), 1);
+    assert!(
+        claim_as(&store, &ws, "someone-else", 10, hour)
+            .await
+            .is_empty(),
+        "a live owner's leases hold until they expire"
+    );
+    assert_eq!(ok(store.outbox_stats(None).await, "outbox_stats").leased, 2);
+}
+
+/// Releasing ends a lease without counting an attempt: the entry is claimable again at once with
+/// its attempts, error and retry time unchanged; unknown, unleased and dead ids are ignored.
+pub async fn outbox_release(store: Store) {
+    let ws = create_workspace(store.as_ref(), "T1").await;
+    let keys: Vec<MessageKey> = (1..=3)
+        .map(|i| key("T1", "C1", &format!("{i}.0")))
+        .collect();
+    let mut b = WriteBatch::new(ws.clone());
+    for k in &keys {
+        b.messages.push(text_message(k, "U1", "text"));
+    }
+    apply(&store, b, "write").await;
+    let hour = Duration::from_secs(3600);
+    let got = claim(&store, &ws, 10, hour).await;
+    assert_eq!(got.len(), 3);
+    let (e1, e2, e3) = (got[0].id, got[1].id, got[2].id);
+    assert_eq!(ok(store.release_outbox(&[]).await, "release nothing"), 0);
+    assert_eq!(
+        ok(store.release_outbox(&[e1, 987_654_321]).await, "release"),
+        1,
+        "an unknown id is ignored"
+    );
+    assert_eq!(
+        ok(store.release_outbox(&[e1]).await, "release again"),
+        0,
+        "an entry no longer leased is not released twice"
+    );
+    let st = ok(store.outbox_stats(Some(ws.clone())).await, "outbox_stats");
+    assert_eq!((st.pending, st.leased, st.dead), (1, 2, 0), "{st:?}");
+    let again = claim(&store, &ws, 10, hour).await;
+    assert_eq!(
+        again
+            .iter()
+            .map(|e| (e.id, e.attempts, e.last_error.clone()))
+            .collect::<Vec<_>>(),
+        [(e1, 0, None)],
+        "a released entry is claimable at once, with no attempt counted"
+    );
+    // A failed entry waiting for its retry keeps its retry time; a dead letter stays dead.
+    let policy = RetryPolicy {
+        max_attempts: 5,
+        base_delay: hour,
+        max_delay: hour,
+    };
+    let failures = [
+        OutboxFailure {
+            id: e2,
+            error: "embedder down".into(),
+            retryable: true,
+        },
+        OutboxFailure {
+            id: e3,
+            error: "invalid".into(),
+            retryable: false,
+        },
+    ];
+    ok(store.fail_outbox(&failures, &policy).await, "fail_outbox");
+    assert_eq!(
+        ok(store.release_outbox(&[e2, e3]).await, "release failed"),
+        0,
+        "failed and dead-lettered entries hold no lease"
+    );
+    assert!(
+        claim(&store, &ws, 10, hour).await.is_empty(),
+        "release does not move a retry time"
+    );
+    let dead = ok(
+        store.dead_letters(Some(ws.clone()), 10).await,
+        "dead_letters",
+    );
+    assert_eq!(
+        dead.iter().map(|e| (e.id, e.attempts)).collect::<Vec<_>>(),
+        [(e3, 1)]
+    );
+    assert_eq!(
+        ok(
+            store.release_outbox(&[e1]).await,
+            "release the re-claimed entry"
+        ),
+        1
+    );
+    let st = ok(store.outbox_stats(Some(ws.clone())).await, "outbox_stats");
+    assert_eq!(
+        (st.pending, st.leased, st.dead, st.next_lease_expiry),
+        (2, 0, 1, None),
+        "{st:?}"
     );
 }
 
