@@ -9,8 +9,8 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use chatvault_core::{
     ClaimRequest, CollectionSpec, ContentDelete, ContentDocument, ContentStore, Embedder, Error,
-    ErrorKind, FailOutcome, MessageKey, MetadataStore, OutboxEntry, OutboxFailure, OutboxId,
-    OutboxOp, Result, RetryPolicy, WorkspaceId,
+    ErrorKind, FailOutcome, LeaseOwner, MessageKey, MetadataStore, OutboxEntry, OutboxFailure,
+    OutboxId, OutboxOp, Result, RetryPolicy, WorkspaceId,
 };
 
 use crate::progress::{NoProgress, Progress, ProgressUpdate, Stage};
@@ -27,7 +27,8 @@ pub struct RelayOptions {
     pub lease: Duration,
     /// Retries and dead-lettering of failed deliveries.
     pub retry: RetryPolicy,
-    /// Who claims (diagnostics).
+    /// Who claims: by default this process ([`LeaseOwner::current`]), so that another relay on
+    /// this host can tell when it has died and take its entries over at once.
     pub owner: String,
     /// How long an idle relay waits before claiming again (default 200 ms).
     pub poll_interval: Duration,
@@ -40,7 +41,7 @@ impl Default for RelayOptions {
             batch_size: 256,
             lease: Duration::from_secs(60),
             retry: RetryPolicy::default(),
-            owner: format!("relay-{}", std::process::id()),
+            owner: LeaseOwner::current().to_string(),
             poll_interval: Duration::from_millis(200),
         }
     }
@@ -164,15 +165,20 @@ impl Relay {
     }
 
     /// Delivers until nothing is left to deliver: waits out retry delays and other relays'
-    /// leases, and returns once the outbox holds only dead letters (for this relay's workspace,
-    /// or all). For batch jobs and tests.
+    /// leases (entries leased by a relay process that has died on this host are taken over at
+    /// once; for live ones it says, through the progress reporter, how long it waits), and
+    /// returns once the outbox holds only dead letters (for this relay's workspace, or all).
+    /// For batch jobs and tests.
     ///
     /// # Errors
     /// The metadata store's error when claiming or acknowledging fails (the claimed entries are
-    /// redelivered after their lease).
+    /// redelivered after their lease); `Conflict` when the content store cannot be written
+    /// (another process holds its writer lock, or the collection was built by another model):
+    /// the batch is released untouched, nothing is counted as a failed delivery.
     pub async fn drain(&self) -> Result<RelayReport> {
         let start = Instant::now();
         let mut total = RelayReport::default();
+        let mut said_wait = false;
         loop {
             let r = self.run_once().await?;
             total.merge(&r);
@@ -184,6 +190,28 @@ impl Relay {
                     .await?;
                 if stats.pending == 0 && stats.leased == 0 {
                     return Ok(total);
+                }
+                if stats.pending == 0 && !said_wait {
+                    said_wait = true;
+                    let until = stats.next_lease_expiry.map_or_else(
+                        || "their leases expire".to_string(),
+                        |t| {
+                            let secs = (t - chrono::Utc::now()).num_seconds().max(0);
+                            format!("their leases expire in {secs} s ({t})")
+                        },
+                    );
+                    let detail = format!(
+                        "{} entries are held by another running relay: waiting until {until}",
+                        stats.leased
+                    );
+                    warn!("{detail}");
+                    self.progress.update(&ProgressUpdate {
+                        stage: Stage::Relay,
+                        done: total.acked,
+                        total: None,
+                        elapsed: start.elapsed(),
+                        detail: Some(detail),
+                    });
                 }
                 tokio::time::sleep(self.options.poll_interval).await;
             }
@@ -290,13 +318,33 @@ impl Relay {
         }
         let mut acks = Vec::new();
         let mut failures = Vec::new();
+        let mut released = Vec::new();
+        let mut blocked = None;
         for (ws, entries) in by_ws {
-            self.deliver(&ws, entries, &mut acks, &mut failures, &mut report)
+            if blocked.is_some() {
+                released.extend(entries.iter().map(|e| e.id));
+                continue;
+            }
+            let ids: Vec<OutboxId> = entries.iter().map(|e| e.id).collect();
+            let mut out = Vec::new();
+            if let Err(e) = self
+                .deliver(&ws, entries, &mut acks, &mut out, &mut report)
                 .instrument(info_span!("deliver", workspace = %ws))
-                .await;
+                .await
+            {
+                // Nothing of this workspace's batch was written: hand it back untouched.
+                acks.retain(|id| !ids.contains(id));
+                released.extend(ids);
+                blocked = Some(e);
+                continue;
+            }
+            failures.extend(out);
         }
         if failures.iter().any(|f| f.error.starts_with("not found")) {
             self.ready.lock().await.clear();
+        }
+        if !released.is_empty() {
+            self.meta.release_outbox(&released).await?;
         }
         if !acks.is_empty() {
             self.meta.ack_outbox(&acks).await?;
@@ -316,7 +364,10 @@ impl Relay {
             }
         }
         debug!(?report, "batch delivered");
-        Ok(report)
+        match blocked {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 
     async fn ensure_collection(&self, ws: &WorkspaceId) -> Result<()> {
@@ -342,6 +393,12 @@ impl Relay {
         Ok(())
     }
 
+    /// Delivers one workspace's entries: acked ones go to `acks`, failed ones to `failures`.
+    ///
+    /// # Errors
+    /// `Conflict` when the content store cannot be written at all (another writer holds it, or
+    /// its collection belongs to another model): then nothing was written, and the caller hands
+    /// the entries back without counting an attempt.
     async fn deliver(
         &self,
         ws: &WorkspaceId,
@@ -349,16 +406,19 @@ impl Relay {
         acks: &mut Vec<OutboxId>,
         failures: &mut Vec<OutboxFailure>,
         report: &mut RelayReport,
-    ) {
+    ) -> Result<()> {
         let fail_all = |entries: &[OutboxEntry], e: &Error, failures: &mut Vec<OutboxFailure>| {
             for en in entries {
                 failures.push(failure(en.id, e));
             }
         };
         if let Err(e) = self.ensure_collection(ws).await {
+            if e.kind() == ErrorKind::Conflict {
+                return Err(e);
+            }
             warn!(error = %e, "collection unavailable");
             fail_all(&entries, &e, failures);
-            return;
+            return Ok(());
         }
         // Stored documents, to reuse embeddings and to update attributes.
         let keys: Vec<MessageKey> = entries
@@ -371,10 +431,11 @@ impl Relay {
         } else {
             match self.content.get(ws, &keys).await {
                 Ok(docs) => docs.into_iter().map(|d| (d.key().clone(), d)).collect(),
+                Err(e) if e.kind() == ErrorKind::Conflict => return Err(e),
                 Err(e) => {
                     warn!(error = %e, "reading stored documents failed");
                     fail_all(&entries, &e, failures);
-                    return;
+                    return Ok(());
                 }
             }
         };
@@ -496,6 +557,7 @@ impl Relay {
                         }
                     }
                 }
+                Err(e) if e.kind() == ErrorKind::Conflict => return Err(e),
                 Err(e) => {
                     warn!(error = %e, docs = docs.len(), "content upsert failed");
                     for (id, _) in docs {
@@ -512,6 +574,7 @@ impl Relay {
                     report.stale += o.stale;
                     acks.extend(deletes.iter().map(|(id, _)| *id));
                 }
+                Err(e) if e.kind() == ErrorKind::Conflict => return Err(e),
                 Err(e) => {
                     warn!(error = %e, deletes = deletes.len(), "content delete failed");
                     for (id, _) in deletes {
@@ -520,6 +583,7 @@ impl Relay {
                 }
             }
         }
+        Ok(())
     }
 }
 

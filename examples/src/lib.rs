@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chatvault_core::{
     ChannelId, ContentStore, Embedder, Error, ErrorKind, HashingEmbedder, MetadataStore, Result,
@@ -53,6 +54,20 @@ pub enum EmbedderChoice {
     Hashing,
 }
 
+/// How a command opens the stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read only: no lock, no writes, no migrations; any number of readers work beside the one
+    /// writer, on a read-only data directory too.
+    Read,
+    /// The workspace's one writer: takes its writer lock before anything is written, waiting up
+    /// to `wait` for another writer to finish.
+    Write {
+        /// How long to wait for another process's writer lock.
+        wait: Duration,
+    },
+}
+
 /// The stores and embedder a command works with.
 #[derive(Debug, Clone)]
 pub struct Stores {
@@ -66,28 +81,84 @@ pub struct Stores {
     pub embedder_note: String,
 }
 
-/// Opens (creating when needed) the metadata store and the content store.
+/// Opens (creating when needed) the metadata store and the content store for writing. Writes
+/// to a workspace also need its writer lock: [`open_all`] with [`Access::Write`] takes it.
 ///
 /// # Errors
-/// `Unavailable` when the database cannot be reached; `Conflict` when another process holds the
-/// content store for writing; I/O errors creating the data directory.
+/// `Unavailable` when the database cannot be reached; I/O errors creating the data directory.
 pub async fn open_stores(
     config: &StorageConfig,
 ) -> Result<(Arc<dyn MetadataStore>, Arc<dyn ContentStore>)> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        Error::unavailable(format!(
-            "cannot create the data directory {}: {e}",
-            config.data_dir.display()
-        ))
-    })?;
-    let meta = match &config.database_url {
-        Some(url) => SqlMetadataStore::connect(url, ConnectOptions::default()).await?,
-        None => {
-            SqlMetadataStore::open_sqlite(config.sqlite_path(), ConnectOptions::default()).await?
+    let (meta, content) = open_stores_as(config, false).await?;
+    Ok((meta, Arc::new(content)))
+}
+
+/// Opens both stores read-only: nothing is created, locked, migrated or written.
+///
+/// # Errors
+/// `NotFound` when the data directory holds no metadata store; `Unavailable` when the database
+/// cannot be read; `Conflict` when its schema needs migrating by a writer first.
+pub async fn open_stores_read_only(
+    config: &StorageConfig,
+) -> Result<(Arc<dyn MetadataStore>, Arc<dyn ContentStore>)> {
+    let (meta, content) = open_stores_as(config, true).await?;
+    Ok((meta, Arc::new(content)))
+}
+
+async fn open_stores_as(
+    config: &StorageConfig,
+    read_only: bool,
+) -> Result<(Arc<dyn MetadataStore>, VectorStore)> {
+    if read_only {
+        if config.database_url.is_none() && !config.sqlite_path().exists() {
+            return Err(Error::not_found(format!(
+                "{} holds no chatvault data yet: run `chatvault ingest-export <dir|zip>` first",
+                config.data_dir.display()
+            )));
         }
+    } else {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::unavailable(format!(
+                "cannot create the data directory {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+    }
+    let options = ConnectOptions {
+        read_only,
+        ..ConnectOptions::default()
     };
-    let content = VectorStore::open(config.content_dir(), VectorStoreOptions::default())?;
-    Ok((Arc::new(meta), Arc::new(content)))
+    let meta = match &config.database_url {
+        Some(url) => SqlMetadataStore::connect(url, options).await?,
+        None => SqlMetadataStore::open_sqlite(config.sqlite_path(), options).await?,
+    };
+    let content = VectorStore::open(
+        config.content_dir(),
+        VectorStoreOptions {
+            read_only,
+            ..VectorStoreOptions::default()
+        },
+    )?;
+    Ok((Arc::new(meta), content))
+}
+
+/// Takes `workspace`'s writer lock in `content`, waiting up to `wait` and saying (on standard
+/// error) whom it waits for.
+fn lock_workspace(content: &VectorStore, workspace: &WorkspaceId, wait: Duration) -> Result<()> {
+    match content.acquire_writer(workspace, Duration::ZERO) {
+        Err(e) if e.kind() == ErrorKind::Conflict && !wait.is_zero() => {
+            let who = content.writer_holder(workspace).map_or_else(
+                || "another process".to_string(),
+                |h| h.to_string(),
+            );
+            eprintln!(
+                "workspace {workspace} is being written by {who}: waiting up to {} s for it (--wait)",
+                wait.as_secs()
+            );
+            content.acquire_writer(workspace, wait)
+        }
+        other => other,
+    }
 }
 
 /// The model directory to try: `explicit`, else `$CHATVAULT_MODEL_DIR`, else the cache folder
@@ -170,16 +241,27 @@ pub fn choose_embedder(
 }
 
 /// Opens the stores and picks an embedder consistent with `workspace`'s collection, if any.
+/// With [`Access::Write`] and a workspace, takes the workspace's writer lock first (before
+/// anything is written), so that a second writer is refused — or waits — before it starts.
 ///
 /// # Errors
-/// As [`open_stores`] and [`choose_embedder`].
+/// As [`open_stores`] and [`choose_embedder`]; `Conflict` naming the other writer (process,
+/// host, since when) when it still holds the workspace after the wait.
 pub async fn open_all(
     config: &StorageConfig,
     choice: EmbedderChoice,
     model_dir: Option<&Path>,
     workspace: Option<&WorkspaceId>,
+    access: Access,
 ) -> Result<Stores> {
-    let (meta, content) = open_stores(config).await?;
+    let (meta, vector) = open_stores_as(config, access == Access::Read).await?;
+    if let (Access::Write { wait }, Some(ws)) = (access, workspace) {
+        let (vector, ws) = (vector.clone(), ws.clone());
+        tokio::task::spawn_blocking(move || lock_workspace(&vector, &ws, wait))
+            .await
+            .map_err(|e| Error::backend_error(format!("taking the writer lock failed: {e}")))??;
+    }
+    let content: Arc<dyn ContentStore> = Arc::new(vector);
     let existing = match workspace {
         Some(ws) => content.collection_info(ws).await?.map(|c| c.spec.model_id),
         None => None,

@@ -11,7 +11,7 @@ use std::fs::{self, File};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use chatvault_core::{Error, Result, WorkspaceId};
+use chatvault_core::{Error, LeaseOwner, Result, WorkspaceId};
 use fs4::fs_std::FileExt;
 use serde::{Deserialize, Serialize};
 
@@ -74,11 +74,10 @@ impl WriterLock {
             Ok(false) => return Err(held_by(&path, workspace, holder_of(&mut file))),
             Err(e) => return Err(io_err(path.display(), e)),
         }
+        let me = LeaseOwner::current();
         let info = WriterInfo {
-            pid: std::process::id(),
-            host: fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_default(),
+            pid: me.pid(),
+            host: me.host().to_string(),
             since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         };
         let bytes = serde_json::to_vec(&info)

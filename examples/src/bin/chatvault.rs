@@ -20,7 +20,7 @@ use chatvault_core::{
 };
 use chatvault_examples::{
     exit_code, open_all, parse_time, resolve_channel, resolve_user, resolve_workspace,
-    sample_export, workspace_id_from_path, EmbedderChoice, StorageConfig, Stores,
+    sample_export, workspace_id_from_path, Access, EmbedderChoice, StorageConfig, Stores,
 };
 use chatvault_query::{
     AskRequest, DigestRequest, MessageView, PrReviewRequest, QueryEngine, Scope, SearchFilter,
@@ -72,9 +72,14 @@ struct Global {
         env = "CHATVAULT_DATA_DIR"
     )]
     data_dir: PathBuf,
-    /// Keep metadata in PostgreSQL instead of the SQLite file (postgres://user@host/db).
-    #[arg(long, global = true, env = "CHATVAULT_DATABASE_URL")]
+    /// Keep metadata in PostgreSQL instead of the SQLite file (postgres://user@host/db). Best
+    /// set in the environment, so that its password stays out of the process list.
+    #[arg(long, global = true, env = "CHATVAULT_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Commands that write: how many seconds to wait for another process that is writing the
+    /// same workspace (default 0: fail at once with exit code 6). Reading commands never wait.
+    #[arg(long, global = true, default_value_t = 0, value_name = "SECONDS")]
+    wait: u64,
     /// The workspace to use when the data directory holds several.
     #[arg(long, global = true)]
     workspace: Option<String>,
@@ -304,14 +309,33 @@ fn embedder_choice(g: &Global) -> EmbedderChoice {
 }
 
 /// Opens both stores and the embedder for `ws` as the global options say.
-async fn open_for(g: &Global, config: &StorageConfig, ws: &WorkspaceId) -> Result<Stores> {
-    open_all(config, embedder_choice(g), g.model_dir.as_deref(), Some(ws)).await
+async fn open_for(
+    g: &Global,
+    config: &StorageConfig,
+    ws: &WorkspaceId,
+    access: Access,
+) -> Result<Stores> {
+    open_all(
+        config,
+        embedder_choice(g),
+        g.model_dir.as_deref(),
+        Some(ws),
+        access,
+    )
+    .await
 }
 
-/// As [`open_for`] with the configured storage, telling a person (not a script) which embedder
-/// writes the vectors.
+/// How a writing command opens the stores: as the workspace's one writer, waiting `--wait`.
+fn write_access(g: &Global) -> Access {
+    Access::Write {
+        wait: Duration::from_secs(g.wait),
+    }
+}
+
+/// As [`open_for`] with the configured storage, as the workspace's writer, telling a person (not
+/// a script) which embedder writes the vectors.
 async fn open_for_writing(g: &Global, ws: &WorkspaceId) -> Result<Stores> {
-    let stores = open_for(g, &storage(g), ws).await?;
+    let stores = open_for(g, &storage(g), ws, write_access(g)).await?;
     if !g.json {
         eprintln!("{}", stores.embedder_note);
     }
@@ -319,13 +343,16 @@ async fn open_for_writing(g: &Global, ws: &WorkspaceId) -> Result<Stores> {
 }
 
 /// Opens the stores for an existing workspace.
-async fn open_workspace(g: &Global) -> Result<(Stores, WorkspaceId)> {
+async fn open_workspace(g: &Global, access: Access) -> Result<(Stores, WorkspaceId)> {
     // Resolve the workspace first (metadata only), then pick the embedder its collection uses.
     let config = storage(g);
-    let (meta, _) = chatvault_examples::open_stores(&config).await?;
+    let (meta, _) = match access {
+        Access::Read => chatvault_examples::open_stores_read_only(&config).await?,
+        Access::Write { .. } => chatvault_examples::open_stores(&config).await?,
+    };
     let ws = resolve_workspace(meta.as_ref(), g.workspace.as_deref()).await?;
     drop(meta);
-    let stores = open_for(g, &config, &ws).await?;
+    let stores = open_for(g, &config, &ws, access).await?;
     Ok((stores, ws))
 }
 
@@ -413,7 +440,7 @@ async fn run(cli: Cli) -> Result<()> {
             cursor,
             scope,
         } => {
-            let (stores, ws) = open_workspace(g).await?;
+            let (stores, ws) = open_workspace(g, Access::Read).await?;
             let engine = engine(&stores);
             let mut filter = SearchFilter::default();
             if !channel.is_empty() {
@@ -450,7 +477,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Thread { channel, ts, scope } => {
-            let (stores, ws) = open_workspace(g).await?;
+            let (stores, ws) = open_workspace(g, Access::Read).await?;
             let channel = resolve_channel(stores.meta.as_ref(), &ws, channel).await?;
             let key = MessageKey::new(ws.clone(), channel, Ts::new(ts.as_str())?);
             let thread = engine(&stores)
@@ -471,7 +498,7 @@ async fn run(cli: Cli) -> Result<()> {
             limit,
             scope,
         } => {
-            let (stores, ws) = open_workspace(g).await?;
+            let (stores, ws) = open_workspace(g, Access::Read).await?;
             let until_t = match until {
                 Some(u) => parse_time(u)?,
                 None => chrono::Utc::now(),
@@ -497,7 +524,7 @@ async fn run(cli: Cli) -> Result<()> {
             limit,
             scope,
         } => {
-            let (stores, ws) = open_workspace(g).await?;
+            let (stores, ws) = open_workspace(g, Access::Read).await?;
             let mut request = PrReviewRequest::new(range(since.as_deref(), until.as_deref())?);
             request.limit = *limit;
             request.scope = resolve_scope(&stores, &ws, scope).await?;
@@ -533,7 +560,7 @@ async fn run(cli: Cli) -> Result<()> {
             passages,
             scope,
         } => {
-            let (stores, ws) = open_workspace(g).await?;
+            let (stores, ws) = open_workspace(g, Access::Read).await?;
             let mut request = AskRequest::new(question.clone());
             request.passages = *passages;
             request.scope = resolve_scope(&stores, &ws, scope).await?;
@@ -569,7 +596,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Stats => {
-            let (stores, ws) = open_workspace(g).await?;
+            let (stores, ws) = open_workspace(g, Access::Read).await?;
             let stats = stores.meta.stats(&ws).await?;
             let outbox = stores.meta.outbox_stats(Some(ws.clone())).await?;
             let collection = stores.content.collection_info(&ws).await?;
@@ -614,7 +641,12 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Reconcile { dry_run } => {
-            let (stores, ws) = open_workspace(g).await?;
+            let access = if *dry_run {
+                Access::Read
+            } else {
+                write_access(g)
+            };
+            let (stores, ws) = open_workspace(g, access).await?;
             let options = chatvault_collector::ReconcileOptions {
                 repair: !dry_run,
                 ..Default::default()
@@ -662,7 +694,11 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::DeadLetters { action } => {
-            let (stores, ws) = open_workspace(g).await?;
+            let access = match action {
+                DeadLetterAction::List { .. } => Access::Read,
+                DeadLetterAction::Requeue { .. } => write_access(g),
+            };
+            let (stores, ws) = open_workspace(g, access).await?;
             match action {
                 DeadLetterAction::List { limit } => {
                     let dead = stores.meta.dead_letters(Some(ws.clone()), *limit).await?;
@@ -836,7 +872,7 @@ async fn demo(g: &Global, into: Option<PathBuf>) -> Result<()> {
         database_url: g.database_url.clone(),
     };
     let ws = WorkspaceId::new("houstondatavis")?;
-    let stores = open_for(g, &config, &ws).await?;
+    let stores = open_for(g, &config, &ws, write_access(g)).await?;
     out!("data directory: {}", dir.display());
     out!("{}", stores.embedder_note);
     let export = sample_export();
