@@ -21,7 +21,9 @@ pub use import::{
 pub use markup::NameBook;
 pub use processor::{process_message, ChannelContext, Processed, ProcessedMessage, UnknownSubtype};
 pub use progress::{ChannelProgress, FnProgress, NoProgress, Progress, ProgressUpdate, Stage};
-pub use reconcile::{reconcile, reconcile_with, ReconcileOptions, ReconcileReport};
+pub use reconcile::{
+    reconcile, reconcile_with, ReconcileOptions, ReconcileReport, RESEND_CONTENT_JOB,
+};
 pub use relay::{Relay, RelayHandle, RelayOptions, RelayReport};
 pub use subtype::SubtypeHandling;
 pub use write::apply_with_retry;

@@ -649,6 +649,10 @@ async fn run(cli: Cli) -> Result<()> {
             let (stores, ws) = open_workspace(g, access).await?;
             let options = chatvault_collector::ReconcileOptions {
                 repair: !dry_run,
+                collection_spec: Some(chatvault_core::CollectionSpec {
+                    dimension: stores.embedder.dimension(),
+                    model_id: stores.embedder.model_id().to_string(),
+                }),
                 ..Default::default()
             };
             let report = chatvault_collector::reconcile_with(
@@ -659,37 +663,33 @@ async fn run(cli: Cli) -> Result<()> {
             )
             .await?;
             if g.json {
-                return print_json(&serde_json::json!({
-                    "workspace": ws, "clean": report.is_clean(),
-                    "expected": report.expected, "stored": report.stored, "missing": report.missing,
-                    "mismatched": report.mismatched, "undelivered": report.undelivered, "orphans": report.orphans,
-                    "requeued": report.requeued, "orphans_deleted": report.orphans_deleted,
-                    "outbox_pending": report.outbox_pending,
-                    "examples": report.examples.iter().map(|(k, key)| serde_json::json!({"finding": k, "key": key})).collect::<Vec<_>>(),
-                }));
-            }
-            out!(
-                "{}: {} expected, {} stored; {} missing, {} mismatched, {} undelivered, {} orphans",
-                if report.is_clean() {
-                    "clean"
-                } else {
-                    "drift found"
-                },
-                report.expected,
-                report.stored,
-                report.missing,
-                report.mismatched,
-                report.undelivered,
-                report.orphans
-            );
-            if !dry_run && !report.is_clean() {
+                let mut json = serde_json::to_value(&report)?;
+                if let Some(fields) = json.as_object_mut() {
+                    fields.insert("workspace".into(), serde_json::json!(ws));
+                    fields.insert("clean".into(), report.is_clean().into());
+                    fields.insert("summary".into(), report.summary().into());
+                }
+                print_json(&json)?;
+            } else {
                 out!(
-                    "repaired: {} orphans deleted, {} messages marked for re-delivery (re-run ingest-export or backfill to re-send their text)",
-                    report.orphans_deleted, report.requeued
+                    "{} expected, {} stored; {} missing, {} mismatched, {} undelivered, {} awaiting source, {} orphans",
+                    report.expected,
+                    report.stored,
+                    report.missing,
+                    report.mismatched,
+                    report.undelivered,
+                    report.awaiting_source,
+                    report.orphans
                 );
+                out!("workspace {ws}: {}", report.summary());
+                for (what, key) in &report.examples {
+                    out!("  {what}: {key}");
+                }
             }
-            for (what, key) in &report.examples {
-                out!("  {what}: {key}");
+            if *dry_run && !report.is_clean() {
+                return Err(Error::conflict(format!(
+                    "the stores of workspace {ws} disagree (reconcile --dry-run found drift)"
+                )));
             }
             Ok(())
         }
