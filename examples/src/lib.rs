@@ -147,10 +147,9 @@ async fn open_stores_as(
 fn lock_workspace(content: &VectorStore, workspace: &WorkspaceId, wait: Duration) -> Result<()> {
     match content.acquire_writer(workspace, Duration::ZERO) {
         Err(e) if e.kind() == ErrorKind::Conflict && !wait.is_zero() => {
-            let who = content.writer_holder(workspace).map_or_else(
-                || "another process".to_string(),
-                |h| h.to_string(),
-            );
+            let who = content
+                .writer_holder(workspace)
+                .map_or_else(|| "another process".to_string(), |h| h.to_string());
             eprintln!(
                 "workspace {workspace} is being written by {who}: waiting up to {} s for it (--wait)",
                 wait.as_secs()

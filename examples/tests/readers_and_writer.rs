@@ -55,7 +55,11 @@ fn export(dir: &Path, n: usize, variant: &str, edited: Option<&str>) {
         .map(|i| serde_json::json!({"id": format!("C{i:03}"), "name": format!("chan-{i}"), "members": ["U1", "U2"]}))
         .collect();
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("channels.json"), serde_json::to_vec(&channels).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("channels.json"),
+        serde_json::to_vec(&channels).unwrap(),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("users.json"),
         br#"[{"id":"U1","name":"ann"},{"id":"U2","name":"bob"}]"#,
@@ -161,13 +165,22 @@ fn twenty_searches_run_beside_an_ingest_and_see_its_batches() {
     let ingest = spawn_ingest(&data, &src, &[]);
     // searches start once the first batches are searchable, while the rest is delivered
     let early = wait_for_stats(&data, Duration::from_secs(120), |s| documents(s) > 0);
-    assert!(documents(&early) < n as u64, "the ingest finished too early to test: {early}");
+    assert!(
+        documents(&early) < n as u64,
+        "the ingest finished too early to test: {early}"
+    );
 
     let searches: Vec<Child> = (0..20)
         .map(|i| {
             cli(
                 &data,
-                &["--json", "search", &format!("topic{} item{}", i % 97, i % 13), "--limit", "5"],
+                &[
+                    "--json",
+                    "search",
+                    &format!("topic{} item{}", i % 97, i % 13),
+                    "--limit",
+                    "5",
+                ],
             )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -204,7 +217,11 @@ fn two_ingests_of_one_workspace_agree_and_the_newer_revision_wins() {
     export(&old, n, "older", Some("1600000001.000000"));
     export(&new, n, "newer", Some("1700000000.000000"));
     for round in 0..2 {
-        let (a, b) = if round == 0 { (&new, &old) } else { (&old, &new) };
+        let (a, b) = if round == 0 {
+            (&new, &old)
+        } else {
+            (&old, &new)
+        };
         let first = spawn_ingest(&data, a, &["--wait", "300"]);
         let second = spawn_ingest(&data, b, &["--wait", "300"]);
         let (first, second) = (finish(first), finish(second));
@@ -214,7 +231,10 @@ fn two_ingests_of_one_workspace_agree_and_the_newer_revision_wins() {
         }
         assert_consistent(&data, n as u64);
         let hits = json(&data, &["search", "message 17 about", "--mode", "lexical"]);
-        let text = hits["hits"][0]["message"]["text"].as_str().unwrap().to_string();
+        let text = hits["hits"][0]["message"]["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert!(text.starts_with("newer"), "round {round}: {text}");
         let older = json(&data, &["search", "older", "--mode", "lexical"]);
         assert!(older["hits"].as_array().unwrap().is_empty(), "{older}");
@@ -232,7 +252,10 @@ fn a_second_writer_without_wait_is_refused_before_it_writes() {
     });
     let other = tmp.path().join("other");
     export(&other, 50, "other", None);
-    let out = run(&data, &["ingest-export", other.to_str().unwrap(), "--as", "big"]);
+    let out = run(
+        &data,
+        &["ingest-export", other.to_str().unwrap(), "--as", "big"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(6), "{stderr}");
     assert!(
@@ -274,7 +297,11 @@ fn an_ingest_killed_mid_delivery_is_rerun_at_once_with_exact_counts() {
         "the rerun waited for a dead process's leases: {stderr}"
     );
     // the leases were 60 s long: the rerun took them over instead of waiting them out
-    assert!(started.elapsed() < Duration::from_secs(55), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(55),
+        "{:?}",
+        started.elapsed()
+    );
     assert_consistent(&data, n as u64);
 }
 
@@ -312,7 +339,11 @@ impl ReadOnlyView {
         // a non-root user cannot write where the write bits are gone
         let setpriv = Command::new("setpriv").arg("--version").output();
         if setpriv.is_ok_and(|o| o.status.success()) {
-            let _ = Command::new("chmod").arg("-R").arg("a+rX,a-w").arg(dir).status();
+            let _ = Command::new("chmod")
+                .arg("-R")
+                .arg("a+rX,a-w")
+                .arg(dir)
+                .status();
             let mut p = dir.to_path_buf();
             while let Some(parent) = p.parent() {
                 let _ = Command::new("chmod").arg("a+x").arg(parent).status();
@@ -366,7 +397,8 @@ impl Drop for ReadOnlyView {
 fn read_commands_work_on_a_read_only_data_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/slack-export-houstondatavis");
+    let sample =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/slack-export-houstondatavis");
     ok(&data, &["ingest-export", sample.to_str().unwrap()]);
     let expected = json(&data, &["stats"]);
     let Some(view) = ReadOnlyView::new(&data, &tmp.path().join("ro")) else {
@@ -388,7 +420,14 @@ fn read_commands_work_on_a_read_only_data_directory() {
         vec!["--json", "search", "meetup"],
         vec!["--json", "search", "maps", "--mode", "semantic"],
         vec!["--json", "thread", &thread_ts.0, &thread_ts.1],
-        vec!["--json", "digest", "--since", "2015-01-01", "--until", "2017-01-01"],
+        vec![
+            "--json",
+            "digest",
+            "--since",
+            "2015-01-01",
+            "--until",
+            "2017-01-01",
+        ],
         vec!["--json", "prs"],
         vec!["--json", "ask", "where is the meetup"],
         vec!["--json", "reconcile", "--dry-run"],
@@ -415,7 +454,11 @@ fn read_commands_work_on_a_read_only_data_directory() {
     let out = view.run(&["reconcile"]);
     assert!(!out.status.success());
     drop(view);
-    let _ = Command::new("chmod").arg("-R").arg("u+w").arg(&data).status();
+    let _ = Command::new("chmod")
+        .arg("-R")
+        .arg("u+w")
+        .arg(&data)
+        .status();
     assert_eq!(json(&data, &["stats"])["metadata"], expected["metadata"]);
 }
 

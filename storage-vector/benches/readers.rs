@@ -185,11 +185,14 @@ fn main() {
     );
     println!("| readers | writer | queries/s (all readers) | p99 ms | writer docs/s |");
     println!("|---|---|---|---|---|");
-    let alone = measure(dir.path(), Some((&writer, &mut next, &mut mix)), 0, None, secs);
-    println!(
-        "| 0 | upserting | – | – | {:.0} |",
-        alone.written_per_s
+    let alone = measure(
+        dir.path(),
+        Some((&writer, &mut next, &mut mix)),
+        0,
+        None,
+        secs,
     );
+    println!("| 0 | upserting | – | – | {:.0} |", alone.written_per_s);
     for readers in [1, 2, 8] {
         let quiet = measure(dir.path(), None, readers, None, secs);
         println!(

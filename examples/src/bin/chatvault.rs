@@ -74,7 +74,12 @@ struct Global {
     data_dir: PathBuf,
     /// Keep metadata in PostgreSQL instead of the SQLite file (postgres://user@host/db). Best
     /// set in the environment, so that its password stays out of the process list.
-    #[arg(long, global = true, env = "CHATVAULT_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "CHATVAULT_DATABASE_URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
     /// Commands that write: how many seconds to wait for another process that is writing the
     /// same workspace (default 0: fail at once with exit code 6). Reading commands never wait.
