@@ -217,3 +217,53 @@ async fn reconcile_finds_and_repairs_missing_content_and_orphans() {
     assert_stores_agree(meta.as_ref(), content.as_ref(), &ws).await;
     assert!(reconcile(meta, content, ws).await.unwrap().is_clean());
 }
+
+/// Another process (here: another store on the same directory) holds the workspace's writer lock:
+/// the relay hands its batch back untouched — no attempt counted, nothing dead-lettered — and
+/// reports the conflict; once the lock is free, everything is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_lock_held_elsewhere_is_a_conflict_not_a_delivery_failure() {
+    use chatvault_core::ErrorKind;
+    use chatvault_storage_vector::{VectorStore, VectorStoreOptions};
+
+    let (meta, _, ws, n) = imported().await;
+    let dir = tempfile::tempdir().unwrap();
+    let holder = VectorStore::open(dir.path(), VectorStoreOptions::default()).unwrap();
+    holder.acquire_writer(&ws, Duration::ZERO).unwrap();
+    let content: Arc<dyn ContentStore> =
+        Arc::new(VectorStore::open(dir.path(), VectorStoreOptions::default()).unwrap());
+    let relay = Relay::new(
+        meta.clone(),
+        content.clone(),
+        CountingEmbedder::new(),
+        opts(1),
+    );
+    let e = relay.drain().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("being written by"), "{e}");
+    let stats = meta.outbox_stats(Some(ws.clone())).await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.leased, stats.dead),
+        (n, 0, 0),
+        "{stats:?}"
+    );
+    let entries = meta
+        .claim_outbox(&ClaimRequest {
+            workspace: Some(ws.clone()),
+            limit: usize::MAX >> 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(entries
+        .iter()
+        .all(|e| e.attempts == 0 && e.last_error.is_none()));
+    meta.release_outbox(&entries.iter().map(|e| e.id).collect::<Vec<_>>())
+        .await
+        .unwrap();
+
+    holder.close();
+    let report = relay.drain().await.unwrap();
+    assert_eq!((report.acked, report.dead_lettered), (n, 0));
+    assert_stores_agree(meta.as_ref(), content.as_ref(), &ws).await;
+}

@@ -434,4 +434,16 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
         workspace: &WorkspaceId,
         limit: usize,
     ) -> Result<Vec<MessageKey>>;
+
+    /// Ends the store's use: a writer makes everything it committed durable in the database's
+    /// own files and lets its connections go (SQLite folds its write-ahead log into the database
+    /// file, so that a reader on a read-only copy or mount sees every commit). Call it when a
+    /// writing job is done; the store must not be used afterwards. Stores that hold nothing to
+    /// flush (in-memory, read-only) do nothing.
+    ///
+    /// # Errors
+    /// `Unavailable`/`Backend` when the final flush fails (every commit stays durable).
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }

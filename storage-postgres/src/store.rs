@@ -227,6 +227,14 @@ pub(crate) async fn open_sqlite_read_only_pool(
         ReadOnlyMode::Immutable => try_open_read_only(opts.immutable(true), max).await,
         ReadOnlyMode::Ro => match try_open_read_only(opts.clone(), max).await {
             Err(e) if cannot_create_wal_files(&e) => {
+                let wal = format!("{file}-wal");
+                if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                    tracing::warn!(
+                        "{wal} holds commits that a read-only open of this directory cannot \
+                         see: the writer did not close cleanly. Run a writing command (e.g. \
+                         `chatvault reconcile`) where the directory is writable to fold them in"
+                    );
+                }
                 tracing::debug!(
                     file = %file,
                     error = %e,
@@ -1036,6 +1044,22 @@ impl MetadataStore for SqlMetadataStore {
         outbox::stats(self, workspace.as_ref()).await
     }
 
+    async fn close(&self) -> Result<()> {
+        if self.backend == "sqlite" && !self.is_read_only() {
+            let _w = self.writer_lock().await?;
+            // TRUNCATE waits for readers to leave the log, then empties it: the database file
+            // alone then holds every commit.
+            self.db
+                .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await
+                .db(self.backend, "checkpointing the write-ahead log")?;
+        }
+        self.db
+            .close_by_ref()
+            .await
+            .db(self.backend, "closing the connections")
+    }
+
     async fn undelivered_keys(
         &self,
         workspace: &WorkspaceId,
@@ -1092,7 +1116,7 @@ mod tests {
             .upsert_workspace(&Workspace::new(ws.clone(), "Acme"))
             .await
             .expect("workspace");
-        writer.connection().clone().close().await.expect("close");
+        writer.close().await.expect("close");
         let reader = SqlMetadataStore::open_sqlite_immutable(&path, ConnectOptions::default())
             .await
             .expect("immutable open");

@@ -16,7 +16,7 @@ use chatvault_collector::{
     RelayOptions, Stage,
 };
 use chatvault_core::{
-    Error, MessageKey, OutboxId, Result, SecretString, TimeRange, Ts, WorkspaceId,
+    Error, MessageKey, MetadataStore, OutboxId, Result, SecretString, TimeRange, Ts, WorkspaceId,
 };
 use chatvault_examples::{
     exit_code, open_all, parse_time, resolve_channel, resolve_user, resolve_workspace,
@@ -283,7 +283,12 @@ fn main() {
         }
     };
     let verbose = cli.global.verbose;
-    if let Err(e) = runtime.block_on(run(cli)) {
+    let result = runtime.block_on(async {
+        let result = run(cli).await;
+        let closed = close_writers().await;
+        result.and(closed)
+    });
+    if let Err(e) = result {
         eprintln!("error: {e}");
         if verbose {
             let mut source = std::error::Error::source(&e);
@@ -313,6 +318,23 @@ fn embedder_choice(g: &Global) -> EmbedderChoice {
     }
 }
 
+/// The metadata stores opened for writing, closed (flushed) when the command ends.
+static WRITERS: Mutex<Vec<Arc<dyn MetadataStore>>> = Mutex::new(Vec::new());
+
+/// Closes the stores opened for writing: SQLite folds its write-ahead log into the database
+/// file, so a copy or a read-only mount of the data directory holds every commit.
+async fn close_writers() -> Result<()> {
+    let writers: Vec<_> = WRITERS
+        .lock()
+        .map(|mut w| w.drain(..).collect())
+        .unwrap_or_default();
+    let mut result = Ok(());
+    for w in writers {
+        result = result.and(w.close().await);
+    }
+    result
+}
+
 /// Opens both stores and the embedder for `ws` as the global options say.
 async fn open_for(
     g: &Global,
@@ -320,14 +342,20 @@ async fn open_for(
     ws: &WorkspaceId,
     access: Access,
 ) -> Result<Stores> {
-    open_all(
+    let stores = open_all(
         config,
         embedder_choice(g),
         g.model_dir.as_deref(),
         Some(ws),
         access,
     )
-    .await
+    .await?;
+    if access != Access::Read {
+        if let Ok(mut w) = WRITERS.lock() {
+            w.push(stores.meta.clone());
+        }
+    }
+    Ok(stores)
 }
 
 /// How a writing command opens the stores: as the workspace's one writer, waiting `--wait`.
