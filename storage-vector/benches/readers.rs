@@ -76,13 +76,16 @@ fn measure(
     let w = ws("T1");
     let stop = Arc::new(AtomicBool::new(false));
     let queries = Arc::new(AtomicU64::new(0));
+    // readers open (loading the graph dump) and answer a first query before the clock starts
+    let ready = Arc::new(std::sync::Barrier::new(readers + 1));
     let mut handles = Vec::new();
     for r in 0..readers {
-        let (stop, queries, root, w) = (
+        let (stop, queries, root, w, ready) = (
             Arc::clone(&stop),
             Arc::clone(&queries),
             root.to_path_buf(),
             w.clone(),
+            Arc::clone(&ready),
         );
         handles.push(std::thread::spawn(move || {
             let store = VectorStore::open_read_only(&root, VectorStoreOptions::default())
@@ -91,6 +94,15 @@ fn measure(
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .expect("runtime");
+            store
+                .search_vector_tuned(
+                    &w,
+                    &mix.sample(),
+                    &SearchOptions::top(10),
+                    &SearchTuning::default(),
+                )
+                .expect("first search");
+            ready.wait();
             let mut lat = Vec::new();
             let mut i = r;
             let begin = Instant::now();
@@ -120,6 +132,7 @@ fn measure(
             lat
         }));
     }
+    ready.wait();
     let start = Instant::now();
     let mut written = 0usize;
     match writer {

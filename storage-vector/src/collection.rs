@@ -514,10 +514,26 @@ impl Collection {
         let meta_sig = file_sig(&self.dir.join(INDEX_DIR).join("meta.json"));
         let graph_sig = file_sig(&self.dir.join(GRAPH_DIR).join(GRAPH_META));
         let mut w = watch.lock();
-        if w.meta == meta_sig && w.graph == graph_sig {
+        let commit_changed = w.meta != meta_sig;
+        if !commit_changed && w.graph == graph_sig {
             return Ok(());
         }
-        if w.graph != graph_sig {
+        let lacking: usize = {
+            let covered = self.graph.read().covered();
+            self.state
+                .read()
+                .tail
+                .iter()
+                .flat_map(|c| c.vids.iter())
+                .filter(|&&v| covered == NONE_COVERED || v > covered)
+                .count()
+        };
+        // a newer dump is loaded only once the tail is worth it (see `reader_tail_limit`)
+        let graph_due = w.graph != graph_sig && lacking >= self.options.reader_tail_limit;
+        if !commit_changed && !graph_due {
+            return Ok(());
+        }
+        if graph_due {
             match Self::load_graph(&self.dir, self.spec.dimension, None) {
                 Ok(graph) => {
                     let graph = graph.unwrap_or_else(|| {
@@ -538,7 +554,6 @@ impl Collection {
                 }
             }
         }
-        let commit_changed = w.meta != meta_sig;
         if commit_changed {
             self.reload_reader()?;
             w.meta = meta_sig;

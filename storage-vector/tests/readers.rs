@@ -69,8 +69,15 @@ async fn readers_follow_the_writer_without_a_lock_and_never_write() {
     writer.upsert(&w, &first).await.unwrap();
 
     // any number of readers open while the writer holds the lock
+    // reader 0 loads every newer graph dump; the others only once their tail is 20,000 long
     let readers: Vec<VectorStore> = (0..3)
-        .map(|_| VectorStore::open_read_only(dir.path(), VectorStoreOptions::default()).unwrap())
+        .map(|i| {
+            let options = VectorStoreOptions {
+                reader_tail_limit: if i == 0 { 0 } else { 20_000 },
+                ..Default::default()
+            };
+            VectorStore::open_read_only(dir.path(), options).unwrap()
+        })
         .collect();
     for r in &readers {
         assert!(r.is_read_only());
@@ -131,6 +138,25 @@ async fn readers_follow_the_writer_without_a_lock_and_never_write() {
         reader.pending_vectors(&w).unwrap(),
         0,
         "the dump was loaded"
+    );
+    // a reader that kept its older graph scans what it lacks: the same results
+    assert_eq!(readers[1].pending_vectors(&w).unwrap(), 1000);
+    assert_eq!(
+        readers[1]
+            .search_vector_tuned(&w, &q, &SearchOptions::top(10), &exact)
+            .unwrap(),
+        from_writer
+    );
+    let default_search = readers[1]
+        .search_vector(&w, &q, &SearchOptions::top(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        default_search
+            .iter()
+            .map(|h| h.key.clone())
+            .collect::<Vec<_>>(),
+        exact_top(&all, &q, 10)
     );
 
     // more writes after the dump: covered by the graph or scanned, never lost
