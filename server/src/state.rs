@@ -1,0 +1,113 @@
+//! What the server runs on: the stores, the embedder, the query engine, its configuration.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chatvault_collector::{EventHandler, Relay, RelayHandle, RelayOptions};
+use chatvault_core::{ContentStore, Embedder, MetadataStore, SecretString, WorkspaceId};
+use chatvault_query::QueryEngine;
+use tokio::sync::Mutex;
+
+use crate::metrics::Metrics;
+
+/// How the server is set up. Secrets come from the environment or files (never arguments) and
+/// never appear in `Debug`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The Slack app's signing secret: `POST /slack/events` verifies every request with it.
+    /// Without one the endpoint answers 503 (events can still arrive over Socket Mode).
+    pub signing_secret: Option<SecretString>,
+    /// The background relay's options; `None` runs no relay (another process delivers).
+    pub relay: Option<RelayOptions>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            signing_secret: None,
+            relay: Some(RelayOptions::default()),
+        }
+    }
+}
+
+/// The server's shared state (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) meta: Arc<dyn MetadataStore>,
+    pub(crate) content: Arc<dyn ContentStore>,
+    pub(crate) embedder: Arc<dyn Embedder>,
+    pub(crate) engine: QueryEngine,
+    pub(crate) config: ServerConfig,
+    pub(crate) metrics: Metrics,
+    /// One events handler per workspace (it caches the workspace's names).
+    pub(crate) handlers: Mutex<HashMap<WorkspaceId, Arc<EventHandler>>>,
+}
+
+impl AppState {
+    /// A server over these stores. The caller opens them (the server writes: the metadata
+    /// store read-write, the content store as the workspaces' writer).
+    pub fn new(
+        meta: Arc<dyn MetadataStore>,
+        content: Arc<dyn ContentStore>,
+        embedder: Arc<dyn Embedder>,
+        config: ServerConfig,
+    ) -> Self {
+        let engine = QueryEngine::new(meta.clone(), content.clone(), embedder.clone());
+        AppState {
+            inner: Arc::new(Inner {
+                meta,
+                content,
+                embedder,
+                engine,
+                config,
+                metrics: Metrics::new(),
+                handlers: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The metadata store.
+    pub fn meta(&self) -> &Arc<dyn MetadataStore> {
+        &self.inner.meta
+    }
+
+    /// The query engine.
+    pub fn engine(&self) -> &QueryEngine {
+        &self.inner.engine
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The events handler of `workspace` (made on first use).
+    pub(crate) async fn handler(&self, workspace: &WorkspaceId) -> Arc<EventHandler> {
+        let mut handlers = self.inner.handlers.lock().await;
+        Arc::clone(handlers.entry(workspace.clone()).or_insert_with(|| {
+            Arc::new(EventHandler::new(
+                self.inner.meta.clone(),
+                workspace.clone(),
+            ))
+        }))
+    }
+
+    /// Starts the background relay, if configured.
+    pub(crate) fn spawn_relay(&self) -> Option<RelayHandle> {
+        let options = self.inner.config.relay.clone()?;
+        Some(
+            Relay::new(
+                self.inner.meta.clone(),
+                self.inner.content.clone(),
+                self.inner.embedder.clone(),
+                options,
+            )
+            .spawn(),
+        )
+    }
+}
