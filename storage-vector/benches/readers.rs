@@ -30,15 +30,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn make_docs(mix: &mut Mixture, from: usize, n: usize) -> Vec<ContentDocument> {
     (from..from + n)
         .map(|i| {
