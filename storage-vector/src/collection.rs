@@ -116,6 +116,8 @@ struct ReadWatch {
     /// vid) of the snapshot; `floor` is the graph's coverage when the tail was last trimmed.
     floor: Option<u64>,
     read_vid: Option<u64>,
+    /// When the reader last looked for a newer commit.
+    checked: Option<std::time::Instant>,
 }
 
 /// Identifies a version of a file that is replaced atomically (rename).
@@ -345,6 +347,7 @@ impl Collection {
                     graph: graph_sig,
                     floor: (covered != NONE_COVERED).then_some(covered),
                     read_vid: None,
+                    checked: Some(std::time::Instant::now()),
                 })
             }),
             _lock: lock,
@@ -511,9 +514,14 @@ impl Collection {
         let Some(watch) = &self.watch else {
             return Ok(());
         };
+        let mut w = watch.lock();
+        let interval = self.options.reader_refresh_interval;
+        if w.checked.is_some_and(|t| t.elapsed() < interval) {
+            return Ok(());
+        }
+        w.checked = Some(std::time::Instant::now());
         let meta_sig = file_sig(&self.dir.join(INDEX_DIR).join("meta.json"));
         let graph_sig = file_sig(&self.dir.join(GRAPH_DIR).join(GRAPH_META));
-        let mut w = watch.lock();
         let commit_changed = w.meta != meta_sig;
         if !commit_changed && w.graph == graph_sig {
             return Ok(());

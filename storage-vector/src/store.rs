@@ -71,6 +71,11 @@ pub struct VectorStoreOptions {
     /// whole graph, in every reader process, while scanning 20,000 vectors takes about a
     /// millisecond per query.
     pub reader_tail_limit: usize,
+    /// A reader looks for the writer's newer commits at most this often (default 250 ms): each
+    /// newer commit costs every reader a reload, so under a fast writer this bounds what readers
+    /// take from it, at the price of seeing a commit up to this much later. `Duration::ZERO`:
+    /// before every read.
+    pub reader_refresh_interval: Duration,
 }
 
 impl Default for VectorStoreOptions {
@@ -88,6 +93,7 @@ impl Default for VectorStoreOptions {
             background_indexing: true,
             read_only: false,
             reader_tail_limit: 20_000,
+            reader_refresh_interval: Duration::from_millis(250),
         }
     }
 }

@@ -74,6 +74,7 @@ async fn readers_follow_the_writer_without_a_lock_and_never_write() {
         .map(|i| {
             let options = VectorStoreOptions {
                 reader_tail_limit: if i == 0 { 0 } else { 20_000 },
+                reader_refresh_interval: Duration::ZERO,
                 ..Default::default()
             };
             VectorStore::open_read_only(dir.path(), options).unwrap()
@@ -279,7 +280,14 @@ async fn a_second_writer_is_told_who_writes_and_can_wait() {
 async fn a_reader_of_a_missing_root_or_collection_finds_nothing_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("not-yet");
-    let reader = VectorStore::open_read_only(&root, VectorStoreOptions::default()).unwrap();
+    let reader = VectorStore::open_read_only(
+        &root,
+        VectorStoreOptions {
+            reader_refresh_interval: Duration::ZERO,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(reader.list_collections().await.unwrap().is_empty());
     assert!(reader.collection_info(&ws("T1")).await.unwrap().is_none());
     assert!(!root.exists());
