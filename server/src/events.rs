@@ -162,7 +162,8 @@ async fn handle(
         EventOutcome::Applied { kind, report } => {
             Metrics::count(&metrics.events_applied, &kind);
             debug!(%workspace, kind, ?report, "Slack event applied");
-            Json(json!({"ok": true, "outcome": "applied", "kind": kind})).into_response()
+            Json(json!({"ok": true, "outcome": "applied", "kind": kind, "report": report}))
+                .into_response()
         }
         EventOutcome::Ignored { kind, reason } => {
             Metrics::count(&metrics.events_ignored, &kind);

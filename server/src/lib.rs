@@ -14,7 +14,7 @@
 //! use chatvault_core::HashingEmbedder;
 //! use chatvault_server::{router, AppState, ServerConfig};
 //!
-//! # async fn run() -> chatvault_core::Result<()> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let state = AppState::new(
 //!     Arc::new(MemoryMetadataStore::new()),
 //!     Arc::new(MemoryContentStore::new()),
