@@ -14,7 +14,7 @@
 //! use chatvault_core::HashingEmbedder;
 //! use chatvault_server::{router, AppState, ServerConfig};
 //!
-//! # async fn run() -> chatvault_core::Result<()> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let state = AppState::new(
 //!     Arc::new(MemoryMetadataStore::new()),
 //!     Arc::new(MemoryContentStore::new()),
@@ -35,10 +35,13 @@ mod error;
 mod events;
 mod metrics;
 mod ops;
+mod signature;
 mod state;
 
 use std::future::Future;
 
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chatvault_core::{Error, Result};
 use tokio::net::TcpListener;
@@ -57,11 +60,56 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(api::routes())
         .merge(ops::routes())
+        .fallback(no_route)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
+        .layer(axum::middleware::map_response(json_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+async fn no_route() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// Every error body is JSON: errors answered by layers and axum itself (413 from the body
+/// limit, 405, extractor rejections) get the same `{"error": …}` body as [`ApiError`]s.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes")
+        }
+        StatusCode::METHOD_NOT_ALLOWED => "this route does not take that method".to_string(),
+        other => other.canonical_reason().unwrap_or("error").to_string(),
+    };
+    let kind = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_server_error() => "internal",
+        _ => "invalid_input",
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut json = ApiError::new(status, kind, message).into_response();
+    let extra = std::mem::take(&mut parts.headers);
+    for (name, value) in extra.iter() {
+        json.headers_mut()
+            .entry(name)
+            .or_insert_with(|| value.clone());
+    }
+    json
 }
 
 /// Serves [`router`] on `listener` with the relay running in the background, until `shutdown`

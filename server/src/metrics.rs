@@ -23,6 +23,10 @@ pub struct Metrics {
     pub(crate) events_applied: Family<KindLabel, Counter>,
     /// Events refused, by reason.
     pub(crate) events_rejected: Family<KindLabel, Counter>,
+    /// Events understood but not stored (an event type the handler does not keep), by type.
+    pub(crate) events_ignored: Family<KindLabel, Counter>,
+    /// Deliveries Slack marked as retries (`X-Slack-Retry-Num`); applying them again is a no-op.
+    pub(crate) events_retried: Counter,
     /// Outbox entries waiting, leased, dead-lettered (set when scraped).
     pub(crate) outbox_pending: Gauge,
     pub(crate) outbox_leased: Gauge,
@@ -37,6 +41,8 @@ impl Metrics {
         let events_received = Family::<KindLabel, Counter>::default();
         let events_applied = Family::<KindLabel, Counter>::default();
         let events_rejected = Family::<KindLabel, Counter>::default();
+        let events_ignored = Family::<KindLabel, Counter>::default();
+        let events_retried = Counter::default();
         let (outbox_pending, outbox_leased, outbox_dead) =
             (Gauge::default(), Gauge::default(), Gauge::default());
         let request_seconds = Family::<KindLabel, Histogram>::new_with_constructor(|| {
@@ -56,6 +62,16 @@ impl Metrics {
             "events_rejected",
             "Slack events refused (bad signature, stale, malformed, unknown team)",
             events_rejected.clone(),
+        );
+        registry.register(
+            "events_ignored",
+            "Slack events understood but not stored",
+            events_ignored.clone(),
+        );
+        registry.register(
+            "events_retried",
+            "Slack event deliveries marked as retries",
+            events_retried.clone(),
         );
         registry.register(
             "outbox_pending",
@@ -82,6 +98,8 @@ impl Metrics {
             events_received,
             events_applied,
             events_rejected,
+            events_ignored,
+            events_retried,
             outbox_pending,
             outbox_leased,
             outbox_dead,
@@ -92,6 +110,18 @@ impl Metrics {
     /// The label set `kind = value`.
     pub(crate) fn kind(value: &str) -> KindLabel {
         vec![("kind".to_string(), value.to_string())]
+    }
+
+    /// Counts one event of `kind` in `family`.
+    pub(crate) fn count(family: &Family<KindLabel, Counter>, kind: &str) {
+        family.get_or_create(&Self::kind(kind)).inc();
+    }
+
+    /// Records how long a request to `route` took.
+    pub(crate) fn observe_request(&self, route: &str, elapsed: std::time::Duration) {
+        self.request_seconds
+            .get_or_create(&Self::kind(route))
+            .observe(elapsed.as_secs_f64());
     }
 
     /// The metrics in Prometheus' text format.

@@ -21,10 +21,19 @@ async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// The stores answer.
+/// The stores answer; 503 (JSON) when the metadata store does not, whatever its error, so a
+/// load balancer takes the instance out instead of reading a 500 as a bug.
 async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let workspaces = state.inner.meta.list_workspaces().await?;
-    let outbox = state.inner.meta.outbox_stats(None).await?;
+    let unready = |e: chatvault_core::Error| {
+        tracing::warn!(error = %e, "not ready");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("the metadata store does not answer: {e}"),
+        )
+    };
+    let workspaces = state.inner.meta.list_workspaces().await.map_err(unready)?;
+    let outbox = state.inner.meta.outbox_stats(None).await.map_err(unready)?;
     Ok((
         StatusCode::OK,
         Json(serde_json::json!({

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chatvault_collector::{EventHandler, Relay, RelayHandle, RelayOptions};
-use chatvault_core::{ContentStore, Embedder, MetadataStore, SecretString, WorkspaceId};
+use chatvault_core::{ContentStore, Embedder, MetadataStore, Result, SecretString, WorkspaceId};
 use chatvault_query::QueryEngine;
 use tokio::sync::Mutex;
 
@@ -19,6 +19,9 @@ pub struct ServerConfig {
     pub signing_secret: Option<SecretString>,
     /// The background relay's options; `None` runs no relay (another process delivers).
     pub relay: Option<RelayOptions>,
+    /// The workspaces this server writes (the caller holds their writer locks); events for any
+    /// other workspace are refused. `None`: every stored workspace.
+    pub workspaces: Option<Vec<WorkspaceId>>,
 }
 
 impl Default for ServerConfig {
@@ -26,6 +29,7 @@ impl Default for ServerConfig {
         ServerConfig {
             signing_secret: None,
             relay: Some(RelayOptions::default()),
+            workspaces: None,
         }
     }
 }
@@ -46,6 +50,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     /// One events handler per workspace (it caches the workspace's names).
     pub(crate) handlers: Mutex<HashMap<WorkspaceId, Arc<EventHandler>>>,
+    /// Slack team ids already mapped to a workspace.
+    pub(crate) teams: Mutex<HashMap<String, WorkspaceId>>,
 }
 
 impl AppState {
@@ -67,6 +73,7 @@ impl AppState {
                 config,
                 metrics: Metrics::new(),
                 handlers: Mutex::new(HashMap::new()),
+                teams: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -97,9 +104,70 @@ impl AppState {
         }))
     }
 
-    /// Starts the background relay, if configured.
+    /// The server's configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// Whether this server writes `workspace` (see [`ServerConfig::workspaces`]).
+    pub fn serves(&self, workspace: &WorkspaceId) -> bool {
+        self.inner
+            .config
+            .workspaces
+            .as_ref()
+            .is_none_or(|w| w.contains(workspace))
+    }
+
+    /// The workspace that Slack team `team` belongs to, among those this server writes:
+    /// the stored workspace whose id is the team id (what `chatvault backfill` and the examples
+    /// store), else the stored workspace that lists the team among its teams (an Enterprise
+    /// Grid organization whose workspaces are teams of one chatvault workspace). `None`: the
+    /// server holds no such workspace, and refuses the event.
+    ///
+    /// # Errors
+    /// The metadata store's.
+    pub async fn workspace_for_team(&self, team: &str) -> Result<Option<WorkspaceId>> {
+        if let Some(ws) = self.inner.teams.lock().await.get(team) {
+            return Ok(Some(ws.clone()));
+        }
+        let Ok(id) = WorkspaceId::new(team) else {
+            return Ok(None);
+        };
+        let meta = &self.inner.meta;
+        let mut found = None;
+        if meta.get_workspace(&id).await?.is_some() {
+            found = Some(id);
+        } else {
+            for w in meta.list_workspaces().await? {
+                if meta
+                    .list_teams(&w.id)
+                    .await?
+                    .iter()
+                    .any(|t| t.id.as_str() == team)
+                {
+                    found = Some(w.id);
+                    break;
+                }
+            }
+        }
+        let found = found.filter(|ws| self.serves(ws));
+        if let Some(ws) = &found {
+            self.inner
+                .teams
+                .lock()
+                .await
+                .insert(team.to_string(), ws.clone());
+        }
+        Ok(found)
+    }
+
+    /// Starts the background relay, if configured. A server that writes one workspace relays
+    /// only its entries (another process may write the others).
     pub(crate) fn spawn_relay(&self) -> Option<RelayHandle> {
-        let options = self.inner.config.relay.clone()?;
+        let mut options = self.inner.config.relay.clone()?;
+        if let Some([only]) = self.inner.config.workspaces.as_deref() {
+            options.workspace.get_or_insert_with(|| only.clone());
+        }
         Some(
             Relay::new(
                 self.inner.meta.clone(),
