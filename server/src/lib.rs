@@ -28,9 +28,11 @@
 //! ```
 
 mod api;
+mod auth;
 mod error;
 mod events;
 mod metrics;
+mod openapi;
 mod ops;
 mod state;
 
@@ -40,6 +42,7 @@ use axum::Router;
 use chatvault_core::{Error, Result};
 use tokio::net::TcpListener;
 
+pub use auth::{ApiToken, AuthConfig, Viewer};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use state::{AppState, ServerConfig};

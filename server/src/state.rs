@@ -8,6 +8,7 @@ use chatvault_core::{ContentStore, Embedder, MetadataStore, SecretString, Worksp
 use chatvault_query::QueryEngine;
 use tokio::sync::Mutex;
 
+use crate::auth::AuthConfig;
 use crate::metrics::Metrics;
 
 /// How the server is set up. Secrets come from the environment or files (never arguments) and
@@ -19,6 +20,9 @@ pub struct ServerConfig {
     pub signing_secret: Option<SecretString>,
     /// The background relay's options; `None` runs no relay (another process delivers).
     pub relay: Option<RelayOptions>,
+    /// How the JSON API learns who is asking (default: nobody; every request reads public
+    /// channels only).
+    pub auth: AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -26,6 +30,7 @@ impl Default for ServerConfig {
         ServerConfig {
             signing_secret: None,
             relay: Some(RelayOptions::default()),
+            auth: AuthConfig::default(),
         }
     }
 }
