@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod browse;
 mod digest;
 mod engine;
 mod fusion;
@@ -10,6 +11,7 @@ mod search;
 mod snippet;
 mod view;
 
+pub use browse::MAX_BROWSE;
 pub use digest::{
     Digest, DigestChannel, DigestMessage, DigestPerson, DigestRequest, DigestThread, NewChannel,
 };

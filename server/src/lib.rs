@@ -31,9 +31,11 @@
 #![allow(dead_code)]
 
 mod api;
+mod auth;
 mod error;
 mod events;
 mod metrics;
+mod openapi;
 mod ops;
 mod signature;
 mod state;
@@ -46,6 +48,7 @@ use axum::Router;
 use chatvault_core::{Error, Result};
 use tokio::net::TcpListener;
 
+pub use auth::{ApiToken, AuthConfig, Viewer};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use state::{AppState, ServerConfig};

@@ -8,6 +8,7 @@ use chatvault_core::{ContentStore, Embedder, MetadataStore, Result, SecretString
 use chatvault_query::QueryEngine;
 use tokio::sync::Mutex;
 
+use crate::auth::AuthConfig;
 use crate::metrics::Metrics;
 
 /// How the server is set up. Secrets come from the environment or files (never arguments) and
@@ -22,6 +23,9 @@ pub struct ServerConfig {
     /// The workspaces this server writes (the caller holds their writer locks); events for any
     /// other workspace are refused. `None`: every stored workspace.
     pub workspaces: Option<Vec<WorkspaceId>>,
+    /// How the JSON API learns who is asking (default: nobody; every request reads public
+    /// channels only).
+    pub auth: AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -30,6 +34,7 @@ impl Default for ServerConfig {
             signing_secret: None,
             relay: Some(RelayOptions::default()),
             workspaces: None,
+            auth: AuthConfig::default(),
         }
     }
 }

@@ -1,0 +1,590 @@
+//! The JSON API over real HTTP, on the embedded default's real stores (SQLite + tantivy/HNSW),
+//! loaded from the bundled houstondatavis export plus one private channel written here.
+//!
+//! One fixture serves every test: it is built once, on a runtime of its own (a background
+//! thread), and each test talks to it over HTTP.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use chatvault_collector::{Collector, ImportOptions, Relay, RelayOptions};
+use chatvault_core::{ContentStore, Embedder, HashingEmbedder, MetadataStore, WorkspaceId};
+use chatvault_query::Scope;
+use chatvault_server::{router, ApiToken, AppState, AuthConfig, ServerConfig};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const WS: &str = "hdv";
+/// A member of the private channel (micahstubbs).
+const MEMBER: &str = "U061A1R2R";
+/// A workspace member who is not in the private channel (javier).
+const OUTSIDER: &str = "U061A3E0G";
+const SECRET_ID: &str = "G0SECRET1";
+const SECRET_NAME: &str = "secret-plans";
+/// A word only the private channel's messages contain.
+const SECRET_WORD: &str = "zanzibar";
+
+struct Fixture {
+    /// The server without a trusted header.
+    plain: String,
+    /// The same stores, behind a server that trusts `X-Auth-Request-Email`.
+    proxied: String,
+}
+
+static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+
+fn fixture() -> &'static Fixture {
+    FIXTURE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime for the fixture");
+            rt.block_on(async move {
+                // Under target/tmp, so a run (even a killed one) leaves nothing outside target.
+                let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+                let fixture = setup(dir.path()).await;
+                tx.send(fixture).expect("the tests wait for the fixture");
+                std::future::pending::<()>().await;
+                drop(dir);
+            });
+        });
+        rx.recv().expect("the fixture starts")
+    })
+}
+
+/// The houstondatavis export with a private channel added: one member, a review request and a
+/// thread.
+fn export_with_private_channel(dir: &Path) -> std::path::PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/slack-export-houstondatavis");
+    let dst = dir.join("export");
+    copy_dir(&src, &dst);
+    let groups = json!([{
+        "id": SECRET_ID, "name": SECRET_NAME, "created": "1433558319", "creator": MEMBER,
+        "is_archived": false, "is_private": true, "members": [MEMBER],
+        "purpose": {"value": "nobody outside may know"}
+    }]);
+    std::fs::write(dst.join("groups.json"), groups.to_string()).expect("groups.json");
+    std::fs::create_dir_all(dst.join(SECRET_NAME)).expect("private folder");
+    let messages = json!([
+        {"type": "message", "user": MEMBER, "ts": "1433900000.000100", "thread_ts": "1433900000.000100",
+         "reply_count": 1,
+         "text": "zanzibar launch plan <https://github.com/acme/widgets/pull/42> can someone review this please?"},
+        {"type": "message", "user": OUTSIDER, "ts": "1433900100.000200", "thread_ts": "1433900000.000100",
+         "parent_user_id": MEMBER, "text": "zanzibar looks good to me"}
+    ]);
+    std::fs::write(
+        dst.join(SECRET_NAME).join("2015-06-10.json"),
+        messages.to_string(),
+    )
+    .expect("private day");
+    dst
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).expect("mkdir");
+    for e in std::fs::read_dir(src).expect("read export") {
+        let e = e.expect("entry");
+        let to = dst.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).expect("copy");
+        }
+    }
+}
+
+async fn setup(dir: &Path) -> Fixture {
+    let meta: Arc<dyn MetadataStore> = Arc::new(
+        chatvault_storage_postgres::SqlMetadataStore::open_sqlite(
+            dir.join("chatvault.sqlite"),
+            chatvault_storage_postgres::ConnectOptions::default(),
+        )
+        .await
+        .expect("SQLite metadata store"),
+    );
+    let content: Arc<dyn ContentStore> = Arc::new(
+        chatvault_storage_vector::VectorStore::open(
+            dir.join("vectors"),
+            chatvault_storage_vector::VectorStoreOptions::default(),
+        )
+        .expect("vector store"),
+    );
+    let embedder: Arc<dyn Embedder> = Arc::new(HashingEmbedder::new(384).expect("embedder"));
+    let ws = WorkspaceId::new(WS).expect("id");
+    Collector::new(meta.clone(), ws)
+        .import_export(export_with_private_channel(dir), ImportOptions::default())
+        .await
+        .expect("import");
+    Relay::new(
+        meta.clone(),
+        content.clone(),
+        embedder.clone(),
+        RelayOptions::default(),
+    )
+    .drain()
+    .await
+    .expect("relay");
+
+    let tokens = vec![
+        ApiToken::from_secret("admin-token", Scope::Admin),
+        ApiToken::from_secret("member-token", Scope::User(MEMBER.parse().expect("id"))),
+        ApiToken::from_secret("outsider-token", Scope::User(OUTSIDER.parse().expect("id"))),
+    ];
+    let serve = |auth: AuthConfig| {
+        let state = AppState::new(
+            meta.clone(),
+            content.clone(),
+            embedder.clone(),
+            ServerConfig {
+                relay: None,
+                auth,
+                ..ServerConfig::default()
+            },
+        );
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            tokio::spawn(async move { axum::serve(listener, router(state)).await });
+            format!("http://{addr}")
+        }
+    };
+    let plain = serve(AuthConfig {
+        tokens: tokens.clone(),
+        trusted_email_header: None,
+    })
+    .await;
+    let proxied = serve(AuthConfig {
+        tokens,
+        trusted_email_header: Some("X-Auth-Request-Email".into()),
+    })
+    .await;
+    Fixture { plain, proxied }
+}
+
+/// `GET base + path` with an optional bearer token and extra header.
+async fn get_with(
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    header: Option<(&str, &str)>,
+) -> (StatusCode, Value, String) {
+    let mut req = reqwest::Client::new().get(format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some((k, v)) = header {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}"));
+    (status, body, text)
+}
+
+async fn get(path: &str, token: Option<&str>) -> (StatusCode, Value, String) {
+    get_with(&fixture().plain, path, token, None).await
+}
+
+async fn ok(path: &str, token: Option<&str>) -> Value {
+    let (status, body, text) = get(path, token).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {text}");
+    body
+}
+
+fn ws(path: &str) -> String {
+    format!("/api/v1/workspaces/{WS}{path}")
+}
+
+fn hits(body: &Value) -> &Vec<Value> {
+    body["hits"].as_array().expect("hits")
+}
+
+/// What must never reach someone who may not read the private channel.
+fn assert_no_secret(what: &str, text: &str) {
+    for s in [SECRET_WORD, SECRET_NAME, SECRET_ID] {
+        assert!(
+            !text.to_lowercase().contains(&s.to_lowercase()),
+            "{what} leaks {s}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn workspaces_are_listed() {
+    let body = ok("/api/v1/workspaces", None).await;
+    let ids: Vec<&str> = body["workspaces"]
+        .as_array()
+        .expect("workspaces")
+        .iter()
+        .filter_map(|w| w["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![WS]);
+}
+
+#[tokio::test]
+async fn search_returns_hits_with_highlighted_snippets() {
+    let body = ok(&ws("/search?q=d3&limit=5"), None).await;
+    let hits = hits(&body);
+    assert!(!hits.is_empty(), "{body}");
+    assert!(hits.len() <= 5);
+    assert!(
+        hits.iter()
+            .any(|h| h["snippet"]["marked"].as_str().unwrap_or("").contains("**")),
+        "no highlighted snippet: {body}"
+    );
+    assert_eq!(body["mode"], "hybrid");
+    for mode in ["semantic", "lexical"] {
+        let body = ok(&ws(&format!("/search?q=d3&mode={mode}")), None).await;
+        assert_eq!(body["mode"], mode);
+    }
+}
+
+#[tokio::test]
+async fn search_passes_channel_user_and_time_filters() {
+    let body = ok(
+        &ws("/search?q=data&channel=%23tools&channel=datasets&limit=50"),
+        None,
+    )
+    .await;
+    assert!(!hits(&body).is_empty());
+    for h in hits(&body) {
+        let name = h["message"]["channel_name"].as_str().expect("channel name");
+        assert!(name == "tools" || name == "datasets", "{name}");
+    }
+    let body = ok(&ws("/search?q=data&user=micahstubbs&limit=50"), None).await;
+    assert!(!hits(&body).is_empty());
+    for h in hits(&body) {
+        assert_eq!(h["message"]["user"], MEMBER);
+    }
+    let body = ok(
+        &ws("/search?q=data&since=2015-07-01&until=2015-08-01T00:00:00Z&limit=50"),
+        None,
+    )
+    .await;
+    assert!(!hits(&body).is_empty());
+    for h in hits(&body) {
+        let t = h["message"]["time"].as_str().expect("time");
+        assert!(("2015-07-01".."2015-08-01").contains(&t), "{t}");
+    }
+}
+
+#[tokio::test]
+async fn search_cursor_pages() {
+    let first = ok(&ws("/search?q=data&limit=3"), None).await;
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let second = ok(
+        &ws(&format!("/search?q=data&limit=3&cursor={cursor}")),
+        None,
+    )
+    .await;
+    let keys = |b: &Value| -> Vec<String> {
+        hits(b)
+            .iter()
+            .map(|h| h["message"]["key"].to_string())
+            .collect()
+    };
+    assert_eq!(keys(&second).len(), 3);
+    assert!(keys(&second).iter().all(|k| !keys(&first).contains(k)));
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400_naming_the_parameter() {
+    for (path, param) in [
+        ("/search?q=d3&mode=fuzzy", "mode"),
+        ("/search?q=d3&since=yesterday", "since"),
+        ("/search?q=d3&until=2015-02-30", "until"),
+        ("/search?q=d3&limit=0", "limit"),
+        ("/search?q=d3&limit=many", "limit"),
+        ("/search?q=d3&limit=1001", "limit"),
+        ("/search?q=d3&cursor=page-2", "cursor"),
+        ("/search?q=d3&chanel=general", "chanel"),
+        ("/search?mode=lexical", "q"),
+        ("/digest?since=soon", "since"),
+        ("/prs?limit=-1", "limit"),
+        ("/channels/general/days/2015-6-5x", "day"),
+        ("/context/general/1433558696.000004?n=0", "n"),
+    ] {
+        let (status, body, text) = get(&ws(path), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {text}");
+        assert_eq!(body["error"]["kind"], "invalid_input", "{path}");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.contains(param), "{path}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_workspace_and_channel_are_404() {
+    for path in [
+        "/api/v1/workspaces/nope/search?q=d3",
+        "/api/v1/workspaces/nope/stats",
+        "/api/v1/workspaces/nope/channels",
+    ] {
+        let (status, body, text) = get(path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {text}");
+        assert_eq!(body["error"]["kind"], "not_found");
+    }
+    for path in [
+        "/search?q=d3&channel=no-such-channel",
+        "/channels/no-such-channel/days/2015-06-05",
+        "/thread/general/1.000001",
+    ] {
+        let (status, _, text) = get(&ws(path), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn thread_and_context() {
+    let body = ok(&ws("/thread/general/1433558696.000004"), None).await;
+    let messages = body["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 1, "not in a thread: the message alone");
+    assert_eq!(messages[0]["text"], "Hello!");
+
+    let body = ok(&ws("/context/general/1433558696.000004?n=2"), None).await;
+    assert_eq!(body["target"]["ts"], "1433558696.000004");
+    let messages = body["messages"].as_array().expect("messages");
+    assert!(messages.iter().any(|m| m["text"] == "Hello!"));
+    assert!(messages.len() <= 5);
+}
+
+#[tokio::test]
+async fn digest_and_prs() {
+    let body = ok(
+        &ws("/digest?since=2015-06-01&until=2016-12-31&limit=3"),
+        None,
+    )
+    .await;
+    assert_eq!(body["workspace"], WS);
+    let busiest = body["busiest_channels"].as_array().expect("channels");
+    assert!(!busiest.is_empty() && busiest.len() <= 3);
+
+    let body = ok(
+        &ws("/prs?since=2015-01-01&until=2017-01-01"),
+        Some("admin-token"),
+    )
+    .await;
+    let urls: Vec<&str> = body["reviews"]
+        .as_array()
+        .expect("reviews")
+        .iter()
+        .filter_map(|r| r["url"].as_str())
+        .collect();
+    assert!(
+        urls.iter().any(|u| u.contains("acme/widgets/pull/42")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn ask_returns_the_retrieval() {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{}", fixture().plain, ws("/ask")))
+        .json(&json!({"question": "where are good d3 tutorials?", "passages": 3}))
+        .send()
+        .await
+        .expect("ask");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.expect("json");
+    let passages = body["passages"].as_array().expect("passages");
+    assert!(!passages.is_empty() && passages.len() <= 3, "{body}");
+    assert_eq!(passages[0]["citation"], 1);
+    assert!(body["prompt"].as_str().expect("prompt").contains("d3"));
+
+    let resp = reqwest::Client::new()
+        .post(format!("{}{}", fixture().plain, ws("/ask")))
+        .json(&json!({"questoin": "typo"}))
+        .send()
+        .await
+        .expect("ask");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["kind"], "invalid_input");
+}
+
+#[tokio::test]
+async fn stats_count_the_archive() {
+    let body = ok(&ws("/stats"), None).await;
+    assert!(body["metadata"]["messages"].as_u64().expect("messages") > 1000);
+    assert_eq!(body["outbox"]["pending"], 0);
+}
+
+#[tokio::test]
+async fn channels_list_with_message_counts() {
+    let body = ok(&ws("/channels"), None).await;
+    let channels = body["channels"].as_array().expect("channels");
+    let general = channels
+        .iter()
+        .find(|c| c["name"] == "general")
+        .expect("general");
+    assert!(general["messages"].as_u64().expect("count") > 100);
+    let names: Vec<&str> = channels.iter().filter_map(|c| c["name"].as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "by name");
+}
+
+#[tokio::test]
+async fn a_channel_day_in_order() {
+    // Export files are named by the workspace's local day; the API's days are UTC.
+    let body = ok(&ws("/channels/general/days/2015-06-06"), None).await;
+    let messages = body["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 4);
+    let ts: Vec<&str> = messages
+        .iter()
+        .map(|m| m["key"]["ts"].as_str().expect("ts"))
+        .collect();
+    let mut sorted = ts.clone();
+    sorted.sort();
+    assert_eq!(ts, sorted);
+    assert_eq!(messages[3]["text"], "Hello!");
+    // by id as well as by name
+    let by_id = ok(
+        &ws(&format!(
+            "/channels/{}/days/2015-06-06",
+            messages[0]["key"]["channel"].as_str().expect("id")
+        )),
+        None,
+    )
+    .await;
+    assert_eq!(by_id["messages"], body["messages"]);
+}
+
+#[tokio::test]
+async fn anonymous_never_sees_the_private_channel() {
+    for token in [None, Some("outsider-token")] {
+        let (_, _, text) = get(&ws(&format!("/search?q={SECRET_WORD}&limit=50")), token).await;
+        assert_no_secret("search", &text);
+        let (_, _, text) = get(&ws("/channels"), token).await;
+        assert_no_secret("channels", &text);
+        let (_, _, text) = get(
+            &ws("/digest?since=2015-06-01&until=2016-12-31&limit=100"),
+            token,
+        )
+        .await;
+        assert_no_secret("digest", &text);
+        let (_, _, text) = get(&ws("/prs?since=2015-01-01&until=2017-01-01"), token).await;
+        assert_no_secret("prs", &text);
+        for path in [
+            format!("/search?q=plan&channel={SECRET_NAME}"),
+            format!("/search?q=plan&channel={SECRET_ID}"),
+            format!("/channels/{SECRET_NAME}/days/2015-06-10"),
+            format!("/channels/{SECRET_ID}/days/2015-06-10"),
+            format!("/thread/{SECRET_ID}/1433900000.000100"),
+            format!("/context/{SECRET_ID}/1433900000.000100"),
+        ] {
+            let (status, _, text) = get(&ws(&path), token).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_member_and_an_admin_see_the_private_channel() {
+    for token in ["member-token", "admin-token"] {
+        let body = ok(&ws(&format!("/search?q={SECRET_WORD}")), Some(token)).await;
+        assert!(
+            hits(&body)
+                .iter()
+                .any(|h| h["message"]["key"]["channel"] == SECRET_ID),
+            "{token}: {body}"
+        );
+        let body = ok(&ws("/channels"), Some(token)).await;
+        assert!(body["channels"]
+            .as_array()
+            .expect("channels")
+            .iter()
+            .any(|c| c["name"] == SECRET_NAME && c["messages"] == 2));
+        let body = ok(
+            &ws(&format!("/channels/{SECRET_NAME}/days/2015-06-10")),
+            Some(token),
+        )
+        .await;
+        assert_eq!(body["messages"].as_array().expect("messages").len(), 2);
+        let body = ok(
+            &ws(&format!("/thread/{SECRET_ID}/1433900100.000200")),
+            Some(token),
+        )
+        .await;
+        assert_eq!(body["messages"].as_array().expect("messages").len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_bad_token_is_401() {
+    for auth in ["Bearer not-a-token", "Basic YWRtaW46YWRtaW4=", "Bearer "] {
+        let resp = reqwest::Client::new()
+            .get(format!("{}{}", fixture().plain, ws("/channels")))
+            .header("Authorization", auth)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{auth}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["error"]["kind"], "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn the_proxy_header_counts_only_when_enabled() {
+    let header = Some(("X-Auth-Request-Email", "micah@example.com"));
+    // Not enabled: ignored, the request is anonymous.
+    let (status, _, text) = get_with(&fixture().plain, &ws("/channels"), None, header).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_no_secret("channels with an untrusted header", &text);
+    // Enabled: users carry no email in chatvault-core, so it cannot name a member: a clear 401,
+    // never a silent anonymous (or wrong) identity.
+    let (status, body, _) = get_with(&fixture().proxied, &ws("/channels"), None, header).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("email"));
+    // Enabled, no header: anonymous; a token still works.
+    let (status, _, text) = get_with(&fixture().proxied, &ws("/channels"), None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_no_secret("channels without the header", &text);
+    let (status, _, text) = get_with(
+        &fixture().proxied,
+        &ws("/channels"),
+        Some("member-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains(SECRET_NAME));
+}
+
+#[tokio::test]
+async fn openapi_lists_every_route() {
+    let body = ok("/api/v1/openapi.json", None).await;
+    let paths = body["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/api/v1/workspaces", "get"),
+        ("/api/v1/workspaces/{ws}/search", "get"),
+        ("/api/v1/workspaces/{ws}/thread/{channel}/{ts}", "get"),
+        ("/api/v1/workspaces/{ws}/context/{channel}/{ts}", "get"),
+        ("/api/v1/workspaces/{ws}/digest", "get"),
+        ("/api/v1/workspaces/{ws}/prs", "get"),
+        ("/api/v1/workspaces/{ws}/ask", "post"),
+        ("/api/v1/workspaces/{ws}/stats", "get"),
+        ("/api/v1/workspaces/{ws}/channels", "get"),
+        (
+            "/api/v1/workspaces/{ws}/channels/{channel}/days/{day}",
+            "get",
+        ),
+        ("/api/v1/openapi.json", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path}"
+        );
+    }
+    assert!(body["components"]["securitySchemes"]["bearer"].is_object());
+}
