@@ -32,6 +32,7 @@ mod error;
 mod events;
 mod metrics;
 mod ops;
+mod socket_mode;
 mod state;
 
 use std::future::Future;
@@ -42,6 +43,7 @@ use tokio::net::TcpListener;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use socket_mode::{run_socket_mode, SocketModeOptions, APP_TOKEN_ENV};
 pub use state::{AppState, ServerConfig};
 
 /// Requests bodies larger than this are refused with 413 (Slack's events are a few KiB).
