@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chatvault_collector::EventOutcome;
 use chatvault_core::{Error, ErrorKind, Result, RetryPolicy, SecretString, WorkspaceId};
@@ -30,6 +30,9 @@ use crate::state::AppState;
 
 /// The environment variable that holds the app-level token.
 pub const APP_TOKEN_ENV: &str = "SLACK_APP_TOKEN";
+
+/// A connection that lasted this long resets the reconnect backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(60);
 
 /// How Socket Mode connects. The token never appears in `Debug` or in logs.
 #[derive(Debug, Clone)]
@@ -214,7 +217,7 @@ async fn open_connection(client: &reqwest::Client, options: &SocketModeOptions) 
 
 /// Why a connection ended without an error.
 enum SessionEnd {
-    /// Slack asked for a reconnect (`disconnect`), or closed the socket cleanly.
+    /// Slack asked for a reconnect (`disconnect`).
     Reconnect,
     /// Shutdown was requested.
     Shutdown,
@@ -228,7 +231,7 @@ enum SessionEnd {
 /// `InvalidInput` when Slack refuses the token or the app (the message names Slack's error
 /// code, e.g. `invalid_auth`; it never contains the token); `NotFound` when
 /// [`SocketModeOptions::workspace`] is not a stored workspace; the store's error when that
-/// check fails. Transient failures (network, Slack's 5xx and rate limits) are retried, never
+/// check fails; `InvalidInput` when Slack turns Socket Mode off for the app (`link_disabled`). Transient failures (network, Slack's 5xx and rate limits) are retried, never
 /// returned.
 pub async fn run_socket_mode(
     state: AppState,
@@ -271,10 +274,15 @@ pub async fn run_socket_mode(
             _ = shutdown.as_mut() => return Ok(()),
             c = attempt => c,
         };
+        let connected_at = Instant::now();
         let outcome = match connected {
             Ok(socket) => session(&state, &mut router, socket, shutdown.as_mut()).await,
             Err(e) => Err(e),
         };
+        if connected_at.elapsed() >= STABLE_CONNECTION {
+            // a connection that worked for a while: the next attempt starts from the first delay
+            failures = 0;
+        }
         match outcome {
             Ok(SessionEnd::Shutdown) => return Ok(()),
             Ok(SessionEnd::Reconnect) => {
@@ -326,8 +334,11 @@ where
             Some(Err(e)) => return Err(broken(e)),
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Close(frame))) => {
-                tracing::info!(?frame, "Socket Mode: Slack closed the socket");
-                return Ok(SessionEnd::Reconnect);
+                // without a `disconnect` first: back off, in case it closes every socket at once
+                return Err(Error::unavailable(format!(
+                    "Socket Mode: Slack closed the socket ({frame:?})"
+                ))
+                .with_backend("slack"));
             }
             // pings are answered by tungstenite itself
             Some(Ok(_)) => continue,
@@ -341,6 +352,13 @@ where
         };
         match frame {
             Frame::Hello => tracing::info!("Socket Mode: hello"),
+            Frame::Disconnect { reason } if reason == "link_disabled" => {
+                let _ = socket.close(None).await;
+                return Err(Error::invalid_input(
+                    "Socket Mode is turned off for this Slack app (disconnect: link_disabled)",
+                )
+                .with_backend("slack"));
+            }
             Frame::Disconnect { reason } => {
                 tracing::info!(%reason, "Socket Mode: Slack asks for a reconnect");
                 let _ = socket.close(None).await;

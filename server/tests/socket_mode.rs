@@ -30,6 +30,10 @@ struct Fake {
     opens: AtomicUsize,
     connections: AtomicUsize,
     acks: Mutex<Vec<String>>,
+    /// Answer every connection with `disconnect: link_disabled` (Socket Mode turned off).
+    link_disabled: bool,
+    /// End connection 1 by dropping the socket, without `disconnect` or a close frame.
+    drop_first: bool,
 }
 
 fn message_payload(team: &str, event_id: &str, ts: &str, text: &str) -> Value {
@@ -97,12 +101,20 @@ async fn connection(fake: Arc<Fake>, mut socket: WebSocket) {
     {
         return;
     }
+    if fake.link_disabled {
+        let off = json!({"type": "disconnect", "reason": "link_disabled"});
+        let _ = socket.send(Message::Text(off.to_string().into())).await;
+        return;
+    }
     if n == 1 {
         let e = envelope(
             "env-1",
             message_payload("T0001", "Ev1", "1700000000.000100", "first over the socket"),
         );
         if send_and_await_ack(&fake, &mut socket, e).await.is_none() {
+            return;
+        }
+        if fake.drop_first {
             return;
         }
         let bye = json!({"type": "disconnect", "reason": "refresh_requested"});
@@ -140,7 +152,11 @@ async fn connection(fake: Arc<Fake>, mut socket: WebSocket) {
 }
 
 async fn fake_slack() -> (Arc<Fake>, String) {
-    let fake = Arc::new(Fake::default());
+    fake_slack_with(Fake::default()).await
+}
+
+async fn fake_slack_with(fake: Fake) -> (Arc<Fake>, String) {
+    let fake = Arc::new(fake);
     let app = Router::new()
         .route("/apps.connections.open", post(open))
         .route("/ws", any(ws))
@@ -186,7 +202,22 @@ fn options(api_url: String, token: &str) -> SocketModeOptions {
 
 #[tokio::test]
 async fn events_are_acked_and_stored_across_a_reconnect() {
-    let (fake, api_url) = fake_slack().await;
+    two_connections(Fake::default()).await;
+}
+
+#[tokio::test]
+async fn a_dropped_socket_reconnects_after_a_backoff() {
+    two_connections(Fake {
+        drop_first: true,
+        ..Fake::default()
+    })
+    .await;
+}
+
+/// Runs the client against two connections of the fake: both messages stored, every envelope
+/// acked with its own id, a fresh `apps.connections.open` for the second connection.
+async fn two_connections(fake: Fake) {
+    let (fake, api_url) = fake_slack_with(fake).await;
     let dir = tempfile::tempdir().unwrap();
     let (state, meta, ws) = state(dir.path()).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -223,7 +254,7 @@ async fn events_are_acked_and_stored_across_a_reconnect() {
     assert_eq!(
         fake.opens.load(Ordering::SeqCst),
         2,
-        "the disconnect made the client open a fresh connection"
+        "the end of connection 1 made the client open a fresh one"
     );
     assert_eq!(fake.connections.load(Ordering::SeqCst), 2);
     assert_eq!(
@@ -286,4 +317,24 @@ async fn a_workspace_that_is_not_stored_is_refused_before_connecting() {
         .expect_err("no such workspace");
     assert_eq!(err.kind(), chatvault_core::ErrorKind::NotFound);
     assert_eq!(fake.opens.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn socket_mode_turned_off_ends_the_loop() {
+    let (fake, api_url) = fake_slack_with(Fake {
+        link_disabled: true,
+        ..Fake::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _meta, _ws) = state(dir.path()).await;
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        run_socket_mode(state, options(api_url, GOOD_TOKEN), std::future::pending()),
+    )
+    .await
+    .expect("link_disabled is not retried")
+    .expect_err("Socket Mode is off");
+    assert!(err.to_string().contains("link_disabled"), "{err}");
+    assert_eq!(fake.connections.load(Ordering::SeqCst), 1);
 }
