@@ -38,6 +38,7 @@ mod metrics;
 mod openapi;
 mod ops;
 mod signature;
+mod socket_mode;
 mod state;
 
 use std::future::Future;
@@ -51,6 +52,7 @@ use tokio::net::TcpListener;
 pub use auth::{ApiToken, AuthConfig, Viewer};
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use socket_mode::{run_socket_mode, SocketModeOptions, APP_TOKEN_ENV};
 pub use state::{AppState, ServerConfig};
 
 /// Requests bodies larger than this are refused with 413 (Slack's events are a few KiB).
