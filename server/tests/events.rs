@@ -298,3 +298,23 @@ async fn unknown_routes_and_methods_answer_json() {
     assert_eq!(v["error"]["kind"], "not_found");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_team_of_the_workspace_maps_to_it() {
+    use chatvault_core::{Team, TeamId, WriteBatch};
+    let s = start().await;
+    // An Enterprise Grid organization archived as workspace T0001, with team T0002 inside it.
+    let mut batch = WriteBatch::new(s.ws.clone());
+    batch.teams.push(Team {
+        id: TeamId::new("T0002").unwrap(),
+        name: "Acme Labs".into(),
+        domain: None,
+    });
+    s.state.meta().apply(batch).await.unwrap();
+    let mut payload = message("1700000000.002000", "from the labs");
+    payload["team_id"] = json!("T0002");
+    let (status, body) = s.post(&payload).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(s.stats().await.messages, 1);
+    s.stop().await;
+}
