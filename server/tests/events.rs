@@ -285,6 +285,7 @@ async fn unknown_routes_and_methods_answer_json() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()["allow"], "POST");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["kind"], "method_not_allowed");
     let r = s
