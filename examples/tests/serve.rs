@@ -169,3 +169,27 @@ async fn serve_stops_on_sigterm_and_a_restart_delivers_the_rest() {
     assert_eq!(s["outbox"]["dead"], 0, "{s}");
     assert_eq!(s["content"]["documents"], N as u64, "{s}");
 }
+
+#[test]
+fn serve_refuses_a_public_address_without_allow_anonymous() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(dir.path())
+        .args(["--workspace", TEAM, "serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-anonymous"));
+}
+
+#[test]
+fn a_second_server_of_the_same_workspace_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = start(dir.path());
+    let out = cli(dir.path())
+        .args(["--workspace", TEAM, "serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    terminate(first);
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    assert!(out.stdout.is_empty(), "the second server listened: {out:?}");
+}
