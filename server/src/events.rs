@@ -64,13 +64,14 @@ async fn handle(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
+    // A body without a Content-Length is cut off by the limit layer while it is read, here.
     let body = body.map_err(|r| {
-        let reason = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            "body_too_large"
+        let (reason, kind) = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ("body_too_large", "payload_too_large")
         } else {
-            "unreadable_body"
+            ("unreadable_body", "invalid_input")
         };
-        (reason, ApiError::new(r.status(), reason, r.body_text()))
+        (reason, ApiError::new(r.status(), kind, r.body_text()))
     })?;
     let Some(secret) = &state.config().signing_secret else {
         return Err((

@@ -104,15 +104,13 @@ async fn json_errors(response: Response) -> Response {
         s if s.is_server_error() => "internal",
         _ => "invalid_input",
     };
-    let (mut parts, _) = response.into_parts();
-    parts.headers.remove(header::CONTENT_TYPE);
-    parts.headers.remove(header::CONTENT_LENGTH);
+    // Keep the other headers (`Allow` on a 405, `WWW-Authenticate` on a 401).
+    let (parts, _) = response.into_parts();
     let mut json = ApiError::new(status, kind, message).into_response();
-    let extra = std::mem::take(&mut parts.headers);
-    for (name, value) in extra.iter() {
-        json.headers_mut()
-            .entry(name)
-            .or_insert_with(|| value.clone());
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().append(name, value.clone());
+        }
     }
     json
 }

@@ -285,6 +285,7 @@ async fn unknown_routes_and_methods_answer_json() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()["allow"], "POST");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["kind"], "method_not_allowed");
     let r = s
@@ -296,5 +297,60 @@ async fn unknown_routes_and_methods_answer_json() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["kind"], "not_found");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_team_of_the_workspace_maps_to_it() {
+    use chatvault_core::{Team, TeamId, WriteBatch};
+    let s = start().await;
+    // An Enterprise Grid organization archived as workspace T0001, with team T0002 inside it.
+    let mut batch = WriteBatch::new(s.ws.clone());
+    batch.teams.push(Team {
+        id: TeamId::new("T0002").unwrap(),
+        name: "Acme Labs".into(),
+        domain: None,
+    });
+    s.state.meta().apply(batch).await.unwrap();
+    let mut payload = message("1700000000.002000", "from the labs");
+    payload["team_id"] = json!("T0002");
+    let (status, body) = s.post(&payload).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(s.stats().await.messages, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_one_mib_is_refused_with_json() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start().await;
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    // No Content-Length: the limit can only cut the body off while it is read.
+    let writer = tokio::spawn(async move {
+        let head = format!(
+            "POST /slack/events HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+             transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        );
+        let chunk = vec![b' '; 64 * 1024];
+        let mut out = head.into_bytes();
+        for _ in 0..(2 * chatvault_server::MAX_BODY_BYTES / chunk.len()) {
+            out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            out.extend_from_slice(&chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        let _ = wr.write_all(&out).await; // the server may stop reading early
+    });
+    let mut response = Vec::new();
+    let _ = rd.read_to_end(&mut response).await;
+    writer.abort();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(
+        response.contains("application/json") && response.contains("payload_too_large"),
+        "{response}"
+    );
     s.stop().await;
 }

@@ -232,6 +232,10 @@ enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Run the service: Slack events over HTTP in, the JSON API out, the relay in between.
+    /// The server is the writer of the workspaces it serves (--workspace, else every stored
+    /// one); other commands read beside it. Stops on SIGTERM or SIGINT.
+    Serve(ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -393,6 +397,7 @@ async fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match &cli.command {
         Command::Demo { into } => demo(g, into.clone()).await,
+        Command::Serve(args) => serve(g, args).await,
         Command::IngestExport { path, workspace_id } => {
             let ws = match workspace_id.as_deref().or(g.workspace.as_deref()) {
                 Some(w) => WorkspaceId::new(w)?,
@@ -1075,4 +1080,167 @@ impl Progress for Bars {
             bar.set_message(d.clone());
         }
     }
+}
+
+// ----- chatvault serve -----
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "CHATVAULT_LISTEN")]
+    listen: std::net::SocketAddr,
+    /// A file holding the Slack app's signing secret (default: $SLACK_SIGNING_SECRET). Without
+    /// one, POST /slack/events answers 503.
+    #[arg(long, value_name = "FILE")]
+    signing_secret_file: Option<PathBuf>,
+    /// Listen on a non-loopback address although nothing authenticates the JSON API.
+    #[arg(long)]
+    allow_anonymous: bool,
+}
+
+/// The environment variable holding the Slack signing secret.
+const SIGNING_SECRET_ENV: &str = "SLACK_SIGNING_SECRET";
+
+/// The signing secret from `--signing-secret-file`, else `$SLACK_SIGNING_SECRET`.
+fn signing_secret(file: Option<&std::path::Path>) -> Result<Option<SecretString>> {
+    let secret = match file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            Error::invalid_input(format!(
+                "cannot read the signing secret file {}: {e}",
+                path.display()
+            ))
+        })?,
+        None => std::env::var(SIGNING_SECRET_ENV).unwrap_or_default(),
+    };
+    let secret = secret.trim();
+    Ok((!secret.is_empty()).then(|| SecretString::new(secret)))
+}
+
+/// Completes on SIGTERM or SIGINT. The handlers are installed before this returns, so a signal
+/// that arrives while the server starts is not lost.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let installed =
+        |kind| signal(kind).map_err(|e| Error::unavailable(format!("cannot handle signals: {e}")));
+    let (mut term, mut int) = (
+        installed(SignalKind::terminate())?,
+        installed(SignalKind::interrupt())?,
+    );
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
+    use chatvault_core::{ContentStore, Workspace};
+    use chatvault_storage_vector::{VectorStore, VectorStoreOptions};
+
+    // Token options come with the API's authentication; until then the API is anonymous.
+    if !args.listen.ip().is_loopback() && !args.allow_anonymous {
+        return Err(Error::invalid_input(format!(
+            "refusing to listen on {} with an unauthenticated API: listen on a loopback \
+             address, or pass --allow-anonymous",
+            args.listen
+        )));
+    }
+    let secret = signing_secret(args.signing_secret_file.as_deref())?;
+    let shutdown = shutdown_signal()?;
+
+    let config = storage(g);
+    let (meta, _) = chatvault_examples::open_stores(&config).await?;
+    if let Ok(mut w) = WRITERS.lock() {
+        w.push(meta.clone());
+    }
+    let workspaces = match g.workspace.as_deref() {
+        Some(name) => {
+            let ws = WorkspaceId::new(name)?;
+            if meta.get_workspace(&ws).await?.is_none() {
+                // A server fed by Slack's events alone starts from nothing.
+                meta.upsert_workspace(&Workspace::new(ws.clone(), ws.as_str()))
+                    .await?;
+                eprintln!("created workspace {ws}");
+            }
+            vec![ws]
+        }
+        None => meta
+            .list_workspaces()
+            .await?
+            .into_iter()
+            .map(|w| w.id)
+            .collect(),
+    };
+    if workspaces.is_empty() {
+        return Err(Error::not_found(
+            "this data directory holds no workspace yet: name the Slack team to serve with \
+             --workspace <team id>, or ingest an export first",
+        ));
+    }
+
+    // The server is the writer: take every workspace's lock before anything is written.
+    let vector = VectorStore::open(config.content_dir(), VectorStoreOptions::default())?;
+    let wait = Duration::from_secs(g.wait);
+    for ws in &workspaces {
+        let (v, w) = (vector.clone(), ws.clone());
+        tokio::task::spawn_blocking(move || v.acquire_writer(&w, wait))
+            .await
+            .map_err(|e| Error::backend_error(format!("taking the writer lock failed: {e}")))??;
+    }
+    let content: Arc<dyn ContentStore> = Arc::new(vector.clone());
+
+    // One embedder for every collection: they must agree on it.
+    let mut models = Vec::new();
+    for ws in &workspaces {
+        if let Some(c) = content.collection_info(ws).await? {
+            models.push(c.spec.model_id);
+        }
+    }
+    models.dedup();
+    if models.len() > 1 {
+        return Err(Error::unsupported(format!(
+            "the workspaces were indexed with different embedders ({}): serve one with --workspace",
+            models.join(", ")
+        )));
+    }
+    let (embedder, note) = chatvault_examples::choose_embedder(
+        embedder_choice(g),
+        g.model_dir.as_deref(),
+        models.first().map(String::as_str),
+    )?;
+    eprintln!("{note}");
+    if secret.is_none() {
+        eprintln!(
+            "no Slack signing secret ({SIGNING_SECRET_ENV} or --signing-secret-file): \
+             POST /slack/events answers 503"
+        );
+    }
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Error::unavailable(format!("cannot listen on {}: {e}", args.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::unavailable(format!("the listener has no address: {e}")))?;
+    let names: Vec<String> = workspaces.iter().map(ToString::to_string).collect();
+    let state = chatvault_server::AppState::new(
+        meta,
+        content,
+        embedder,
+        chatvault_server::ServerConfig {
+            signing_secret: secret,
+            workspaces: Some(workspaces),
+            ..chatvault_server::ServerConfig::default()
+        },
+    );
+    out!(
+        "chatvault serve: listening on http://{addr} (workspaces: {})",
+        names.join(", ")
+    );
+    let served = chatvault_server::serve(listener, state, shutdown).await;
+    // The relay has stopped: flush the index and let the locks go; main closes the metadata
+    // store (SQLite folds its WAL).
+    vector.close();
+    served
 }
