@@ -124,6 +124,7 @@ async fn preload(
     let config = ServerConfig {
         signing_secret: Some(SecretString::new(SIGNING_SECRET)),
         relay: Some(RelayOptions::default()),
+        ..ServerConfig::default()
     };
     let state = AppState::new(meta, content.clone(), embedder, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -27,9 +27,6 @@
 //! # Ok(()) }
 //! ```
 
-// The events and API routes land next; until then parts of the state are unused.
-#![allow(dead_code)]
-
 mod api;
 mod auth;
 mod error;
