@@ -279,6 +279,31 @@ proptest! {
                     }
                 }
             }
+            // Browsing: exactly the allowed channels are listed; a channel's messages come back
+            // when (and only when) the scope may read it, all of them, oldest first.
+            let listed: HashSet<String> = engine
+                .channels(&ws, &scope(&who))
+                .await
+                .expect("channels")
+                .into_iter()
+                .map(|c| c.id.to_string())
+                .collect();
+            prop_assert_eq!(&listed, &ok);
+            for c in 0..5usize {
+                let id = ChannelId::new(format!("C{c}")).expect("id");
+                let got = engine
+                    .channel_messages(&ws, &id, &TimeRange::all(), &scope(&who))
+                    .await;
+                prop_assert_eq!(got.is_ok(), ok.contains(id.as_str()));
+                if let Ok(views) = got {
+                    let expected = specs[target].messages.iter().filter(|(mc, ..)| *mc == c).count();
+                    prop_assert_eq!(views.len(), expected);
+                    prop_assert!(views.windows(2).all(|w| w[0].key.ts < w[1].key.ts));
+                    for m in &views {
+                        prop_assert!(in_scope(&m.key));
+                    }
+                }
+            }
             Ok(())
         })?;
     }

@@ -82,8 +82,18 @@ pub struct AuthConfig {
 }
 
 impl AuthConfig {
-    /// Reads API tokens from a file of `<sha256-hex-of-token> <scope>` lines (see the module
-    /// docs); no trusted header.
+    /// Reads API tokens from a file of `<sha256-hex-of-token> <scope>` lines; no trusted header.
+    ///
+    /// The scope is `admin` (every channel) or a Slack user id (what that member may see). Blank
+    /// lines and lines starting with `#` are ignored. Only the hash is stored; make it with
+    ///
+    /// ```text
+    /// token=$(openssl rand -hex 32)                      # give this to the client
+    /// printf '%s' "$token" | sha256sum | cut -d' ' -f1   # put this in the file
+    /// ```
+    ///
+    /// (`printf '%s'`, not `echo`, which would hash a newline too). Clients send
+    /// `Authorization: Bearer <token>`.
     ///
     /// # Errors
     /// `Unavailable` when the file cannot be read; `InvalidInput` naming the line that is not

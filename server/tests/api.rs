@@ -128,11 +128,26 @@ async fn setup(dir: &Path) -> Fixture {
     .await
     .expect("relay");
 
-    let tokens = vec![
-        ApiToken::from_secret("admin-token", Scope::Admin),
-        ApiToken::from_secret("member-token", Scope::User(MEMBER.parse().expect("id"))),
-        ApiToken::from_secret("outsider-token", Scope::User(OUTSIDER.parse().expect("id"))),
-    ];
+    // The tokens file as an operator writes it: `printf '%s' admin-token | sha256sum`, …
+    let tokens_file = dir.join("tokens");
+    std::fs::write(
+        &tokens_file,
+        format!(
+            "# hash scope\n\
+             10a4c7c9fc5206d6f36dc6944a81bb6f4a3cb0e25014ae3b12e6c3e52712292a admin\n\
+             f8f99f64da225459ac0be9ef2072ce99d07388bc74a649391177e6419bf05740 {MEMBER}\n\n\
+             b3bacb0b454f1285e551200f0abc18be6ed1c679d2d0ff9cc141cf7f759a3624 {OUTSIDER}\n"
+        ),
+    )
+    .expect("tokens file");
+    let tokens = AuthConfig::from_tokens_file(&tokens_file)
+        .expect("tokens file parses")
+        .tokens;
+    assert_eq!(tokens.len(), 3);
+    assert_eq!(
+        tokens[0],
+        ApiToken::from_secret("admin-token", Scope::Admin)
+    );
     let serve = |auth: AuthConfig| {
         let state = AppState::new(
             meta.clone(),
