@@ -1093,9 +1093,18 @@ struct ServeArgs {
     /// one, POST /slack/events answers 503.
     #[arg(long, value_name = "FILE")]
     signing_secret_file: Option<PathBuf>,
+    /// A file of API tokens, one per line: `<sha256 hex of the token> <admin | Slack user id>`
+    /// (`printf '%s' "$token" | sha256sum`). Requests present `Authorization: Bearer <token>`
+    /// and see what that user (or an admin) may see; without a token, public channels only.
+    #[arg(long, value_name = "FILE", env = "CHATVAULT_API_TOKENS_FILE")]
+    api_tokens_file: Option<PathBuf>,
     /// Listen on a non-loopback address although nothing authenticates the JSON API.
     #[arg(long)]
     allow_anonymous: bool,
+    /// Also receive events over Socket Mode (no public URL needed), with the app-level token in
+    /// $SLACK_APP_TOKEN. On by default when that variable is set.
+    #[arg(long)]
+    socket_mode: bool,
 }
 
 /// The environment variable holding the Slack signing secret.
@@ -1138,14 +1147,24 @@ async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
     use chatvault_core::{ContentStore, Workspace};
     use chatvault_storage_vector::{VectorStore, VectorStoreOptions};
 
-    // Token options come with the API's authentication; until then the API is anonymous.
-    if !args.listen.ip().is_loopback() && !args.allow_anonymous {
+    let auth = match &args.api_tokens_file {
+        Some(path) => chatvault_server::AuthConfig::from_tokens_file(path)?,
+        None => chatvault_server::AuthConfig::default(),
+    };
+    if !args.listen.ip().is_loopback() && auth.tokens.is_empty() && !args.allow_anonymous {
         return Err(Error::invalid_input(format!(
             "refusing to listen on {} with an unauthenticated API: listen on a loopback \
-             address, or pass --allow-anonymous",
+             address, give --api-tokens-file, or pass --allow-anonymous",
             args.listen
         )));
     }
+    let socket_mode = if args.socket_mode
+        || std::env::var_os(chatvault_server::APP_TOKEN_ENV).is_some_and(|t| !t.is_empty())
+    {
+        Some(chatvault_server::SocketModeOptions::from_env()?)
+    } else {
+        None
+    };
     let secret = signing_secret(args.signing_secret_file.as_deref())?;
     let shutdown = shutdown_signal()?;
 
@@ -1231,6 +1250,7 @@ async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
         chatvault_server::ServerConfig {
             signing_secret: secret,
             workspaces: Some(workspaces),
+            auth,
             ..chatvault_server::ServerConfig::default()
         },
     );
@@ -1238,7 +1258,32 @@ async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
         "chatvault serve: listening on http://{addr} (workspaces: {})",
         names.join(", ")
     );
-    let served = chatvault_server::serve(listener, state, shutdown).await;
+    // One signal stops both the HTTP server and the Socket Mode loop.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait_stop = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let socket = socket_mode.map(|options| {
+        eprintln!("receiving events over Socket Mode too");
+        let (state, stopped) = (state.clone(), wait_stop());
+        tokio::spawn(async move {
+            if let Err(e) = chatvault_server::run_socket_mode(state, options, stopped).await {
+                tracing::error!(error = %e, "Socket Mode stopped");
+                eprintln!("error: Socket Mode stopped: {e}");
+            }
+        })
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let served = chatvault_server::serve(listener, state, wait_stop()).await;
+    if let Some(socket) = socket {
+        let _ = socket.await;
+    }
     // The relay has stopped: flush the index and let the locks go; main closes the metadata
     // store (SQLite folds its WAL).
     vector.close();
