@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chatvault_core::{
     ChannelId, ContentStore, Embedder, Error, ErrorKind, HashingEmbedder, MetadataStore, Result,
-    UserId, WorkspaceId,
+    WorkspaceId,
 };
 use chatvault_embed::MiniLmEmbedder;
 use chatvault_storage_postgres::{ConnectOptions, SqlMetadataStore};
@@ -362,32 +362,7 @@ pub async fn resolve_channel(
     )))
 }
 
-/// A user given as `@handle`, display or real name, or an id.
-///
-/// # Errors
-/// `NotFound` naming the user.
-pub async fn resolve_user(
-    meta: &dyn MetadataStore,
-    workspace: &WorkspaceId,
-    given: &str,
-) -> Result<UserId> {
-    let name = given.trim_start_matches('@');
-    let users = meta.list_users(workspace).await?;
-    let found = users.iter().find(|u| u.id.as_str() == name).or_else(|| {
-        users.iter().find(|u| {
-            u.name.eq_ignore_ascii_case(name)
-                || u.display_name
-                    .as_deref()
-                    .is_some_and(|d| d.eq_ignore_ascii_case(name))
-                || u.real_name
-                    .as_deref()
-                    .is_some_and(|d| d.eq_ignore_ascii_case(name))
-        })
-    });
-    found
-        .map(|u| u.id.clone())
-        .ok_or_else(|| Error::not_found(format!("no user {given:?} in workspace {workspace}")))
-}
+pub use chatvault_query::resolve_user;
 
 /// A point in time given as `YYYY-MM-DD` (midnight UTC) or RFC 3339.
 ///

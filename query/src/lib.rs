@@ -4,6 +4,7 @@ mod browse;
 mod digest;
 mod engine;
 mod fusion;
+mod names;
 mod pr_review;
 mod qa;
 mod scope;
@@ -17,6 +18,7 @@ pub use digest::{
 };
 pub use engine::{Context, PlannerConfig, QueryEngine, Thread, MAX_LIMIT};
 pub use fusion::{FusionConfig, MatchExplanation, RankScore};
+pub use names::resolve_user;
 pub use pr_review::{
     is_question, Forge, OpenQuestion, PrReviewReport, PrReviewRequest, ReviewRef, ReviewRequest,
     ReviewShare,

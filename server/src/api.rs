@@ -149,24 +149,7 @@ async fn channel(
 
 /// A user given as `@handle`, display or real name, or id.
 async fn user(state: &AppState, ws: &WorkspaceId, given: &str) -> Result<UserId, ApiError> {
-    let name = given.trim_start_matches('@');
-    let users = state.meta().list_users(ws).await?;
-    users
-        .iter()
-        .find(|u| u.id.as_str() == name)
-        .or_else(|| {
-            users.iter().find(|u| {
-                u.name.eq_ignore_ascii_case(name)
-                    || u.display_name
-                        .as_deref()
-                        .is_some_and(|d| d.eq_ignore_ascii_case(name))
-                    || u.real_name
-                        .as_deref()
-                        .is_some_and(|d| d.eq_ignore_ascii_case(name))
-            })
-        })
-        .map(|u| u.id.clone())
-        .ok_or_else(|| ApiError::not_found(format!("no user {given:?} in workspace {ws}")))
+    Ok(chatvault_query::resolve_user(state.meta().as_ref(), ws, given).await?)
 }
 
 fn ts(given: &str) -> Result<Ts, ApiError> {
