@@ -1,17 +1,27 @@
 //! The service under load: `cargo bench -p chatvault-benches --bench serve_load`.
 //!
 //! Starts `chatvault_server::serve` in-process on 127.0.0.1:0 over the embedded default (SQLite +
-//! vector store, 384-d hashing embedder) preloaded with `CHATVAULT_BENCH_N` synthetic messages
-//! (default 5,000; the service-sized run is `CHATVAULT_BENCH_N=100000`), relay running. Then, for
-//! 1, 8 and 32 concurrent searchers in turn, for `CHATVAULT_BENCH_SECS` seconds each (default 10):
+//! vector store) preloaded with `CHATVAULT_BENCH_N` synthetic messages (default 5,000; the
+//! service-sized run is `CHATVAULT_BENCH_N=100000`), relay running. The server embeds with
+//! `CHATVAULT_BENCH_EMBEDDER`: `hashing` (default, the built-in 384-d hashing embedder) or
+//! `minilm` (all-MiniLM-L6-v2 from `CHATVAULT_MODEL_DIR`: every event and every query is embedded
+//! by the model). Then, for 1, 8 and 32 concurrent search clients in turn, for
+//! `CHATVAULT_BENCH_SECS` seconds each (default 10):
 //!
 //! - streams Slack message events, signed as Slack signs them (`v0=` HMAC-SHA256 over
 //!   `v0:{timestamp}:{body}`), to `POST /slack/events` at `CHATVAULT_BENCH_RATE` events/s
 //!   (default 50);
-//! - the searchers run hybrid searches back to back through the query engine the server holds
-//!   (`AppState::engine().search`);
+//! - each client runs hybrid searches back to back over HTTP
+//!   (`GET /api/v1/workspaces/{ws}/search?q=…`, anonymous: public channels), timing each request
+//!   from send to the parsed JSON body;
 //! - a probe takes the latest accepted event every 250 ms and times how long until the relay has
 //!   delivered it to the content store (relay lag).
+//!
+//! With `minilm`, the preloaded messages' vectors are made by the hashing embedder under the
+//! model's name (embedding 100,000 texts with the model would take 10 minutes on 2 cores before
+//! the bench starts): searches then pay the model's query embedding and walk a graph of the same
+//! size, but over vectors that are not the model's, so result quality means nothing here. The
+//! load generator runs in the same process (and on the same 2 cores) as the server.
 //!
 //! It prints events/s sustained (accepted by the server), relay lag p50/max, and search
 //! throughput with p50/p99 latency per concurrency. When the server does not serve
@@ -30,7 +40,6 @@ use chatvault_core::{
     CollectionSpec, ContentStore, Embedder, HashingEmbedder, MessageKey, MetadataStore,
     SecretString, Ts, Workspace, WorkspaceId,
 };
-use chatvault_query::SearchRequest;
 use chatvault_server::{serve, AppState, ServerConfig};
 use chatvault_storage_vector::{VectorStore, VectorStoreOptions};
 use hmac::{Hmac, Mac};
@@ -39,12 +48,71 @@ use rand::{Rng, SeedableRng};
 use sha2::Sha256;
 
 const SIGNING_SECRET: &str = "serve-load-bench-signing-secret";
+/// Every search client asks for this many hits.
+const SEARCH_LIMIT: usize = 10;
 const APPLY_BATCH: usize = 5_000;
 const MAX_IN_FLIGHT: usize = 64;
 /// Event timestamps start here, after every preloaded message (2027-01-15).
 const EVENT_START_SECS: i64 = 1_800_000_000;
 
 type Fallible<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The hashing embedder under another model's name: preloads a collection the model's
+/// embedder will accept, without spending minutes embedding synthetic text (see the module
+/// documentation).
+#[derive(Debug)]
+struct Relabelled {
+    inner: HashingEmbedder,
+    model_id: String,
+}
+
+#[async_trait::async_trait]
+impl Embedder for Relabelled {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn dimension(&self) -> usize {
+        self.inner.dimension()
+    }
+
+    async fn embed(&self, texts: &[String]) -> chatvault_core::Result<Vec<Vec<f32>>> {
+        self.inner.embed(texts).await
+    }
+}
+
+/// The server's embedder, the one the preload writes with, and the model's name.
+type Embedders = (Arc<dyn Embedder>, Arc<dyn Embedder>, String);
+
+/// The server's embedder, and the one the preload writes with.
+fn embedders() -> Fallible<Embedders> {
+    let hashing = HashingEmbedder::new(384)?;
+    match std::env::var("CHATVAULT_BENCH_EMBEDDER").as_deref() {
+        Ok("minilm") => {
+            let dir = std::env::var(chatvault_embed::MODEL_DIR_ENV).map_err(|_| {
+                format!(
+                    "CHATVAULT_BENCH_EMBEDDER=minilm needs {} (scripts/fetch-model.sh)",
+                    chatvault_embed::MODEL_DIR_ENV
+                )
+            })?;
+            let model = chatvault_embed::MiniLmEmbedder::from_dir(&dir)?;
+            let name = model.model_id().to_string();
+            let preload = Relabelled {
+                inner: hashing,
+                model_id: name.clone(),
+            };
+            Ok((Arc::new(model), Arc::new(preload), name))
+        }
+        Ok("hashing") | Err(_) => {
+            let name = hashing.model_id().to_string();
+            let e: Arc<dyn Embedder> = Arc::new(hashing);
+            Ok((e.clone(), e, name))
+        }
+        Ok(other) => {
+            Err(format!("CHATVAULT_BENCH_EMBEDDER={other:?}: use hashing or minilm").into())
+        }
+    }
+}
 
 /// Slack's request signature: `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{body}`.
 fn sign(secret: &str, timestamp: i64, body: &str) -> String {
@@ -57,9 +125,9 @@ fn sign(secret: &str, timestamp: i64, body: &str) -> String {
 
 struct Bench {
     ws: WorkspaceId,
-    state: AppState,
     content: Arc<dyn ContentStore>,
     url: String,
+    search_url: String,
     http: reqwest::Client,
     vocab: Vocabulary,
     /// Events generated so far (their index makes each ts unique).
@@ -82,7 +150,8 @@ async fn preload(
 ) -> Fallible<(tempfile::TempDir, Bench, tokio::sync::oneshot::Sender<()>)> {
     let ws = workspace();
     let dir = tempfile::tempdir()?;
-    let embedder: Arc<dyn Embedder> = Arc::new(HashingEmbedder::new(384)?);
+    let (embedder, preload_embedder, name) = embedders()?;
+    eprintln!("serve_load: the server embeds with {name}");
     let store = VectorStore::open(dir.path().join("vectors"), VectorStoreOptions::default())?;
     let content: Arc<dyn ContentStore> = Arc::new(store.clone());
     let meta: Arc<dyn MetadataStore> = Arc::new(sqlite_store(dir.path()).await?);
@@ -110,7 +179,7 @@ async fn preload(
     Relay::new(
         meta.clone(),
         content.clone(),
-        embedder.clone(),
+        preload_embedder,
         RelayOptions::default(),
     )
     .drain()
@@ -128,18 +197,20 @@ async fn preload(
     };
     let state = AppState::new(meta, content.clone(), embedder, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/slack/events", listener.local_addr()?);
+    let base = format!("http://{}", listener.local_addr()?);
+    let url = format!("{base}/slack/events");
+    let search_url = format!("{base}/api/v1/workspaces/{ws}/search");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, state.clone(), async move {
+    tokio::spawn(serve(listener, state, async move {
         let _ = stopped.await;
     }));
     Ok((
         dir,
         Bench {
             ws,
-            state,
             content,
             url,
+            search_url,
             http: reqwest::Client::new(),
             vocab,
             next_event: AtomicU64::new(0),
@@ -253,17 +324,25 @@ impl Bench {
         lags
     }
 
-    /// Searches back to back until `until`; returns each search's latency.
+    /// Searches back to back over HTTP until `until`; returns each search's latency (request
+    /// sent to JSON body parsed).
     async fn search_loop(&self, client: usize, until: Instant) -> Fallible<Vec<Duration>> {
-        let mut rng = StdRng::seed_from_u64(7_000 + client as u64);
+        let mut rng = StdRng::seed_from_u64(7_000u64.wrapping_add(client as u64));
+        let http = reqwest::Client::new();
         let mut latencies = Vec::new();
         while Instant::now() < until {
             let query = self.vocab.phrase(&mut rng, 2);
             let started = Instant::now();
-            self.state
-                .engine()
-                .search(&self.ws, SearchRequest::new(query))
+            let response = http
+                .get(&self.search_url)
+                .query(&[("q", query.as_str()), ("limit", &SEARCH_LIMIT.to_string())])
+                .send()
                 .await?;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await?;
+            if !status.is_success() {
+                return Err(format!("search answered {status}: {body}").into());
+            }
             latencies.push(started.elapsed());
         }
         Ok(latencies)
@@ -351,6 +430,10 @@ fn main() -> Fallible<()> {
     rt.block_on(async {
         let (_dir, bench, stop) = preload(n).await?;
         let bench = Arc::new(bench);
+        // The API's first search loads the scope and warms the caches: not part of any row.
+        bench
+            .search_loop(usize::MAX, Instant::now() + Duration::from_secs(1))
+            .await?;
         println!("serve_load: {n} messages preloaded; {rate} events/s target, {secs} s per row");
         for clients in [1, 8, 32] {
             phase(&bench, clients, rate, secs).await?;

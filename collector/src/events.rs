@@ -315,21 +315,42 @@ impl EventHandler {
         channel: ChannelId,
         is_change: bool,
     ) -> Result<bool> {
-        let kind = match kind_from_channel_type(event.get("channel_type").and_then(Value::as_str)) {
-            Some(k) => k,
-            None => self
-                .meta
-                .get_channel(&self.workspace, &channel)
-                .await?
-                .map(|c| c.kind)
-                .unwrap_or(ChannelKind::Public),
+        self.load_names().await?;
+        let from_event = kind_from_channel_type(event.get("channel_type").and_then(Value::as_str));
+        let known = self
+            .names
+            .read()
+            .await
+            .as_ref()
+            .is_some_and(|n| n.channels.contains_key(channel.as_str()));
+        let kind = match (from_event, known) {
+            (Some(k), true) => k,
+            _ => match self.meta.get_channel(&self.workspace, &channel).await? {
+                Some(c) => {
+                    let kind = from_event.unwrap_or(c.kind);
+                    self.remember_channel(&c).await;
+                    kind
+                }
+                None => {
+                    // A channel first seen through a message (the app was added to it after the
+                    // import, or it was created while the server was down): store it, named by
+                    // its id until a rename, a `channel_created` or a backfill names it, so that
+                    // its messages are searchable by whoever may see it. Of unknown type, it is
+                    // private (visible to no one but admins) rather than public.
+                    let kind = from_event.unwrap_or(ChannelKind::Private);
+                    // (Not remembered yet: if this batch fails, the next message stores it.)
+                    batch
+                        .channels
+                        .push(Channel::new(channel.clone(), channel.as_str(), kind));
+                    kind
+                }
+            },
         };
         let ctx = ChannelContext {
             workspace: self.workspace.clone(),
             channel,
             kind,
         };
-        self.load_names().await?;
         let processed = {
             let guard = self.names.read().await;
             let empty = NameBook::default();

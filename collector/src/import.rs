@@ -207,6 +207,9 @@ pub(crate) fn parse_user(v: &Value) -> Result<User> {
     u.is_deleted = v.get("deleted").and_then(Value::as_bool).unwrap_or(false);
     u.is_admin = v.get("is_admin").and_then(Value::as_bool).unwrap_or(false);
     u.tz = str_field(v, "tz");
+    u.email = profile
+        .and_then(|p| str_field(p, "email"))
+        .filter(|e| e.contains('@'));
     Ok(u)
 }
 

@@ -175,4 +175,8 @@ pub struct OutboxStats {
     /// When the earliest unexpired lease of a live entry ends (`None`: no entry is leased), so a
     /// relay waiting for leased entries can say how long it will wait.
     pub next_lease_expiry: Option<DateTime<Utc>>,
+    /// When the oldest live (not dead-lettered) entry was enqueued (`None`: nothing waits or is
+    /// being delivered): how far the relay is behind the metadata store.
+    #[serde(default)]
+    pub oldest_live: Option<DateTime<Utc>>,
 }

@@ -25,6 +25,10 @@ pub struct User {
     pub is_admin: bool,
     /// Their time zone (`Europe/Berlin`).
     pub tz: Option<String>,
+    /// Their email address, when the export or the API gave it (`users:read.email`); what maps
+    /// a person signed in at an authenticating proxy to their Slack user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 impl User {
@@ -40,6 +44,7 @@ impl User {
             is_deleted: false,
             is_admin: false,
             tz: None,
+            email: None,
         }
     }
 

@@ -13,6 +13,7 @@ use chatvault_core::{
     WorkspaceId,
 };
 use chatvault_embed::MiniLmEmbedder;
+use chatvault_storage_chroma::{ChromaContentStore, ChromaOptions};
 use chatvault_storage_postgres::{ConnectOptions, SqlMetadataStore};
 use chatvault_storage_vector::{VectorStore, VectorStoreOptions};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -28,6 +29,21 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// A `postgres://` (or `sqlite://`) URL for the metadata store instead of the SQLite file.
     pub database_url: Option<String>,
+    /// A ChromaDB server (`http://host:8000`, optionally `?tenant=…&database=…`) for the content
+    /// instead of the local collections; its token comes from `$CHATVAULT_CHROMA_TOKEN`.
+    /// Hybrid search then runs semantic only and says so (Chroma has no BM25).
+    pub chroma_url: Option<String>,
+}
+
+impl StorageConfig {
+    /// Stores in `data_dir`: the SQLite file and the local collections.
+    pub fn in_dir(data_dir: impl Into<PathBuf>) -> Self {
+        StorageConfig {
+            data_dir: data_dir.into(),
+            database_url: None,
+            chroma_url: None,
+        }
+    }
 }
 
 impl StorageConfig {
@@ -73,24 +89,57 @@ pub enum Access {
 pub struct Stores {
     /// Metadata (SQLite or PostgreSQL).
     pub meta: Arc<dyn MetadataStore>,
-    /// Content (tantivy + HNSW).
+    /// Content (tantivy + HNSW, or a ChromaDB server).
     pub content: Arc<dyn ContentStore>,
     /// The embedder.
     pub embedder: Arc<dyn Embedder>,
     /// One line saying which embedder was picked and, for the hashing one, how to get the model.
     pub embedder_note: String,
+    /// Where the writer locks live (the local content store, also with ChromaDB); `None` when
+    /// opened read-only. [`LocalLocks::close`] flushes and lets the locks go.
+    pub locks: Option<LocalLocks>,
+}
+
+/// The data directory's writer locks, one per workspace (see [`lock_workspaces`]). With the
+/// local content store these are the store's own locks; with ChromaDB the same lock files
+/// serialize the writers that share this data directory (writers on other machines sharing
+/// one Chroma database are not serialized: give each its own database).
+#[derive(Debug, Clone)]
+pub struct LocalLocks {
+    vector: VectorStore,
+}
+
+impl LocalLocks {
+    /// Flushes the local collections (if they are the content store) and releases every lock.
+    pub fn close(&self) {
+        self.vector.close();
+    }
 }
 
 /// Opens (creating when needed) the metadata store and the content store for writing. Writes
 /// to a workspace also need its writer lock: [`open_all`] with [`Access::Write`] takes it.
 ///
 /// # Errors
-/// `Unavailable` when the database cannot be reached; I/O errors creating the data directory.
+/// `Unavailable` when the database or ChromaDB cannot be reached; I/O errors creating the data
+/// directory.
 pub async fn open_stores(
     config: &StorageConfig,
 ) -> Result<(Arc<dyn MetadataStore>, Arc<dyn ContentStore>)> {
-    let (meta, content) = open_stores_as(config, false).await?;
-    Ok((meta, Arc::new(content)))
+    let (meta, content, _) = open_stores_as(config, false).await?;
+    Ok((meta, content))
+}
+
+/// Opens both stores for writing, with the data directory's writer locks (none taken yet: see
+/// [`lock_workspaces`]). What `chatvault serve` runs on.
+///
+/// # Errors
+/// As [`open_stores`].
+pub async fn open_stores_for_writing(
+    config: &StorageConfig,
+) -> Result<(Arc<dyn MetadataStore>, Arc<dyn ContentStore>, LocalLocks)> {
+    let (meta, content, locks) = open_stores_as(config, false).await?;
+    let locks = locks.ok_or_else(|| Error::backend_error("a writable open has no locks"))?;
+    Ok((meta, content, locks))
 }
 
 /// Opens both stores read-only: nothing is created, locked, migrated or written.
@@ -101,14 +150,19 @@ pub async fn open_stores(
 pub async fn open_stores_read_only(
     config: &StorageConfig,
 ) -> Result<(Arc<dyn MetadataStore>, Arc<dyn ContentStore>)> {
-    let (meta, content) = open_stores_as(config, true).await?;
-    Ok((meta, Arc::new(content)))
+    let (meta, content, _) = open_stores_as(config, true).await?;
+    Ok((meta, content))
 }
 
+/// Opens the stores; for writing also the local lock holder.
 async fn open_stores_as(
     config: &StorageConfig,
     read_only: bool,
-) -> Result<(Arc<dyn MetadataStore>, VectorStore)> {
+) -> Result<(
+    Arc<dyn MetadataStore>,
+    Arc<dyn ContentStore>,
+    Option<LocalLocks>,
+)> {
     if read_only {
         if config.database_url.is_none() && !config.sqlite_path().exists() {
             return Err(Error::not_found(format!(
@@ -132,14 +186,52 @@ async fn open_stores_as(
         Some(url) => SqlMetadataStore::connect(url, options).await?,
         None => SqlMetadataStore::open_sqlite(config.sqlite_path(), options).await?,
     };
-    let content = VectorStore::open(
-        config.content_dir(),
-        VectorStoreOptions {
-            read_only,
-            ..VectorStoreOptions::default()
-        },
-    )?;
-    Ok((Arc::new(meta), content))
+    let local = |read_only| {
+        VectorStore::open(
+            config.content_dir(),
+            VectorStoreOptions {
+                read_only,
+                ..VectorStoreOptions::default()
+            },
+        )
+    };
+    let (content, locks): (Arc<dyn ContentStore>, _) = match &config.chroma_url {
+        Some(url) => {
+            let chroma = ChromaContentStore::connect(ChromaOptions::from_url(url.trim())?).await?;
+            let locks = if read_only { None } else { Some(local(false)?) };
+            (Arc::new(chroma), locks)
+        }
+        None => {
+            let vector = local(read_only)?;
+            let locks = (!read_only).then(|| vector.clone());
+            (Arc::new(vector), locks)
+        }
+    };
+    Ok((
+        Arc::new(meta),
+        content,
+        locks.map(|vector| LocalLocks { vector }),
+    ))
+}
+
+/// Takes the writer lock of every workspace in `workspaces`, waiting up to `wait` for each and
+/// saying (on standard error) whom it waits for.
+///
+/// # Errors
+/// `Conflict` naming the other writer (process, host, since when) when it still holds a
+/// workspace after the wait.
+pub async fn lock_workspaces(
+    locks: &LocalLocks,
+    workspaces: &[WorkspaceId],
+    wait: Duration,
+) -> Result<()> {
+    for ws in workspaces {
+        let (vector, ws) = (locks.vector.clone(), ws.clone());
+        tokio::task::spawn_blocking(move || lock_workspace(&vector, &ws, wait))
+            .await
+            .map_err(|e| Error::backend_error(format!("taking the writer lock failed: {e}")))??;
+    }
+    Ok(())
 }
 
 /// Takes `workspace`'s writer lock in `content`, waiting up to `wait` and saying (on standard
@@ -253,14 +345,10 @@ pub async fn open_all(
     workspace: Option<&WorkspaceId>,
     access: Access,
 ) -> Result<Stores> {
-    let (meta, vector) = open_stores_as(config, access == Access::Read).await?;
-    if let (Access::Write { wait }, Some(ws)) = (access, workspace) {
-        let (vector, ws) = (vector.clone(), ws.clone());
-        tokio::task::spawn_blocking(move || lock_workspace(&vector, &ws, wait))
-            .await
-            .map_err(|e| Error::backend_error(format!("taking the writer lock failed: {e}")))??;
+    let (meta, content, locks) = open_stores_as(config, access == Access::Read).await?;
+    if let (Access::Write { wait }, Some(ws), Some(locks)) = (access, workspace, &locks) {
+        lock_workspaces(locks, std::slice::from_ref(ws), wait).await?;
     }
-    let content: Arc<dyn ContentStore> = Arc::new(vector);
     let existing = match workspace {
         Some(ws) => content.collection_info(ws).await?.map(|c| c.spec.model_id),
         None => None,
@@ -271,6 +359,7 @@ pub async fn open_all(
         content,
         embedder,
         embedder_note,
+        locks,
     })
 }
 

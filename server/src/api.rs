@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chatvault_core::{ChannelId, MessageKey, TimeRange, Ts, UserId, WorkspaceId};
 use chatvault_query::{
-    AskRequest, Context, Digest, DigestRequest, PrReviewReport, PrReviewRequest, Retrieval,
+    AskRequest, Context, Digest, DigestRequest, PrReviewReport, PrReviewRequest, Retrieval, Scope,
     SearchFilter, SearchMode, SearchRequest, SearchResponse, Thread, MAX_LIMIT,
 };
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
@@ -391,21 +391,43 @@ pub(crate) async fn ask(
     Ok(Json(state.engine().ask(&ws, request).await?))
 }
 
-/// The archive's counts (metadata store and outbox).
+/// The archive's counts. Everyone sees how many channels and messages they may read; an admin
+/// also sees the whole metadata store's counts and the outbox (private channels included).
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/stats", tag = "workspaces",
     params(("ws" = String, Path, description = "workspace id")),
-    responses((status = 200, description = "`{workspace, metadata: chatvault_core::WorkspaceStats, outbox: chatvault_core::OutboxStats}`", body = Value)))]
+    responses((status = 200, description = "`{workspace, visible: {channels, messages}}`, plus `metadata: chatvault_core::WorkspaceStats, outbox: chatvault_core::OutboxStats` for an admin", body = Value)))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
     Path(ws): Path<String>,
-    _viewer: Viewer,
+    viewer: Viewer,
 ) -> Result<Json<Value>, ApiError> {
     let ws = workspace(&state, &ws).await?;
-    let stats = state.meta().stats(&ws).await?;
-    let outbox = state.meta().outbox_stats(Some(ws.clone())).await?;
-    Ok(Json(
-        json!({ "workspace": ws, "metadata": stats, "outbox": outbox }),
-    ))
+    let channels = state.engine().channels(&ws, &viewer.scope).await?;
+    let messages: u64 = if channels.is_empty() {
+        0
+    } else {
+        let options = chatvault_core::AggregateOptions {
+            range: TimeRange::all(),
+            channels: Some(channels.iter().map(|c| c.id.clone()).collect()),
+            limit: channels.len(),
+        };
+        state
+            .meta()
+            .channel_activity(&ws, &options)
+            .await?
+            .iter()
+            .map(|a| a.messages)
+            .sum()
+    };
+    let mut body = json!({
+        "workspace": ws,
+        "visible": { "channels": channels.len(), "messages": messages },
+    });
+    if viewer.scope == Scope::Admin {
+        body["metadata"] = json!(state.meta().stats(&ws).await?);
+        body["outbox"] = json!(state.meta().outbox_stats(Some(ws.clone())).await?);
+    }
+    Ok(Json(body))
 }
 
 /// The channels the viewer may read, by name, each with its message count (messages that count

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, EmailMatch};
 
 /// One API token: the SHA-256 of the secret, and whose eyes it reads with.
 #[derive(Clone, PartialEq, Eq)]
@@ -186,14 +186,31 @@ impl FromRequestParts<AppState> for Viewer {
                 .ok_or_else(|| ApiError::unauthorized("unknown API token"));
         }
         if let Some(header) = &auth.trusted_email_header {
-            if parts.headers.contains_key(header.as_str()) {
-                // chatvault-core's `User` carries no email address (Slack exports and the import
-                // do not keep it), so an email cannot be mapped to a member. Refuse rather than
-                // fall back to anonymous: the proxy said someone is signed in.
-                return Err(ApiError::unauthorized(format!(
-                    "the trusted header {header} names a user by email, but this archive's users \
-                     carry no email addresses; use an API token instead"
-                )));
+            if let Some(value) = parts.headers.get(header.as_str()) {
+                let email = value
+                    .to_str()
+                    .ok()
+                    .map(str::trim)
+                    .filter(|e| e.contains('@'))
+                    .ok_or_else(|| {
+                        ApiError::unauthorized(format!(
+                            "the trusted header {header} does not hold an email address"
+                        ))
+                    })?;
+                // The proxy said someone is signed in: an address no member has is refused,
+                // never downgraded to anonymous.
+                return match state.user_for_email(email).await? {
+                    EmailMatch::One(user) => Ok(Viewer {
+                        scope: Scope::User(user),
+                    }),
+                    EmailMatch::None => Err(ApiError::forbidden(
+                        "the signed-in email address belongs to no member of this archive",
+                    )),
+                    EmailMatch::Ambiguous => Err(ApiError::forbidden(
+                        "the signed-in email address belongs to several members of this \
+                         archive's workspaces; use an API token instead",
+                    )),
+                };
             }
         }
         Ok(Viewer {

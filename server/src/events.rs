@@ -10,8 +10,6 @@
 //! Slack retries a delivery it got no 2xx for (`X-Slack-Retry-Num`); applying an event is
 //! idempotent, so a retry changes nothing the first delivery already wrote.
 
-use std::time::Instant;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -37,19 +35,14 @@ async fn slack_events(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let response = match handle(&state, &headers, body).await {
+    match handle(&state, &headers, body).await {
         Ok(r) => r,
         Err((reason, e)) => {
             Metrics::count(&state.metrics().events_rejected, reason);
             debug!(reason, status = %e.status(), "Slack event refused");
             e.into_response()
         }
-    };
-    state
-        .metrics()
-        .observe_request("slack_events", started.elapsed());
-    response
+    }
 }
 
 /// A refusal: the metric's reason label and the answer.

@@ -29,6 +29,7 @@
 
 mod api;
 mod auth;
+mod catchup;
 mod error;
 mod events;
 mod metrics;
@@ -47,6 +48,7 @@ use chatvault_core::{Error, Result};
 use tokio::net::TcpListener;
 
 pub use auth::{ApiToken, AuthConfig, Viewer};
+pub use catchup::BackfillSchedule;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use socket_mode::{run_socket_mode, SocketModeOptions, APP_TOKEN_ENV};
@@ -67,6 +69,10 @@ pub fn router(state: AppState) -> Router {
             MAX_BODY_BYTES,
         ))
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::observe_requests,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -112,9 +118,10 @@ async fn json_errors(response: Response) -> Response {
     json
 }
 
-/// Serves [`router`] on `listener` with the relay running in the background, until `shutdown`
-/// completes; then stops accepting, lets in-flight requests finish and the relay finish its
-/// batch, and returns. The stores stay open (the caller closes them).
+/// Serves [`router`] on `listener` with the relay (and the periodic backfill, if configured)
+/// running in the background, until `shutdown` completes; then stops accepting, lets in-flight
+/// requests finish and the relay finish its batch, and returns. The stores stay open (the
+/// caller closes them).
 ///
 /// # Errors
 /// `Unavailable` when the listener fails.
@@ -123,12 +130,25 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let stop = tokio_util::sync::CancellationToken::new();
     let relay = state.spawn_relay();
+    let backfill =
+        state.config().backfill.clone().map(|schedule| {
+            tokio::spawn(catchup::run(state.clone(), schedule, stop.child_token()))
+        });
     let app = router(state.clone());
+    let stopping = stop.clone();
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.cancel();
+        })
         .await
         .map_err(|e| Error::unavailable(format!("the server failed: {e}")).with_source(e));
+    stop.cancel();
+    if let Some(backfill) = backfill {
+        let _ = backfill.await;
+    }
     if let Some(relay) = relay {
         match relay.shutdown().await {
             Ok(report) => tracing::info!(?report, "relay stopped"),

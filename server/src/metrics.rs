@@ -1,7 +1,13 @@
 //! Prometheus metrics, in a registry of the server's own (no global recorder, so a service that
 //! nests the router keeps its own metrics).
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -31,8 +37,14 @@ pub struct Metrics {
     pub(crate) outbox_pending: Gauge,
     pub(crate) outbox_leased: Gauge,
     pub(crate) outbox_dead: Gauge,
-    /// API request latency in seconds, by route.
+    /// Age of the oldest live outbox entry (set when scraped): the relay's lag.
+    pub(crate) outbox_oldest_age: Gauge<f64, AtomicU64>,
+    /// Request latency in seconds, by route template, method and status class.
     pub(crate) request_seconds: Family<KindLabel, Histogram>,
+    /// Periodic Web API backfills run, by outcome (`ok`, `error`).
+    pub(crate) backfill_runs: Family<KindLabel, Counter>,
+    /// When the last periodic backfill succeeded (Unix seconds).
+    pub(crate) backfill_last_success: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -48,6 +60,9 @@ impl Metrics {
         let request_seconds = Family::<KindLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
+        let outbox_oldest_age = Gauge::<f64, AtomicU64>::default();
+        let backfill_runs = Family::<KindLabel, Counter>::default();
+        let backfill_last_success = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "events_received",
             "Slack events received",
@@ -89,9 +104,24 @@ impl Metrics {
             outbox_dead.clone(),
         );
         registry.register(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest undelivered outbox entry: how far the content store lags (relay lag)",
+            outbox_oldest_age.clone(),
+        );
+        registry.register(
             "request_seconds",
-            "API request latency",
+            "Request latency by route, method and status class",
             request_seconds.clone(),
+        );
+        registry.register(
+            "backfill_runs",
+            "Periodic Web API backfills run, by outcome",
+            backfill_runs.clone(),
+        );
+        registry.register(
+            "backfill_last_success_timestamp_seconds",
+            "When the last periodic Web API backfill succeeded",
+            backfill_last_success.clone(),
         );
         Metrics {
             registry: Mutex::new(registry),
@@ -103,7 +133,10 @@ impl Metrics {
             outbox_pending,
             outbox_leased,
             outbox_dead,
+            outbox_oldest_age,
             request_seconds,
+            backfill_runs,
+            backfill_last_success,
         }
     }
 
@@ -117,13 +150,6 @@ impl Metrics {
         family.get_or_create(&Self::kind(kind)).inc();
     }
 
-    /// Records how long a request to `route` took.
-    pub(crate) fn observe_request(&self, route: &str, elapsed: std::time::Duration) {
-        self.request_seconds
-            .get_or_create(&Self::kind(route))
-            .observe(elapsed.as_secs_f64());
-    }
-
     /// The metrics in Prometheus' text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -134,4 +160,31 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Middleware: records every request's latency under its route template (`/api/v1/workspaces/
+/// {ws}/search`, never the raw path, so the label set stays small), method and status class.
+pub(crate) async fn observe_requests(
+    State(state): State<crate::AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().as_str().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = format!("{}xx", response.status().as_u16() / 100);
+    state
+        .metrics()
+        .request_seconds
+        .get_or_create(&vec![
+            ("route".to_string(), route),
+            ("method".to_string(), method),
+            ("status".to_string(), status),
+        ])
+        .observe(started.elapsed().as_secs_f64());
+    response
 }

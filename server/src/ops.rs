@@ -52,6 +52,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             m.outbox_pending.set(s.pending as i64);
             m.outbox_leased.set(s.leased as i64);
             m.outbox_dead.set(s.dead as i64);
+            let age = s.oldest_live.map_or(0.0, |t| {
+                (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
+            });
+            m.outbox_oldest_age.set(age);
         }
         Err(e) => tracing::warn!(error = %e, "outbox stats for metrics"),
     }

@@ -2,13 +2,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chatvault_collector::{EventHandler, Relay, RelayHandle, RelayOptions};
-use chatvault_core::{ContentStore, Embedder, MetadataStore, Result, SecretString, WorkspaceId};
+use chatvault_core::{
+    ContentStore, Embedder, MetadataStore, Result, SecretString, UserId, WorkspaceId,
+};
 use chatvault_query::QueryEngine;
 use tokio::sync::Mutex;
 
 use crate::auth::AuthConfig;
+use crate::catchup::BackfillSchedule;
 use crate::metrics::Metrics;
 
 /// How the server is set up. Secrets come from the environment or files (never arguments) and
@@ -26,6 +30,9 @@ pub struct ServerConfig {
     /// How the JSON API learns who is asking (default: nobody; every request reads public
     /// channels only).
     pub auth: AuthConfig,
+    /// A Web API backfill run at start and then periodically ([`serve`](crate::serve) runs
+    /// it; a nested [`router`](crate::router) does not).
+    pub backfill: Option<BackfillSchedule>,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +42,7 @@ impl Default for ServerConfig {
             relay: Some(RelayOptions::default()),
             workspaces: None,
             auth: AuthConfig::default(),
+            backfill: None,
         }
     }
 }
@@ -57,6 +65,32 @@ pub(crate) struct Inner {
     pub(crate) handlers: Mutex<HashMap<WorkspaceId, Arc<EventHandler>>>,
     /// Slack team ids already mapped to a workspace.
     pub(crate) teams: Mutex<HashMap<String, WorkspaceId>>,
+    /// Members by email address, for the trusted proxy header (read from the store at most
+    /// every [`EMAIL_CACHE_TTL`], and again on a miss at most every [`EMAIL_MISS_RETRY`]).
+    pub(crate) emails: Mutex<EmailCache>,
+}
+
+/// How long the members-by-email map is trusted.
+const EMAIL_CACHE_TTL: Duration = Duration::from_secs(60);
+/// How soon an unknown address reloads the map (a member who just joined).
+const EMAIL_MISS_RETRY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Default)]
+pub(crate) struct EmailCache {
+    loaded: Option<Instant>,
+    /// Lower-cased address → the distinct user ids having it (one per workspace at most).
+    users: HashMap<String, Vec<UserId>>,
+}
+
+/// Who an email address belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EmailMatch {
+    /// One member (in one workspace, or the same Enterprise Grid user id in several).
+    One(UserId),
+    /// Nobody.
+    None,
+    /// Different users in different workspaces: no single scope fits.
+    Ambiguous,
 }
 
 impl AppState {
@@ -79,6 +113,7 @@ impl AppState {
                 metrics: Metrics::new(),
                 handlers: Mutex::new(HashMap::new()),
                 teams: Mutex::new(HashMap::new()),
+                emails: Mutex::new(EmailCache::default()),
             }),
         }
     }
@@ -164,6 +199,44 @@ impl AppState {
                 .insert(team.to_string(), ws.clone());
         }
         Ok(found)
+    }
+
+    /// The member an authenticating proxy's email address belongs to, among the users of the
+    /// workspaces this server serves (compared case-insensitively).
+    ///
+    /// # Errors
+    /// The metadata store's.
+    pub(crate) async fn user_for_email(&self, email: &str) -> Result<EmailMatch> {
+        let email = email.trim().to_lowercase();
+        let mut cache = self.inner.emails.lock().await;
+        let age = cache.loaded.map(|t| t.elapsed());
+        let stale = age.is_none_or(|a| a > EMAIL_CACHE_TTL);
+        let miss = !cache.users.contains_key(&email);
+        if stale || (miss && age.is_none_or(|a| a > EMAIL_MISS_RETRY)) {
+            let mut users: HashMap<String, Vec<UserId>> = HashMap::new();
+            for w in self.inner.meta.list_workspaces().await? {
+                if !self.serves(&w.id) {
+                    continue;
+                }
+                for u in self.inner.meta.list_users(&w.id).await? {
+                    if let Some(e) = u.email.filter(|_| !u.is_deleted) {
+                        let ids = users.entry(e.trim().to_lowercase()).or_default();
+                        if !ids.contains(&u.id) {
+                            ids.push(u.id);
+                        }
+                    }
+                }
+            }
+            *cache = EmailCache {
+                loaded: Some(Instant::now()),
+                users,
+            };
+        }
+        Ok(match cache.users.get(&email).map(Vec::as_slice) {
+            Some([one]) => EmailMatch::One(one.clone()),
+            Some([]) | None => EmailMatch::None,
+            Some(_) => EmailMatch::Ambiguous,
+        })
     }
 
     /// Starts the background relay, if configured. A server that writes one workspace relays

@@ -67,6 +67,21 @@ fn export_with_private_channel(dir: &Path) -> std::path::PathBuf {
         "purpose": {"value": "nobody outside may know"}
     }]);
     std::fs::write(dst.join("groups.json"), groups.to_string()).expect("groups.json");
+    // Email addresses, as an export made with the email scope carries them (the trusted proxy
+    // header maps a signed-in address to its member).
+    let users_path = dst.join("users.json");
+    let mut users: Value =
+        serde_json::from_str(&std::fs::read_to_string(&users_path).expect("users.json"))
+            .expect("users.json parses");
+    for u in users.as_array_mut().expect("users") {
+        let email = match u["id"].as_str() {
+            Some(MEMBER) => "Micah@Example.com",
+            Some(OUTSIDER) => "javier@example.com",
+            _ => continue,
+        };
+        u["profile"]["email"] = json!(email);
+    }
+    std::fs::write(&users_path, users.to_string()).expect("users.json");
     std::fs::create_dir_all(dst.join(SECRET_NAME)).expect("private folder");
     let messages = json!([
         {"type": "message", "user": MEMBER, "ts": "1433900000.000100", "thread_ts": "1433900000.000100",
@@ -425,9 +440,25 @@ async fn ask_returns_the_retrieval() {
 
 #[tokio::test]
 async fn stats_count_the_archive() {
-    let body = ok(&ws("/stats"), None).await;
+    let body = ok(&ws("/stats"), Some("admin-token")).await;
     assert!(body["metadata"]["messages"].as_u64().expect("messages") > 1000);
     assert_eq!(body["outbox"]["pending"], 0);
+    let everything = body["visible"]["messages"].as_u64().expect("visible");
+    // Everyone else sees only what they may read: no workspace-wide counts that would give the
+    // private channel away.
+    let body = ok(&ws("/stats"), None).await;
+    assert!(
+        body.get("metadata").is_none() && body.get("outbox").is_none(),
+        "{body}"
+    );
+    let public = body["visible"]["messages"].as_u64().expect("visible");
+    assert_eq!(everything, public + 2, "the private channel's two messages");
+    assert_eq!(
+        body["visible"]["channels"].as_u64().expect("channels") + 1,
+        ok(&ws("/stats"), Some("admin-token")).await["visible"]["channels"]
+            .as_u64()
+            .expect("channels")
+    );
 }
 
 #[tokio::test]
@@ -548,19 +579,57 @@ async fn a_bad_token_is_401() {
 
 #[tokio::test]
 async fn the_proxy_header_counts_only_when_enabled() {
-    let header = Some(("X-Auth-Request-Email", "micah@example.com"));
+    let member = Some(("X-Auth-Request-Email", "micah@example.com"));
+    let outsider = Some(("X-Auth-Request-Email", "javier@example.com"));
     // Not enabled: ignored, the request is anonymous.
-    let (status, _, text) = get_with(&fixture().plain, &ws("/channels"), None, header).await;
+    let (status, _, text) = get_with(&fixture().plain, &ws("/channels"), None, member).await;
     assert_eq!(status, StatusCode::OK);
     assert_no_secret("channels with an untrusted header", &text);
-    // Enabled: users carry no email in chatvault-core, so it cannot name a member: a clear 401,
-    // never a silent anonymous (or wrong) identity.
-    let (status, body, _) = get_with(&fixture().proxied, &ws("/channels"), None, header).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Enabled: the address names the member (compared case-insensitively), who sees the
+    // private channel; another member's address does not.
+    let (status, _, text) = get_with(&fixture().proxied, &ws("/channels"), None, member).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains(SECRET_NAME), "{text}");
+    let (status, body, _) = get_with(
+        &fixture().proxied,
+        &ws(&format!("/search?q={SECRET_WORD}")),
+        None,
+        member,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(hits(&body)
+        .iter()
+        .any(|h| h["message"]["key"]["channel"] == SECRET_ID));
+    for path in [
+        "/channels".to_string(),
+        format!("/search?q={SECRET_WORD}&limit=50"),
+    ] {
+        let (status, _, text) = get_with(&fixture().proxied, &ws(&path), None, outsider).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_no_secret("the outsider's view", &text);
+    }
+    // An address no member has: refused, never a silent anonymous (or wrong) identity.
+    let (status, body, text) = get_with(
+        &fixture().proxied,
+        &ws("/channels"),
+        None,
+        Some(("X-Auth-Request-Email", "mallory@example.com")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
     assert!(body["error"]["message"]
         .as_str()
         .expect("message")
         .contains("email"));
+    let (status, _, _) = get_with(
+        &fixture().proxied,
+        &ws("/channels"),
+        None,
+        Some(("X-Auth-Request-Email", "not an address")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Enabled, no header: anonymous; a token still works.
     let (status, _, text) = get_with(&fixture().proxied, &ws("/channels"), None, None).await;
     assert_eq!(status, StatusCode::OK);

@@ -1,5 +1,6 @@
-//! `POST /slack/events` over real HTTP, a real SQLite metadata store and a real vector store,
-//! with requests signed as Slack documents it.
+//! `POST /slack/events` over real HTTP, a real SQLite metadata store (and PostgreSQL for the
+//! flows that write, with `CHATVAULT_TEST_DATABASE_URL`) and a real vector store, with requests
+//! signed as Slack documents it.
 
 mod common;
 
@@ -23,9 +24,12 @@ async fn url_verification_echoes_the_challenge() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn a_message_becomes_searchable() {
-    let s = start().await;
+on_both!(
+    a_message_becomes_searchable,
+    a_message_becomes_searchable_on
+);
+
+async fn a_message_becomes_searchable_on(s: Server) {
     let posted = Instant::now();
     let (status, body) = s
         .post(&message(
@@ -44,9 +48,12 @@ async fn a_message_becomes_searchable() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn an_edit_and_a_delete_reach_the_index() {
-    let s = start().await;
+on_both!(
+    an_edit_and_a_delete_reach_the_index,
+    an_edit_and_a_delete_reach_the_index_on
+);
+
+async fn an_edit_and_a_delete_reach_the_index_on(s: Server) {
     let ts = "1700000000.000200";
     assert_eq!(
         s.post(&message(ts, "lunch at the wombat cafe")).await.0,
@@ -84,9 +91,9 @@ async fn an_edit_and_a_delete_reach_the_index() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn a_reaction_is_stored() {
-    let s = start().await;
+on_both!(a_reaction_is_stored, a_reaction_is_stored_on);
+
+async fn a_reaction_is_stored_on(s: Server) {
     let ts = "1700000000.000300";
     s.post(&message(ts, "ship it")).await;
     let reaction = envelope(
@@ -102,9 +109,12 @@ async fn a_reaction_is_stored() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn a_retried_delivery_changes_nothing() {
-    let s = start().await;
+on_both!(
+    a_retried_delivery_changes_nothing,
+    a_retried_delivery_changes_nothing_on
+);
+
+async fn a_retried_delivery_changes_nothing_on(s: Server) {
     let payload = message("1700000000.000400", "retry me once");
     let body = payload.to_string().into_bytes();
     let (status, first) = s.post_raw(body.clone(), SECRET, now(), &[]).await;
@@ -170,9 +180,12 @@ async fn a_stale_timestamp_is_refused() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn malformed_json_is_refused_and_nothing_stored() {
-    let s = start().await;
+on_both!(
+    malformed_json_is_refused_and_nothing_stored,
+    malformed_json_is_refused_and_nothing_stored_on
+);
+
+async fn malformed_json_is_refused_and_nothing_stored_on(s: Server) {
     let (status, err) = s
         .post_raw(
             b"{\"type\": \"event_callback\", ".to_vec(),
@@ -352,5 +365,40 @@ async fn a_chunked_body_over_one_mib_is_refused_with_json() {
         response.contains("application/json") && response.contains("payload_too_large"),
         "{response}"
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_in_a_channel_never_seen_is_found_by_its_readers() {
+    // No `channel_created` for C9 or G9: the app was added to them after the import.
+    let s = start().await;
+    let public = envelope(
+        "EvNew1",
+        json!({"type": "message", "channel": "C9", "channel_type": "channel", "user": "U1",
+               "ts": "1700000100.000100", "text": "the capybara census"}),
+    );
+    assert_eq!(s.post(&public).await.0, StatusCode::OK);
+    let private = envelope(
+        "EvNew2",
+        json!({"type": "message", "channel": "G9", "channel_type": "group", "user": "U1",
+               "ts": "1700000100.000200", "text": "the secret capybara plan"}),
+    );
+    assert_eq!(s.post(&private).await.0, StatusCode::OK);
+    // Public search (no viewer) finds the public one only.
+    assert_eq!(
+        s.lexical("capybara").await,
+        vec!["the capybara census".to_string()]
+    );
+    let channels = s.state.meta().list_channels(&s.ws).await.unwrap();
+    let c9 = channels
+        .iter()
+        .find(|c| c.id.as_str() == "C9")
+        .expect("C9 stored");
+    assert_eq!(c9.kind, chatvault_core::ChannelKind::Public);
+    let g9 = channels
+        .iter()
+        .find(|c| c.id.as_str() == "G9")
+        .expect("G9 stored");
+    assert_eq!(g9.kind, chatvault_core::ChannelKind::Private);
     s.stop().await;
 }

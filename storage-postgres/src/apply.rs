@@ -612,17 +612,18 @@ async fn write_users(
                 b(u.is_deleted),
                 b(u.is_admin),
                 opt_str(u.tz.as_deref()),
+                opt_str(u.email.as_deref()),
             ]
         })
         .collect();
     insert_rows(
         txn,
-        "INSERT INTO users (workspace_id, user_id, team_id, name, real_name, display_name, is_bot, is_deleted, is_admin, tz)",
-        10,
+        "INSERT INTO users (workspace_id, user_id, team_id, name, real_name, display_name, is_bot, is_deleted, is_admin, tz, email)",
+        11,
         rows,
         "ON CONFLICT (workspace_id, user_id) DO UPDATE SET team_id = excluded.team_id, name = excluded.name, \
          real_name = excluded.real_name, display_name = excluded.display_name, is_bot = excluded.is_bot, \
-         is_deleted = excluded.is_deleted, is_admin = excluded.is_admin, tz = excluded.tz",
+         is_deleted = excluded.is_deleted, is_admin = excluded.is_admin, tz = excluded.tz, email = COALESCE(excluded.email, users.email)",
     )
     .await
     .db(be, "writing users")?;

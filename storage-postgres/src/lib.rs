@@ -8,6 +8,8 @@ mod outbox;
 mod read;
 mod sql;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod txn;
 mod validate;
 

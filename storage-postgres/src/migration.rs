@@ -21,7 +21,11 @@ pub(crate) struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial), Box::new(M0002LeanWriteIndexes)]
+        vec![
+            Box::new(M0001Initial),
+            Box::new(M0002LeanWriteIndexes),
+            Box::new(M0003UserEmail),
+        ]
     }
 }
 
@@ -350,5 +354,27 @@ impl MigrationTrait for M0002LeanWriteIndexes {
              DROP INDEX links_by_time_domain",
         )
         .await
+    }
+}
+
+/// Users' email addresses (from `users.json`'s `profile.email` or `users.list`): what maps a
+/// person signed in at an authenticating reverse proxy to their Slack user.
+struct M0003UserEmail;
+
+impl MigrationName for M0003UserEmail {
+    fn name(&self) -> &str {
+        "m0003_user_email"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for M0003UserEmail {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run_script(manager, "ALTER TABLE users ADD COLUMN email TEXT").await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run_script(manager, "ALTER TABLE users DROP COLUMN email").await
     }
 }

@@ -412,7 +412,7 @@ pub(crate) async fn stats(
         .bind(now);
     q.push(") THEN 1 END), MIN(CASE WHEN NOT dead AND lease_until > ")
         .bind(now);
-    q.push(" THEN lease_until END) FROM outbox");
+    q.push(" THEN lease_until END), MIN(CASE WHEN NOT dead THEN created_at END) FROM outbox");
     if let Some(ws) = ws {
         q.push(" WHERE workspace_id = ").bind(ws.as_str());
     }
@@ -429,10 +429,12 @@ pub(crate) async fn stats(
     let leased: i64 = c.next().db(be, "counting outbox entries")?;
     let pending: i64 = c.next().db(be, "counting outbox entries")?;
     let next_lease_expiry: Option<i64> = c.next().db(be, "counting outbox entries")?;
+    let oldest_live: Option<i64> = c.next().db(be, "counting outbox entries")?;
     Ok(OutboxStats {
         pending: pending.max(0) as u64,
         leased: leased.max(0) as u64,
         dead: dead.max(0) as u64,
         next_lease_expiry: time_of(next_lease_expiry),
+        oldest_live: time_of(oldest_live),
     })
 }

@@ -631,7 +631,7 @@ pub(crate) async fn user_channels<C: ConnectionTrait>(
 }
 
 const USER_COLS: &str =
-    "user_id, team_id, name, real_name, display_name, is_bot, is_deleted, is_admin, tz";
+    "user_id, team_id, name, real_name, display_name, is_bot, is_deleted, is_admin, tz, email";
 
 fn decode_user(c: &mut Cols<'_>) -> std::result::Result<Result<User>, DbErr> {
     let id: String = c.next()?;
@@ -643,6 +643,7 @@ fn decode_user(c: &mut Cols<'_>) -> std::result::Result<Result<User>, DbErr> {
     let is_deleted: bool = c.next()?;
     let is_admin: bool = c.next()?;
     let tz: Option<String> = c.next()?;
+    let email: Option<String> = c.next()?;
     Ok((|| {
         Ok(User {
             id: parse_user(&id)?,
@@ -654,6 +655,7 @@ fn decode_user(c: &mut Cols<'_>) -> std::result::Result<Result<User>, DbErr> {
             is_deleted,
             is_admin,
             tz,
+            email,
         })
     })())
 }

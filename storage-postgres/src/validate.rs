@@ -61,6 +61,7 @@ pub(crate) fn validate_batch(b: &WriteBatch) -> Result<()> {
             &u.id,
         )?;
         check_opt("user.tz", u.tz.as_deref(), MAX_NAME, &u.id)?;
+        check_opt("user.email", u.email.as_deref(), MAX_NAME, &u.id)?;
     }
     for c in &b.channels {
         check("channel.name", &c.name, MAX_NAME, &c.id)?;

@@ -39,6 +39,8 @@ const TEXT_COLUMNS: &[(&str, &[&str])] = &[
             "real_name",
             "display_name",
             "tz",
+            // an address, what maps a proxy-authenticated person to their member
+            "email",
         ],
     ),
     // topic and purpose are channel descriptions set in channel settings, not messages
@@ -265,7 +267,11 @@ async fn count_marker(store: &SqlMetadataStore, cols: &[(String, String)]) -> i6
 async fn assert_fully_migrated(store: &SqlMetadataStore) {
     assert_eq!(
         store.applied_migrations().await.unwrap(),
-        ["m0001_initial", "m0002_lean_write_indexes"]
+        [
+            "m0001_initial",
+            "m0002_lean_write_indexes",
+            "m0003_user_email"
+        ]
     );
 }
 

@@ -360,7 +360,12 @@ impl MetadataStore for MemoryMetadataStore {
         for t in batch.teams {
             ws.teams.insert(t.id.clone(), t);
         }
-        for u in batch.users {
+        for mut u in batch.users {
+            // A user seen without an email (a `user_change` read without the email scope)
+            // keeps the one already stored.
+            if u.email.is_none() {
+                u.email = ws.users.get(&u.id).and_then(|old| old.email.clone());
+            }
             ws.users.insert(u.id.clone(), u);
         }
         for c in batch.channels {
@@ -1117,6 +1122,10 @@ impl MetadataStore for MemoryMetadataStore {
                 .as_ref()
                 .is_none_or(|w| &r.entry.key.workspace == w)
         }) {
+            if !r.entry.dead {
+                let t = r.entry.created_at;
+                s.oldest_live = Some(s.oldest_live.map_or(t, |o| o.min(t)));
+            }
             if r.entry.dead {
                 s.dead += 1;
             } else if r.leased(now) {

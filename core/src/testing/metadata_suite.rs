@@ -47,6 +47,7 @@ pub const CASES: &[&str] = &[
     "batch_parts_round_trip",
     "messages_round_trip",
     "unicode_and_long_texts_round_trip",
+    "user_email_is_kept",
     "outbox_enqueues_only_on_content_change",
     "edited_revision_rule",
     "delete_tombstone_beats_later_write",
@@ -97,6 +98,7 @@ where
         batch_parts_round_trip,
         messages_round_trip,
         unicode_and_long_texts_round_trip,
+        user_email_is_kept,
         outbox_enqueues_only_on_content_change,
         edited_revision_rule,
         delete_tombstone_beats_later_write,
@@ -931,6 +933,41 @@ pub async fn messages_round_trip(store: Store) {
         "get_messages with a key of another workspace",
     );
     assert!(ok(store.get_messages(&ws, &[]).await, "get_messages(empty)").is_empty());
+}
+
+/// A user's email round-trips; a later write of the user without one (a `user_change` read
+/// without the email scope) keeps the stored address, a new address replaces it.
+pub async fn user_email_is_kept(store: Store) {
+    let ws = create_workspace(store.as_ref(), "T1").await;
+    let mut u = User::new(user("U1"), "ann");
+    u.email = Some("ann@example.com".into());
+    let mut b = WriteBatch::new(ws.clone());
+    b.users.push(u.clone());
+    apply(&store, b, "apply(user with email)").await;
+    assert_eq!(
+        ok(store.get_users(&ws, &[user("U1")]).await, "get_users"),
+        vec![u.clone()]
+    );
+    let mut renamed = User::new(user("U1"), "ann2");
+    renamed.email = None;
+    let mut b = WriteBatch::new(ws.clone());
+    b.users.push(renamed);
+    apply(&store, b, "apply(user without email)").await;
+    let got = ok(store.list_users(&ws).await, "list_users");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].name, "ann2", "the rest of the user is replaced");
+    assert_eq!(
+        got[0].email.as_deref(),
+        Some("ann@example.com"),
+        "the email is kept"
+    );
+    let mut moved = User::new(user("U1"), "ann2");
+    moved.email = Some("ann@new.example".into());
+    let mut b = WriteBatch::new(ws.clone());
+    b.users.push(moved);
+    apply(&store, b, "apply(user with a new email)").await;
+    let got = ok(store.get_users(&ws, &[user("U1")]).await, "get_users");
+    assert_eq!(got[0].email.as_deref(), Some("ann@new.example"));
 }
 
 /// Emoji, CJK, right-to-left and 40 KB texts reach the outbox byte for byte; unicode names
@@ -2290,14 +2327,26 @@ pub async fn outbox_claim_and_ack(store: Store) {
         b.messages.push(text_message(k, "U1", "text"));
     }
     apply(&store, b, "write").await;
+    let stats = ok(store.outbox_stats(None).await, "outbox_stats");
     assert_eq!(
-        ok(store.outbox_stats(None).await, "outbox_stats"),
+        OutboxStats {
+            oldest_live: None,
+            ..stats
+        },
         OutboxStats {
             pending: 5,
             leased: 0,
             dead: 0,
             next_lease_expiry: None,
+            oldest_live: None,
         }
+    );
+    assert!(
+        stats
+            .oldest_live
+            .is_some_and(|t| t <= Utc::now() && t > Utc::now() - chrono::Duration::minutes(5)),
+        "the oldest live entry's age: {:?}",
+        stats.oldest_live
     );
     let before = Utc::now();
     let first = claim(&store, &ws, 2, Duration::from_secs(60)).await;
@@ -2475,7 +2524,9 @@ pub async fn outbox_fail_retry_and_dead_letter(store: Store) {
             leased: 0,
             dead: 2,
             next_lease_expiry: None,
-        }
+            oldest_live: None,
+        },
+        "dead letters are not live"
     );
     assert!(
         claim(&store, &ws, 10, Duration::from_secs(60))
@@ -2535,16 +2586,22 @@ pub async fn outbox_lease_expiry(store: Store) {
     );
     assert_eq!(ok(store.outbox_stats(None).await, "stats").leased, 1);
     tokio::time::sleep(Duration::from_millis(400)).await;
+    let stats = ok(store.outbox_stats(None).await, "stats");
     assert_eq!(
-        ok(store.outbox_stats(None).await, "stats"),
+        OutboxStats {
+            oldest_live: None,
+            ..stats
+        },
         OutboxStats {
             pending: 1,
             leased: 0,
             dead: 0,
             next_lease_expiry: None,
+            oldest_live: None,
         },
         "expired lease counts as pending"
     );
+    assert!(stats.oldest_live.is_some(), "a pending entry is live");
     let second = claim(&store, &ws, 10, Duration::from_secs(60)).await;
     assert_eq!(
         second.iter().map(|e| e.id).collect::<Vec<_>>(),

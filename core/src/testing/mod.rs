@@ -57,6 +57,7 @@ macro_rules! metadata_suite_tests {
             batch_parts_round_trip,
             messages_round_trip,
             unicode_and_long_texts_round_trip,
+            user_email_is_kept,
             outbox_enqueues_only_on_content_change,
             edited_revision_rule,
             delete_tombstone_beats_later_write,

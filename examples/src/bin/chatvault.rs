@@ -81,6 +81,17 @@ struct Global {
         hide_env_values = true
     )]
     database_url: Option<String>,
+    /// Keep content (texts and vectors) in a ChromaDB server instead of the data directory's
+    /// collections (http://host:8000, optionally ?tenant=…&database=…; token from
+    /// $CHATVAULT_CHROMA_TOKEN). Hybrid search then runs semantic only and says so.
+    #[arg(
+        long,
+        global = true,
+        env = "CHATVAULT_CHROMA_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    chroma_url: Option<String>,
     /// Commands that write: how many seconds to wait for another process that is writing the
     /// same workspace (default 0: fail at once with exit code 6). Reading commands never wait.
     #[arg(long, global = true, default_value_t = 0, value_name = "SECONDS")]
@@ -311,6 +322,7 @@ fn storage(g: &Global) -> StorageConfig {
     StorageConfig {
         data_dir: g.data_dir.clone(),
         database_url: g.database_url.clone(),
+        chroma_url: g.chroma_url.clone(),
     }
 }
 
@@ -908,6 +920,7 @@ async fn demo(g: &Global, into: Option<PathBuf>) -> Result<()> {
     let config = StorageConfig {
         data_dir: dir.clone(),
         database_url: g.database_url.clone(),
+        chroma_url: g.chroma_url.clone(),
     };
     let ws = WorkspaceId::new("houstondatavis")?;
     let stores = open_for(g, &config, &ws, write_access(g)).await?;
@@ -1098,13 +1111,44 @@ struct ServeArgs {
     /// and see what that user (or an admin) may see; without a token, public channels only.
     #[arg(long, value_name = "FILE", env = "CHATVAULT_API_TOKENS_FILE")]
     api_tokens_file: Option<PathBuf>,
+    /// Trust this request header, set by an authenticating reverse proxy (oauth2-proxy:
+    /// X-Auth-Request-Email), as the signed-in person's email address: requests carrying it see
+    /// what the member with that email may see. Enable it only behind a proxy that strips the
+    /// header from clients' requests.
+    #[arg(long, value_name = "HEADER", env = "CHATVAULT_TRUSTED_EMAIL_HEADER")]
+    trusted_email_header: Option<String>,
     /// Listen on a non-loopback address although nothing authenticates the JSON API.
     #[arg(long)]
     allow_anonymous: bool,
+    /// Run the Slack Web API backfill at start and then this long after each run ends (15m,
+    /// 1h, 1d), with the bot token in the variable --backfill-token-env names; serves one
+    /// workspace (--workspace, the team the token belongs to).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    backfill_every: Option<Duration>,
+    /// The environment variable holding the bot token for --backfill-every.
+    #[arg(long, default_value = "SLACK_BOT_TOKEN", value_name = "VAR")]
+    backfill_token_env: String,
+    /// The Web API base URL for --backfill-every (for tests and proxies).
+    #[arg(long, default_value = "https://slack.com/api", value_name = "URL")]
+    backfill_api_url: String,
     /// Also receive events over Socket Mode (no public URL needed), with the app-level token in
     /// $SLACK_APP_TOKEN. On by default when that variable is set.
     #[arg(long)]
     socket_mode: bool,
+}
+
+/// A header name as HTTP spells it (lower case), or an error naming it.
+fn axum_header_name(given: &str) -> Result<String> {
+    let ok = !given.is_empty()
+        && given
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    if !ok {
+        return Err(Error::invalid_input(format!(
+            "--trusted-email-header {given:?} is not a header name (letters, digits, '-')"
+        )));
+    }
+    Ok(given.to_ascii_lowercase())
 }
 
 /// The environment variable holding the Slack signing secret.
@@ -1144,20 +1188,52 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 's
 }
 
 async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
-    use chatvault_core::{ContentStore, Workspace};
-    use chatvault_storage_vector::{VectorStore, VectorStoreOptions};
+    use chatvault_core::Workspace;
 
-    let auth = match &args.api_tokens_file {
+    let mut auth = match &args.api_tokens_file {
         Some(path) => chatvault_server::AuthConfig::from_tokens_file(path)?,
         None => chatvault_server::AuthConfig::default(),
     };
-    if !args.listen.ip().is_loopback() && auth.tokens.is_empty() && !args.allow_anonymous {
+    if let Some(header) = &args.trusted_email_header {
+        let name = axum_header_name(header)?;
+        auth.trusted_email_header = Some(name);
+    }
+    if !args.listen.ip().is_loopback()
+        && auth.tokens.is_empty()
+        && auth.trusted_email_header.is_none()
+        && !args.allow_anonymous
+    {
         return Err(Error::invalid_input(format!(
             "refusing to listen on {} with an unauthenticated API: listen on a loopback \
-             address, give --api-tokens-file, or pass --allow-anonymous",
+             address, give --api-tokens-file or --trusted-email-header, or pass \
+             --allow-anonymous",
             args.listen
         )));
     }
+    let backfill_token = match args.backfill_every {
+        Some(every) if every.is_zero() => {
+            return Err(Error::invalid_input(
+                "--backfill-every must be longer than zero",
+            ))
+        }
+        Some(_) => {
+            if g.workspace.is_none() {
+                return Err(Error::invalid_input(
+                    "--backfill-every needs --workspace: the team the bot token belongs to",
+                ));
+            }
+            let token = std::env::var(&args.backfill_token_env).unwrap_or_default();
+            if token.trim().is_empty() {
+                return Err(Error::invalid_input(format!(
+                    "--backfill-every: the environment variable {} is not set: export your bot \
+                     token (xoxb-…) in it",
+                    args.backfill_token_env
+                )));
+            }
+            Some(SecretString::new(token.trim()))
+        }
+        None => None,
+    };
     let socket_mode = if args.socket_mode
         || std::env::var_os(chatvault_server::APP_TOKEN_ENV).is_some_and(|t| !t.is_empty())
     {
@@ -1169,7 +1245,7 @@ async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
     let shutdown = shutdown_signal()?;
 
     let config = storage(g);
-    let (meta, _) = chatvault_examples::open_stores(&config).await?;
+    let (meta, content, locks) = chatvault_examples::open_stores_for_writing(&config).await?;
     if let Ok(mut w) = WRITERS.lock() {
         w.push(meta.clone());
     }
@@ -1199,15 +1275,7 @@ async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
     }
 
     // The server is the writer: take every workspace's lock before anything is written.
-    let vector = VectorStore::open(config.content_dir(), VectorStoreOptions::default())?;
-    let wait = Duration::from_secs(g.wait);
-    for ws in &workspaces {
-        let (v, w) = (vector.clone(), ws.clone());
-        tokio::task::spawn_blocking(move || v.acquire_writer(&w, wait))
-            .await
-            .map_err(|e| Error::backend_error(format!("taking the writer lock failed: {e}")))??;
-    }
-    let content: Arc<dyn ContentStore> = Arc::new(vector.clone());
+    chatvault_examples::lock_workspaces(&locks, &workspaces, Duration::from_secs(g.wait)).await?;
 
     // One embedder for every collection: they must agree on it.
     let mut models = Vec::new();
@@ -1243,6 +1311,18 @@ async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
         .local_addr()
         .map_err(|e| Error::unavailable(format!("the listener has no address: {e}")))?;
     let names: Vec<String> = workspaces.iter().map(ToString::to_string).collect();
+    let backfill = match (args.backfill_every, backfill_token) {
+        (Some(every), Some(token)) => Some(chatvault_server::BackfillSchedule {
+            workspace: workspaces[0].clone(),
+            token,
+            every,
+            options: BackfillOptions {
+                api_url: args.backfill_api_url.clone(),
+                ..BackfillOptions::default()
+            },
+        }),
+        _ => None,
+    };
     let state = chatvault_server::AppState::new(
         meta,
         content,
@@ -1251,6 +1331,7 @@ async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
             signing_secret: secret,
             workspaces: Some(workspaces),
             auth,
+            backfill,
             ..chatvault_server::ServerConfig::default()
         },
     );
@@ -1286,6 +1367,6 @@ async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
     }
     // The relay has stopped: flush the index and let the locks go; main closes the metadata
     // store (SQLite folds its WAL).
-    vector.close();
+    locks.close();
     served
 }

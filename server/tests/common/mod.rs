@@ -1,5 +1,6 @@
-//! The test server: real HTTP on 127.0.0.1:0, a real SQLite metadata store and a real vector
-//! store, requests signed as Slack documents it.
+//! The test server: real HTTP on 127.0.0.1:0, a real SQLite (or, with
+//! `CHATVAULT_TEST_DATABASE_URL`, PostgreSQL) metadata store and a real vector store, requests
+//! signed as Slack documents it.
 #![allow(dead_code, unreachable_pub)]
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use chatvault_core::{
 };
 use chatvault_query::{SearchMode, SearchRequest};
 use chatvault_server::{serve, AppState, ServerConfig};
+use chatvault_storage_postgres::testing::TestDatabase;
 use chatvault_storage_postgres::{ConnectOptions, SqlMetadataStore};
 use chatvault_storage_vector::{VectorStore, VectorStoreOptions};
 use hmac::{Hmac, Mac};
@@ -29,15 +31,46 @@ pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<chatvault_core::Result<()>>,
     _dir: tempfile::TempDir,
+    _database: Option<TestDatabase>,
+}
+
+/// Which metadata store a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 pub async fn start_with(secret: Option<&str>) -> Server {
+    start_on(Backend::Sqlite, secret)
+        .await
+        .expect("SQLite is always there")
+}
+
+/// A server on `backend`; `None` (after saying so) for PostgreSQL when
+/// `CHATVAULT_TEST_DATABASE_URL` is not set (a failure under `CI=true`).
+pub async fn start_on(backend: Backend, secret: Option<&str>) -> Option<Server> {
     let dir = tempfile::tempdir().unwrap();
-    let meta: Arc<dyn MetadataStore> = Arc::new(
-        SqlMetadataStore::open_sqlite(dir.path().join("metadata.db"), ConnectOptions::default())
-            .await
-            .unwrap(),
-    );
+    let (meta, database): (Arc<dyn MetadataStore>, _) = match backend {
+        Backend::Sqlite => (
+            Arc::new(
+                SqlMetadataStore::open_sqlite(
+                    dir.path().join("metadata.db"),
+                    ConnectOptions::default(),
+                )
+                .await
+                .unwrap(),
+            ),
+            None,
+        ),
+        Backend::Postgres => {
+            let db = TestDatabase::create().await?;
+            let store = SqlMetadataStore::connect(db.url(), ConnectOptions::default())
+                .await
+                .unwrap();
+            (Arc::new(store), Some(db))
+        }
+    };
     let vector =
         VectorStore::open(dir.path().join("content"), VectorStoreOptions::default()).unwrap();
     let ws = WorkspaceId::new(TEAM).unwrap();
@@ -71,6 +104,7 @@ pub async fn start_with(secret: Option<&str>) -> Server {
         stop: Some(stop),
         task,
         _dir: dir,
+        _database: database,
     };
     if secret.is_some() {
         // Public search sees the channels the archive knows: announce #general as Slack does.
@@ -83,7 +117,7 @@ pub async fn start_with(secret: Option<&str>) -> Server {
         let (status, body) = server.post(&created).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    server
+    Some(server)
 }
 
 pub async fn start() -> Server {
@@ -218,4 +252,37 @@ pub fn message(ts: &str, text: &str) -> Value {
 
 pub fn enqueued(body: &Value) -> u64 {
     body["report"]["outbox_enqueued"].as_u64().unwrap()
+}
+
+/// Runs `$body` (an async fn taking a started [`Server`]) on SQLite and on PostgreSQL, as two
+/// tests (the PostgreSQL one says it is skipped without `CHATVAULT_TEST_DATABASE_URL`).
+#[macro_export]
+macro_rules! on_both {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let s = $crate::common::start_on(
+                    $crate::common::Backend::Sqlite,
+                    Some($crate::common::SECRET),
+                )
+                .await
+                .expect("SQLite");
+                super::$body(s).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let Some(s) = $crate::common::start_on(
+                    $crate::common::Backend::Postgres,
+                    Some($crate::common::SECRET),
+                )
+                .await
+                else {
+                    return;
+                };
+                super::$body(s).await;
+            }
+        }
+    };
 }

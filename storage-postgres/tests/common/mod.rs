@@ -3,12 +3,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
+use chatvault_storage_postgres::testing::{TestDatabase, TEST_DATABASE_ENV};
 use chatvault_storage_postgres::{ConnectOptions, SqlMetadataStore, TokenKey};
-use sea_orm::{ConnectionTrait, Database, Statement};
 
-pub const ENV: &str = "CHATVAULT_TEST_DATABASE_URL";
+pub const ENV: &str = TEST_DATABASE_ENV;
 
 pub fn key() -> TokenKey {
     TokenKey::from_bytes([0x42; 32])
@@ -23,21 +21,15 @@ pub fn options() -> ConnectOptions {
 
 /// Keeps a test database alive; dropping it removes the database.
 pub enum Db {
-    Sqlite {
-        dir: tempfile::TempDir,
-        url: String,
-    },
-    Postgres {
-        admin: String,
-        name: String,
-        url: String,
-    },
+    Sqlite { dir: tempfile::TempDir, url: String },
+    Postgres(TestDatabase),
 }
 
 impl Db {
     pub fn url(&self) -> &str {
         match self {
-            Db::Sqlite { url, .. } | Db::Postgres { url, .. } => url,
+            Db::Sqlite { url, .. } => url,
+            Db::Postgres(db) => db.url(),
         }
     }
 
@@ -64,76 +56,7 @@ pub fn sqlite() -> Db {
 /// A fresh PostgreSQL database, or `None` (after saying so) when `CHATVAULT_TEST_DATABASE_URL` is
 /// not set. Under CI a missing database is a failure.
 pub async fn postgres() -> Option<Db> {
-    let Ok(admin) = std::env::var(ENV) else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{ENV} must be set under CI");
-        }
-        eprintln!("skipped: {ENV} not set");
-        return None;
-    };
-    static N: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "chatvault_test_{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst),
-        chrono::Utc::now().timestamp_micros() % 1_000_000_000
-    );
-    let conn = Database::connect(admin.as_str())
-        .await
-        .expect("admin connection");
-    conn.execute_unprepared(&format!(
-        "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
-    ))
-    .await
-    .expect("create test database");
-    conn.close().await.ok();
-    let url = replace_db(&admin, &name);
-    Some(Db::Postgres { admin, name, url })
-}
-
-fn replace_db(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Db::Postgres { admin, name, .. } = self {
-            let (admin, name) = (admin.clone(), name.clone());
-            // Async cleanup from a synchronous drop: a helper thread with its own runtime.
-            let _ = std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async move {
-                    if let Ok(conn) = Database::connect(admin.as_str()).await {
-                        let _ = conn
-                            .execute(Statement::from_string(
-                                conn.get_database_backend(),
-                                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                            ))
-                            .await;
-                        let _ = conn.close().await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
+    TestDatabase::create().await.map(Db::Postgres)
 }
 
 /// Runs `$body` (an async fn taking `&Db`) on SQLite and on PostgreSQL, as two tests.
