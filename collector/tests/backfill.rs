@@ -894,3 +894,90 @@ async fn the_reduced_limits_are_detected_paced_to_and_explained() {
         assert!(gap >= std::time::Duration::from_millis(400), "{gap:?}");
     }
 }
+
+#[tokio::test]
+async fn channel_filters_choose_what_is_fetched_and_name_what_is_missing() {
+    let fake: Shared = Arc::new(Mutex::new(Fake {
+        channels: Some(vec![
+            json!({"id":"C1","name":"general","is_channel":true}),
+            json!({"id":"C3","name":"random","is_channel":true}),
+            json!({"id":"C4","name":"noise","is_channel":true}),
+        ]),
+        history: vec![said("U1", "1600000100.000100", "in general")],
+        histories: HashMap::from([
+            (
+                "C3".to_string(),
+                vec![said("U1", "1600000200.000100", "in random")],
+            ),
+            (
+                "C4".to_string(),
+                vec![said("U1", "1600000300.000100", "in noise")],
+            ),
+        ]),
+        ..Default::default()
+    }));
+    let url = serve(fake.clone()).await;
+    let run = |only: Option<Vec<String>>, exclude: Vec<String>, types: &str| {
+        let url = url.clone();
+        let types = types.to_string();
+        async move {
+            Backfill::new(
+                Arc::new(MemoryMetadataStore::new()),
+                WorkspaceId::new("T1").unwrap(),
+                SecretString::new("xoxb-test-secret"),
+                BackfillOptions {
+                    api_url: url,
+                    only_channels: only,
+                    exclude_channels: exclude,
+                    channel_types: types,
+                    rate_scale: 1000.0,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .run()
+            .await
+            .unwrap()
+        }
+    };
+    let fetched = |from: usize| -> Vec<String> {
+        let f = fake.lock().unwrap();
+        let mut v: Vec<String> = f.log[from..]
+            .iter()
+            .filter(|(m, _)| m == "conversations.history")
+            .map(|(_, p)| p["channel"].clone())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // by name (with or without #) and by id; one that does not exist is missing
+    let from = fake.lock().unwrap().log.len();
+    let r = run(
+        Some(vec!["#general".into(), "C3".into(), "nope".into()]),
+        vec![],
+        "public_channel",
+    )
+    .await;
+    assert_eq!(fetched(from), ["C1", "C3"]);
+    assert_eq!(
+        r.missing,
+        ["conversation nope was asked for but the token cannot see it (not listed by conversations.list)"]
+    );
+
+    // excluded by name
+    let from = fake.lock().unwrap().log.len();
+    let r = run(None, vec!["noise".into()], "public_channel").await;
+    assert_eq!(fetched(from), ["C1", "C3"]);
+    assert!(r.missing.is_empty());
+
+    // the types asked for reach conversations.list
+    let f = fake.lock().unwrap();
+    let (_, p) = f
+        .log
+        .iter()
+        .rev()
+        .find(|(m, _)| m == "conversations.list")
+        .unwrap();
+    assert_eq!(p["types"], "public_channel");
+}
