@@ -981,3 +981,40 @@ async fn channel_filters_choose_what_is_fetched_and_name_what_is_missing() {
         .unwrap();
     assert_eq!(p["types"], "public_channel");
 }
+
+#[tokio::test]
+async fn since_bounds_a_first_run() {
+    let fake: Shared = Arc::new(Mutex::new(Fake {
+        channels: Some(vec![json!({"id":"C1","name":"general","is_channel":true})]),
+        history: vec![
+            said("U1", "1600000300.000100", "new enough"),
+            said("U1", "1600000100.000100", "too old"),
+        ],
+        ..Default::default()
+    }));
+    let url = serve(fake.clone()).await;
+    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let r = Backfill::new(
+        meta.clone(),
+        WorkspaceId::new("T1").unwrap(),
+        SecretString::new("xoxb-test-secret"),
+        BackfillOptions {
+            api_url: url,
+            since: Some(chatvault_core::Ts::new("1600000200.000000").unwrap()),
+            rate_scale: 1000.0,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(r.messages, 1);
+    let f = fake.lock().unwrap();
+    let (_, p) = f
+        .log
+        .iter()
+        .find(|(m, _)| m == "conversations.history")
+        .unwrap();
+    assert_eq!(p["oldest"], "1600000200.000000");
+}
