@@ -1,8 +1,8 @@
-//! Web API backfill: `users.list`, `conversations.list`, `conversations.history`,
-//! `conversations.replies`, with pagination, `429 Retry-After`, and a resumable per-channel cursor
+//! Web API backfill: `users.list`, `conversations.list`, `conversations.members`,
+//! `conversations.history`, `conversations.replies`, with pagination, `429 Retry-After`, and a resumable per-channel cursor
 //! in `sync_status` written in the same transaction as the messages it covers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,14 +10,16 @@ use serde_json::Value;
 use tracing::{info, info_span, warn, Instrument};
 
 use chatvault_core::{
-    ChannelId, ChannelKind, Error, ErrorKind, MembershipChange, MetadataStore, Result,
-    SecretString, SyncState, SyncStatus, Ts, WorkspaceId, WriteBatch,
+    ChannelId, ChannelKind, Error, ErrorKind, MembershipChange, MessageDetails, MessageFilter,
+    MessageRecord, MetadataStore, PageRequest, Result, SecretString, SyncState, SyncStatus,
+    ThreadFilter, TimeRange, Ts, UserId, WorkspaceId, WriteBatch,
 };
 
 use crate::import::{parse_channel, parse_user};
 use crate::markup::NameBook;
 use crate::processor::{process_message, ChannelContext, Processed, UnknownSubtype};
 use crate::progress::{NoProgress, Progress, ProgressUpdate, Stage};
+use crate::rate_limit::{has_reduced_limit, RateLimiter, REDUCED_PAGE_SIZE, REDUCED_PER_MINUTE};
 use crate::write::apply_with_retry;
 
 /// The `source` name backfills write to `sync_status`.
@@ -32,8 +34,11 @@ pub struct BackfillOptions {
     pub page_size: u32,
     /// Conversation types to list (default all four).
     pub channel_types: String,
-    /// Only these conversations (`None`: every one listed).
-    pub only_channels: Option<Vec<ChannelId>>,
+    /// Only these conversations, by id or name (`None`: every one listed). One the token cannot
+    /// see is listed in [`BackfillReport::missing`].
+    pub only_channels: Option<Vec<String>>,
+    /// Not these conversations, by id or name.
+    pub exclude_channels: Vec<String>,
     /// Fetch thread replies of parents seen in history (default true).
     pub include_threads: bool,
     /// Retries of a failed call (network error, 5xx) before giving up (default 5).
@@ -46,6 +51,15 @@ pub struct BackfillOptions {
     pub request_timeout: Duration,
     /// What to do with unknown message subtypes.
     pub unknown_subtypes: UnknownSubtype,
+    /// How far back an incremental run re-reads each conversation's history for late activity
+    /// (new replies in older threads, edits, deletes, reactions); default 7 days, zero reads
+    /// only what is newer than the newest stored message.
+    pub window: Duration,
+    /// Fetch nothing older than this (a first run starts here; `None`: the whole history).
+    pub since: Option<Ts>,
+    /// Multiplies Slack's documented per-method tier rates that calls are paced to (default 1;
+    /// below 1 is gentler, tests use more).
+    pub rate_scale: f64,
 }
 
 impl Default for BackfillOptions {
@@ -55,15 +69,57 @@ impl Default for BackfillOptions {
             page_size: 200,
             channel_types: "public_channel,private_channel,mpim,im".into(),
             only_channels: None,
+            exclude_channels: Vec::new(),
             include_threads: true,
             max_retries: 5,
             max_rate_limit_waits: 20,
             max_retry_after: Duration::from_secs(300),
             request_timeout: Duration::from_secs(30),
             unknown_subtypes: UnknownSubtype::Skip,
+            window: Duration::from_secs(7 * 24 * 3600),
+            since: None,
+            rate_scale: 1.0,
         }
     }
 }
+
+/// What an incremental run found changed in the trailing window it re-read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LateActivity {
+    /// Messages (replies included) not stored before.
+    pub new: u64,
+    /// Messages whose `edited` revision changed.
+    pub edited: u64,
+    /// Messages whose reactions changed.
+    pub reactions_changed: u64,
+    /// Threads read again because their latest reply moved.
+    pub threads_reread: u64,
+    /// Messages stored before and no longer in Slack: deleted (tombstoned).
+    pub deleted: u64,
+}
+
+impl LateActivity {
+    fn count(&mut self, before: Option<&MessageDetails>, now: &MessageRecord) {
+        let Some(before) = before else {
+            self.new += 1;
+            return;
+        };
+        if before.meta.edited != now.meta.edited {
+            self.edited += 1;
+        }
+        let sorted = |r: &[chatvault_core::Reaction]| {
+            let mut v: Vec<(String, u32)> = r.iter().map(|x| (x.name.clone(), x.count)).collect();
+            v.sort();
+            v
+        };
+        if sorted(&before.reactions) != sorted(&now.reactions) {
+            self.reactions_changed += 1;
+        }
+    }
+}
+
+/// The most stored messages one window or thread comparison reads.
+const STORED_WINDOW_MAX: usize = 1_000_000;
 
 /// What a backfill did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,12 +140,23 @@ pub struct BackfillReport {
     pub replies: u64,
     /// Messages not stored (bad input or skipped subtypes), with why.
     pub skipped: Vec<String>,
+    /// Private channels, MPIMs and DMs whose members were read (`conversations.members`) and
+    /// stored this run.
+    pub memberships_refreshed: u64,
     /// Conversations synced to the end this run.
     pub channels_complete: u64,
     /// Conversations that failed (id, error); the next run continues them from their cursor.
     pub channels_failed: Vec<(ChannelId, String)>,
     /// Outbox entries enqueued.
     pub outbox_enqueued: u64,
+    /// What the re-read windows found changed.
+    pub late: LateActivity,
+    /// What was asked for (a conversation of [`BackfillOptions::only_channels`]) and could not
+    /// be found.
+    pub missing: Vec<String>,
+    /// Things a person should know about this run (the reduced rate limits detected, and what
+    /// to do about them).
+    pub notices: Vec<String>,
 }
 
 /// A backfill of one workspace through the Web API.
@@ -106,6 +173,7 @@ pub struct Backfill {
     options: BackfillOptions,
     http: reqwest::Client,
     progress: Arc<dyn Progress>,
+    limiter: Arc<RateLimiter>,
 }
 
 enum CallError {
@@ -192,10 +260,13 @@ impl CallError {
 /// Whether `e` is a failure no other conversation will escape (a rejected token, a missing
 /// permission, the API or the store out of reach): stop the run instead of going on.
 fn stops_the_run(e: &Error) -> bool {
-    let token_refused = e
-        .context(SLACK_ERROR)
-        .is_some_and(|code| TOKEN_REJECTED.contains(&code) || TOKEN_NOT_PERMITTED.contains(&code));
-    token_refused || matches!(e.kind(), ErrorKind::Conflict | ErrorKind::Unavailable)
+    token_refused(e) || matches!(e.kind(), ErrorKind::Conflict | ErrorKind::Unavailable)
+}
+
+/// Whether Slack refused the token or its permissions.
+fn token_refused(e: &Error) -> bool {
+    e.context(SLACK_ERROR)
+        .is_some_and(|code| TOKEN_REJECTED.contains(&code) || TOKEN_NOT_PERMITTED.contains(&code))
 }
 
 /// `e`'s message followed by its causes, which reqwest's `Display` leaves out ("error sending
@@ -238,6 +309,7 @@ impl Backfill {
             .timeout(options.request_timeout)
             .build()
             .map_err(|e| Error::invalid_input(format!("cannot build the HTTP client: {e}")))?;
+        let limiter = Arc::new(RateLimiter::new(options.rate_scale));
         Ok(Backfill {
             meta,
             workspace,
@@ -245,6 +317,7 @@ impl Backfill {
             options,
             http,
             progress: Arc::new(NoProgress),
+            limiter,
         })
     }
 
@@ -373,10 +446,56 @@ impl Backfill {
             .filter(|s| s.source == WEB_API_SOURCE)
             .map(|s| (s.channel.clone(), s))
             .collect();
-        for (channel, kind) in channels {
-            if let Some(only) = &self.options.only_channels {
-                if !only.contains(&channel) {
-                    continue;
+        let mut members_readable = true;
+        let named = |wanted: &str, id: &ChannelId| {
+            let wanted = wanted.trim_start_matches('#');
+            wanted == id.as_str()
+                || names.channels.get(id.as_str()).map(String::as_str) == Some(wanted)
+        };
+        if let Some(only) = &self.options.only_channels {
+            for wanted in only {
+                if !channels.iter().any(|(id, _)| named(wanted, id)) {
+                    report.missing.push(format!(
+                        "conversation {wanted} was asked for but the token cannot see it (not listed by conversations.list)"
+                    ));
+                }
+            }
+        }
+        let channels: Vec<(ChannelId, ChannelKind)> = channels
+            .into_iter()
+            .filter(|(id, _)| {
+                self.options
+                    .only_channels
+                    .as_ref()
+                    .is_none_or(|only| only.iter().any(|w| named(w, id)))
+                    && !self.options.exclude_channels.iter().any(|w| named(w, id))
+            })
+            .collect();
+        let total = channels.len() as u64;
+        for (done, (channel, kind)) in channels.into_iter().enumerate() {
+            self.progress.update(&ProgressUpdate {
+                stage: Stage::Channels,
+                done: done as u64,
+                total: Some(total),
+                elapsed: prog.start.elapsed(),
+                detail: Some(channel.to_string()),
+            });
+            if kind != ChannelKind::Public && members_readable {
+                // Slack's conversation objects carry no member list: ask for it, every run, so
+                // that viewers see exactly the private conversations they are in.
+                match self.refresh_members(&channel, &mut report, &mut prog).await {
+                    Ok(()) => report.memberships_refreshed += 1,
+                    Err(e) if token_refused(&e) => {
+                        // The same refusal would repeat for every conversation: say it once.
+                        members_readable = false;
+                        report.skipped.push(format!(
+                            "memberships of private conversations not refreshed (viewers will not see them until they are): {e}"
+                        ));
+                    }
+                    Err(e) if stops_the_run(&e) => return Err(e),
+                    Err(e) => report
+                        .skipped
+                        .push(format!("{channel}: members not refreshed: {e}")),
                 }
             }
             let prev = statuses.get(&channel).cloned();
@@ -419,6 +538,21 @@ impl Backfill {
                 }
             }
         }
+        self.progress.update(&ProgressUpdate {
+            stage: Stage::Channels,
+            done: total,
+            total: Some(total),
+            elapsed: prog.start.elapsed(),
+            detail: None,
+        });
+        if self.options.only_channels.is_some() {
+            // Asked for by name: one that could not be fetched is missing, not just failed.
+            for (c, e) in &report.channels_failed {
+                report.missing.push(format!(
+                    "conversation {c} was asked for but could not be fetched: {e}"
+                ));
+            }
+        }
         info!(
             messages = report.messages,
             calls = report.calls,
@@ -430,6 +564,11 @@ impl Backfill {
     }
 
     /// Syncs one conversation. On error returns the last committed status, if any.
+    ///
+    /// A conversation synced to the end before re-reads its trailing window (see
+    /// [`BackfillOptions::window`]): what is new, edited or reacted to is written through the
+    /// normal write path, threads whose `latest_reply` moved are re-read, and messages stored
+    /// in the window that Slack no longer returns are deleted (tombstoned).
     async fn sync_channel(
         &self,
         channel: &ChannelId,
@@ -439,8 +578,9 @@ impl Backfill {
         report: &mut BackfillReport,
         prog: &mut Progressing,
     ) -> std::result::Result<(), (Error, Option<SyncStatus>)> {
+        let since = self.options.since.clone();
         // Where to start: the cursor carries `"{oldest bound}|{slack cursor}"`.
-        let (bound, mut cursor, mut latest, mut oldest) = match &prev {
+        let (bound, mut cursor, mut latest, mut oldest, window) = match &prev {
             Some(s) if s.state != SyncState::Complete => {
                 let (b, c) = s
                     .cursor
@@ -448,31 +588,48 @@ impl Backfill {
                     .and_then(|c| c.split_once('|'))
                     .unwrap_or(("", ""));
                 (
-                    Some(b.to_string()).filter(|b| !b.is_empty()),
+                    Ts::new(b).ok(),
                     Some(c.to_string()).filter(|c| !c.is_empty()),
                     s.latest_ts.clone(),
                     s.oldest_ts.clone(),
+                    false,
                 )
             }
-            Some(s) => (
-                s.latest_ts.as_ref().map(|t| t.to_string()),
-                None,
-                s.latest_ts.clone(),
-                s.oldest_ts.clone(),
-            ),
-            None => (None, None, None, None),
+            Some(s) => {
+                let start = self.window_start(s.latest_ts.as_ref());
+                (
+                    start.max(since),
+                    None,
+                    s.latest_ts.clone(),
+                    s.oldest_ts.clone(),
+                    !self.options.window.is_zero(),
+                )
+            }
+            None => (since, None, None, None, false),
         };
         let ctx = ChannelContext {
             workspace: self.workspace.clone(),
             channel: channel.clone(),
             kind,
         };
+        // What the window held when this run started: to tell new from changed from gone.
+        let stored: HashMap<Ts, MessageDetails> = match (&bound, window) {
+            (Some(start), true) => self
+                .stored_after(channel, start, None)
+                .await
+                .map_err(|e| (e, None))?,
+            _ => HashMap::new(),
+        };
+        let mut seen: HashSet<Ts> = HashSet::new();
         let mut committed: Option<SyncStatus> = None;
-        let limit = self.options.page_size.max(1).to_string();
         loop {
-            let mut params = vec![("channel", channel.to_string()), ("limit", limit.clone())];
+            let limit = self.page_size("conversations.history");
+            let mut params = vec![
+                ("channel", channel.to_string()),
+                ("limit", limit.to_string()),
+            ];
             if let Some(b) = &bound {
-                params.push(("oldest", b.clone()));
+                params.push(("oldest", b.to_string()));
             }
             if let Some(c) = &cursor {
                 params.push(("cursor", c.clone()));
@@ -481,6 +638,7 @@ impl Backfill {
                 .call("conversations.history", &params, report, prog)
                 .await
                 .map_err(|e| (e, committed.clone()))?;
+            self.detect_reduced_limits(&page, limit, report);
             let mut batch = WriteBatch::new(self.workspace.clone());
             let mut page_messages = 0u64;
             let mut page_replies = 0u64;
@@ -490,59 +648,63 @@ impl Backfill {
                 .into_iter()
                 .flatten()
             {
-                let Some((ts, thread)) = self.add(&ctx, m, names, &mut batch, report) else {
+                if let Some(ts) = m
+                    .get("ts")
+                    .and_then(Value::as_str)
+                    .and_then(|t| Ts::new(t).ok())
+                {
+                    seen.insert(ts);
+                }
+                let Some(record) = self.add(&ctx, m, names, &mut batch, report) else {
                     continue;
                 };
+                let ts = record.meta.key.ts.clone();
                 page_messages += 1;
+                let before = stored.get(&ts);
+                if window {
+                    report.late.count(before, &record);
+                }
                 if latest.as_ref().is_none_or(|l| &ts > l) {
                     latest = Some(ts.clone());
                 }
                 if oldest.as_ref().is_none_or(|o| &ts < o) {
                     oldest = Some(ts.clone());
                 }
-                if thread && self.options.include_threads {
-                    let mut rcursor: Option<String> = None;
-                    loop {
-                        let mut params = vec![
-                            ("channel", channel.to_string()),
-                            ("ts", ts.to_string()),
-                            ("limit", limit.clone()),
-                        ];
-                        if let Some(c) = &rcursor {
-                            params.push(("cursor", c.clone()));
-                        }
-                        let rpage = self
-                            .call("conversations.replies", &params, report, prog)
-                            .await
-                            .map_err(|e| (e, committed.clone()))?;
-                        for r in rpage
-                            .get("messages")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                        {
-                            if r.get("ts").and_then(Value::as_str) == Some(ts.as_str()) {
-                                continue; // the parent, already in history
-                            }
-                            if self.add(&ctx, r, names, &mut batch, report).is_some() {
-                                page_messages += 1;
-                                page_replies += 1;
-                            }
-                        }
-                        rcursor = next_cursor(&rpage);
-                        if rcursor.is_none() {
-                            break;
-                        }
-                    }
+                let parent = record.meta.reply_count > 0 && !record.meta.is_reply();
+                // A thread is read again only when its latest reply moved since it was stored.
+                let moved = before.is_none_or(|b| {
+                    b.meta.latest_reply != record.meta.latest_reply
+                        || b.meta.reply_count != record.meta.reply_count
+                });
+                if parent && moved && self.options.include_threads {
+                    let replies = self
+                        .sync_thread(&ctx, &ts, names, &mut batch, report, prog, window)
+                        .await
+                        .map_err(|e| (e, committed.clone()))?;
+                    page_messages += replies;
+                    page_replies += replies;
                 }
             }
             cursor = next_cursor(&page);
+            if cursor.is_none() && window {
+                // The whole window was read in this run: what is stored there and was not
+                // returned has been deleted in Slack.
+                for (ts, d) in &stored {
+                    if !d.meta.is_reply() && !seen.contains(ts) {
+                        batch.message_deletes.push(d.meta.key.clone());
+                        report.late.deleted += 1;
+                    }
+                }
+            }
             let status = SyncStatus {
                 channel: channel.clone(),
                 source: WEB_API_SOURCE.into(),
-                cursor: cursor
-                    .as_ref()
-                    .map(|c| format!("{}|{c}", bound.as_deref().unwrap_or(""))),
+                cursor: cursor.as_ref().map(|c| {
+                    format!(
+                        "{}|{c}",
+                        bound.as_ref().map(Ts::to_string).unwrap_or_default()
+                    )
+                }),
                 oldest_ts: oldest.clone(),
                 latest_ts: latest.clone(),
                 state: if cursor.is_some() {
@@ -573,7 +735,209 @@ impl Backfill {
         }
     }
 
-    /// Processes one message into the batch: its ts and whether it is a thread parent with replies.
+    /// The page size to ask `method` for: the option, or what the reduced limits allow.
+    fn page_size(&self, method: &str) -> u32 {
+        let size = self.options.page_size.max(1);
+        if has_reduced_limit(method) && self.limiter.reduced() {
+            size.min(REDUCED_PAGE_SIZE)
+        } else {
+            size
+        }
+    }
+
+    /// Slack serves apps that are neither Marketplace nor internal apps at most
+    /// [`REDUCED_PAGE_SIZE`] messages a page whatever they ask: a short page that says there is
+    /// more reveals the reduced limits. Pace to them from then on, and say so.
+    fn detect_reduced_limits(&self, page: &Value, asked: u32, report: &mut BackfillReport) {
+        let got = page
+            .get("messages")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let more = page.get("has_more").and_then(Value::as_bool) == Some(true)
+            || next_cursor(page).is_some();
+        if asked > REDUCED_PAGE_SIZE
+            && more
+            && got <= REDUCED_PAGE_SIZE as usize
+            && self.limiter.set_reduced()
+        {
+            let notice = format!(
+                "Slack applies its reduced rate limits to this app (it is neither a Marketplace app nor an internal app of the workspace): conversations.history and conversations.replies allow {REDUCED_PER_MINUTE} request per minute and {REDUCED_PAGE_SIZE} messages per page. The backfill paces itself to that and goes on, but a large history will take hours to days (about one minute per {REDUCED_PAGE_SIZE} messages); a rerun resumes where it stopped. To lift the limit, install chatvault as an internal app created in your own workspace, or import a Slack export (chatvault ingest-export) and use the backfill only to keep current."
+            );
+            warn!("{notice}");
+            report.notices.push(notice);
+        }
+    }
+
+    /// Where an incremental run starts reading: the trailing window before now, or the newest
+    /// stored message if that is older.
+    fn window_start(&self, latest: Option<&Ts>) -> Option<Ts> {
+        if self.options.window.is_zero() {
+            return latest.cloned();
+        }
+        let window =
+            chrono::Duration::from_std(self.options.window).unwrap_or(chrono::Duration::MAX);
+        let start = chrono::Utc::now()
+            .checked_sub_signed(window)
+            .map(Ts::from_datetime)
+            .unwrap_or_else(|| Ts::from_micros(0));
+        Some(match latest {
+            Some(l) if l < &start => l.clone(),
+            _ => start,
+        })
+    }
+
+    /// The stored messages of `channel` newer than `after` (of one thread when given).
+    async fn stored_after(
+        &self,
+        channel: &ChannelId,
+        after: &Ts,
+        thread: Option<&Ts>,
+    ) -> Result<HashMap<Ts, MessageDetails>> {
+        let filter = MessageFilter {
+            channels: Some(vec![channel.clone()]),
+            time: TimeRange {
+                start: Some(after.to_datetime()),
+                end: None,
+            },
+            thread: thread.map(|t| ThreadFilter::Thread(t.clone())),
+            ..Default::default()
+        };
+        let keys = self
+            .meta
+            .filter_messages(
+                &self.workspace,
+                &filter,
+                &PageRequest::first(STORED_WINDOW_MAX),
+            )
+            .await?;
+        Ok(self
+            .meta
+            .get_messages(&self.workspace, &keys)
+            .await?
+            .into_iter()
+            .filter(|d| &d.meta.key.ts > after)
+            .map(|d| (d.meta.key.ts.clone(), d))
+            .collect())
+    }
+
+    /// Reads every reply of the thread `parent` into `batch`; with `window`, counts what changed
+    /// and deletes stored replies Slack no longer returns. Returns the replies written.
+    #[allow(clippy::too_many_arguments)]
+    async fn sync_thread(
+        &self,
+        ctx: &ChannelContext,
+        parent: &Ts,
+        names: &NameBook,
+        batch: &mut WriteBatch,
+        report: &mut BackfillReport,
+        prog: &mut Progressing,
+        window: bool,
+    ) -> Result<u64> {
+        let stored = if window {
+            report.late.threads_reread += 1;
+            self.stored_after(&ctx.channel, &Ts::from_micros(0), Some(parent))
+                .await?
+        } else {
+            HashMap::new()
+        };
+        let mut seen: HashSet<Ts> = HashSet::new();
+        let mut written = 0u64;
+        let mut rcursor: Option<String> = None;
+        loop {
+            let limit = self.page_size("conversations.replies");
+            let mut params = vec![
+                ("channel", ctx.channel.to_string()),
+                ("ts", parent.to_string()),
+                ("limit", limit.to_string()),
+            ];
+            if let Some(c) = &rcursor {
+                params.push(("cursor", c.clone()));
+            }
+            let rpage = self
+                .call("conversations.replies", &params, report, prog)
+                .await?;
+            for r in rpage
+                .get("messages")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if r.get("ts").and_then(Value::as_str) == Some(parent.as_str()) {
+                    continue; // the parent, already in history
+                }
+                if let Some(ts) = r
+                    .get("ts")
+                    .and_then(Value::as_str)
+                    .and_then(|t| Ts::new(t).ok())
+                {
+                    seen.insert(ts);
+                }
+                if let Some(record) = self.add(ctx, r, names, batch, report) {
+                    if window {
+                        report.late.count(stored.get(&record.meta.key.ts), &record);
+                    }
+                    written += 1;
+                }
+            }
+            rcursor = next_cursor(&rpage);
+            if rcursor.is_none() {
+                break;
+            }
+        }
+        for (ts, d) in &stored {
+            if ts != parent && !seen.contains(ts) {
+                batch.message_deletes.push(d.meta.key.clone());
+                report.late.deleted += 1;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Replaces the members of one conversation with what `conversations.members` lists (paged).
+    async fn refresh_members(
+        &self,
+        channel: &ChannelId,
+        report: &mut BackfillReport,
+        prog: &mut Progressing,
+    ) -> Result<()> {
+        let limit = self.options.page_size.max(1).to_string();
+        let mut users = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut params = vec![("channel", channel.to_string()), ("limit", limit.clone())];
+            if let Some(c) = &cursor {
+                params.push(("cursor", c.clone()));
+            }
+            let page = self
+                .call("conversations.members", &params, report, prog)
+                .await?;
+            for m in page
+                .get("members")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                match m.as_str().map(UserId::new) {
+                    Some(Ok(u)) => users.push(u),
+                    _ => report
+                        .skipped
+                        .push(format!("{channel}: conversations.members: bad member {m}")),
+                }
+            }
+            cursor = next_cursor(&page);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let mut batch = WriteBatch::new(self.workspace.clone());
+        batch.memberships.push(MembershipChange::Replace {
+            channel: channel.clone(),
+            users,
+        });
+        self.apply(batch, report).await
+    }
+
+    /// Processes one message into the batch; returns what was added.
     fn add(
         &self,
         ctx: &ChannelContext,
@@ -581,14 +945,13 @@ impl Backfill {
         names: &NameBook,
         batch: &mut WriteBatch,
         report: &mut BackfillReport,
-    ) -> Option<(Ts, bool)> {
+    ) -> Option<MessageRecord> {
         match process_message(ctx, m, names, self.options.unknown_subtypes) {
             Ok(Processed::Message(p)) => {
-                let ts = p.record.meta.key.ts.clone();
-                let parent = p.record.meta.reply_count > 0 && !p.record.meta.is_reply();
+                let record = p.record.clone();
                 batch.messages.push(p.record);
                 batch.thread_participants.extend(p.participants);
-                Some((ts, parent))
+                Some(record)
             }
             Ok(Processed::Skipped { reason, .. }) => {
                 report.skipped.push(format!("{}: {reason}", ctx.channel));
@@ -660,6 +1023,7 @@ impl Backfill {
         let mut failures = 0u32;
         let mut waits = 0u32;
         loop {
+            self.limiter.acquire(method).await;
             let sent = self
                 .http
                 .post(&url)
@@ -702,7 +1066,10 @@ impl Backfill {
                         .and_then(|h| h.to_str().ok())
                         .and_then(|s| s.trim().parse::<u64>().ok())
                         .unwrap_or(1);
-                    Duration::from_secs(secs).min(self.options.max_retry_after)
+                    let wait = Duration::from_secs(secs).min(self.options.max_retry_after);
+                    // Every conversation waits, not just this call.
+                    self.limiter.blocked_for(method, wait);
+                    wait
                 }
                 Ok(resp) if resp.status().is_server_error() => {
                     failures += 1;

@@ -1,7 +1,8 @@
 //! Reading a Slack export, a directory or a `.zip`, one file at a time.
 //!
 //! Nothing is read ahead: [`ExportArchive::read`] loads one file (a day file is small), so memory
-//! stays flat whatever the archive's size.
+//! stays flat whatever the archive's size. Nothing outside the export is read: symbolic links are
+//! refused, and a zip entry is read only up to the size its header declares.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -15,6 +16,7 @@ pub const MAX_EXPORT_FILE_BYTES: u64 = 512 * 1024 * 1024;
 /// An opened export: a directory or a zip archive in Slack's export layout.
 pub struct ExportArchive {
     inner: Inner,
+    max_file_bytes: u64,
 }
 
 enum Inner {
@@ -100,6 +102,7 @@ impl ExportArchive {
             }
             return Ok(ExportArchive {
                 inner: Inner::Dir(path.to_path_buf()),
+                max_file_bytes: MAX_EXPORT_FILE_BYTES,
             });
         }
         let file = File::open(path).map_err(|e| io_err(path, e))?;
@@ -127,83 +130,142 @@ impl ExportArchive {
                 archive: Box::new(archive),
                 prefix,
             },
+            max_file_bytes: MAX_EXPORT_FILE_BYTES,
         })
     }
 
-    /// Every `.json` file at the top level or one folder down, as `"name.json"` or
-    /// `"folder/name.json"`, sorted.
+    /// Caps the bytes read from any one file at `max` (default [`MAX_EXPORT_FILE_BYTES`]).
+    pub fn with_max_file_bytes(mut self, max: u64) -> Self {
+        self.max_file_bytes = max;
+        self
+    }
+
+    /// What the export holds: every `.json` file at the top level or one folder down (as
+    /// `"name.json"` or `"folder/name.json"`, sorted), the folders, and the symbolic links that
+    /// were refused (links are never followed: nothing outside the export is read).
     ///
     /// # Errors
-    /// `InvalidInput` when a directory cannot be listed.
-    pub fn json_files(&self) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        match &self.inner {
+    /// `InvalidInput` when a directory cannot be listed or a zip entry cannot be read.
+    pub fn entries(&mut self) -> Result<ExportEntries> {
+        let mut out = ExportEntries::default();
+        match &mut self.inner {
             Inner::Dir(root) => {
-                for entry in std::fs::read_dir(root).map_err(|e| io_err(root, e))? {
+                for entry in std::fs::read_dir(&*root).map_err(|e| io_err(root, e))? {
                     let entry = entry.map_err(|e| io_err(root, e))?;
                     let name = entry.file_name().to_string_lossy().to_string();
                     let ft = entry.file_type().map_err(|e| io_err(&entry.path(), e))?;
-                    if ft.is_dir() {
+                    if ft.is_symlink() {
+                        out.links.push(name);
+                    } else if ft.is_dir() {
                         let dir = entry.path();
+                        out.folders.push(name.clone());
                         for sub in std::fs::read_dir(&dir).map_err(|e| io_err(&dir, e))? {
                             let sub = sub.map_err(|e| io_err(&dir, e))?;
                             let sname = sub.file_name().to_string_lossy().to_string();
-                            if sname.ends_with(".json") {
-                                out.push(format!("{name}/{sname}"));
+                            let sft = sub.file_type().map_err(|e| io_err(&sub.path(), e))?;
+                            if !sname.ends_with(".json") {
+                                continue;
+                            }
+                            if sft.is_symlink() {
+                                out.links.push(format!("{name}/{sname}"));
+                            } else {
+                                out.json.push(format!("{name}/{sname}"));
                             }
                         }
                     } else if name.ends_with(".json") {
-                        out.push(name);
+                        out.json.push(name);
                     }
                 }
             }
             Inner::Zip { archive, prefix } => {
-                for name in archive.file_names() {
-                    let Some(rel) = name.strip_prefix(prefix.as_str()) else {
+                for i in 0..archive.len() {
+                    let entry = archive.by_index_raw(i).map_err(|e| {
+                        Error::invalid_input(format!("cannot read entry {i} of the zip: {e}"))
+                    })?;
+                    let Some(rel) = entry.name().strip_prefix(prefix.as_str()) else {
                         continue;
                     };
-                    if rel.ends_with(".json")
-                        && rel.matches('/').count() <= 1
-                        && !rel.starts_with("__MACOSX")
-                    {
-                        out.push(rel.to_string());
+                    if rel.starts_with("__MACOSX") || rel.is_empty() {
+                        continue;
+                    }
+                    let rel = rel.trim_end_matches('/').to_string();
+                    let depth = rel.matches('/').count();
+                    if let Some((folder, _)) = rel.split_once('/') {
+                        out.folders.push(folder.to_string());
+                    } else if entry.is_dir() {
+                        out.folders.push(rel.clone());
+                    }
+                    if entry.is_symlink() {
+                        out.links.push(rel);
+                    } else if !entry.is_dir() && rel.ends_with(".json") && depth <= 1 {
+                        out.json.push(rel);
                     }
                 }
             }
         }
-        out.sort();
+        out.json.sort();
+        out.links.sort();
+        out.folders.sort();
+        out.folders.dedup();
         Ok(out)
     }
 
     /// The bytes of one file (`None` if the export has no such file).
     ///
+    /// A symbolic link is refused, not followed. In a zip, an entry is read only up to the size
+    /// its header declares: one that inflates further is refused (a corrupt archive or a zip
+    /// bomb), so memory stays bounded by the declared size, itself capped by
+    /// [`with_max_file_bytes`](Self::with_max_file_bytes).
+    ///
     /// # Errors
-    /// `InvalidInput` naming the file when it cannot be read or is too large.
+    /// `InvalidInput` naming the file when it cannot be read, is a symbolic link, is too large or
+    /// inflates past its declared size.
     pub fn read(&mut self, rel: &str) -> Result<Option<Vec<u8>>> {
         let ctx = |e: Error| e.with_context("file", rel);
+        let max = self.max_file_bytes;
+        let too_big = |len: u64| {
+            ctx(Error::invalid_input(format!(
+                "{rel} is {len} bytes, more than the {max} allowed"
+            )))
+        };
         match &mut self.inner {
             Inner::Dir(root) => {
                 let path = root.join(rel);
-                let file = match File::open(&path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(io_err(&path, e)),
-                };
+                // The file and the folder it sits in must both be real, not links.
+                let mut here = root.clone();
+                for part in rel.split('/') {
+                    here.push(part);
+                    match std::fs::symlink_metadata(&here) {
+                        Ok(m) if m.file_type().is_symlink() => {
+                            return Err(ctx(Error::invalid_input(format!(
+                                "{} is a symbolic link: links are not followed, so nothing outside the export is read",
+                                here.strip_prefix(&*root).unwrap_or(&here).display()
+                            ))));
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                        Err(e) => return Err(io_err(&here, e)),
+                    }
+                }
+                let file = File::open(&path).map_err(|e| io_err(&path, e))?;
                 let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-                if len > MAX_EXPORT_FILE_BYTES {
-                    return Err(ctx(Error::invalid_input(format!(
-                        "{rel} is {len} bytes, more than {MAX_EXPORT_FILE_BYTES}"
-                    ))));
+                if len > max {
+                    return Err(too_big(len));
                 }
                 let mut buf = Vec::with_capacity(len as usize);
+                // Bounded too: a file growing while read stops at the cap.
                 BufReader::new(file)
+                    .take(max + 1)
                     .read_to_end(&mut buf)
                     .map_err(|e| io_err(&path, e))?;
+                if buf.len() as u64 > max {
+                    return Err(too_big(buf.len() as u64));
+                }
                 Ok(Some(buf))
             }
             Inner::Zip { archive, prefix } => {
                 let name = format!("{prefix}{rel}");
-                let mut entry = match archive.by_name(&name) {
+                let entry = match archive.by_name(&name) {
                     Ok(e) => e,
                     Err(zip::result::ZipError::FileNotFound) => return Ok(None),
                     Err(e) => {
@@ -212,23 +274,49 @@ impl ExportArchive {
                         ))))
                     }
                 };
-                let len = entry.size();
-                if len > MAX_EXPORT_FILE_BYTES {
+                if entry.is_symlink() {
                     return Err(ctx(Error::invalid_input(format!(
-                        "{rel} is {len} bytes, more than {MAX_EXPORT_FILE_BYTES}"
+                        "{rel} is a symbolic link in the zip: links are not followed, so nothing outside the export is read"
                     ))));
                 }
-                let mut buf = Vec::with_capacity(len as usize);
-                entry.read_to_end(&mut buf).map_err(|e| {
-                    ctx(Error::invalid_input(format!(
-                        "cannot read {rel} from the zip: {e}"
-                    )))
-                })?;
+                let declared = entry.size();
+                if declared > max {
+                    return Err(too_big(declared));
+                }
+                let mut buf = Vec::with_capacity(declared.min(INITIAL_CAPACITY) as usize);
+                entry
+                    .take(declared + 1)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| {
+                        ctx(Error::invalid_input(format!(
+                            "cannot read {rel} from the zip: {e}"
+                        )))
+                    })?;
+                if buf.len() as u64 > declared {
+                    return Err(ctx(Error::invalid_input(format!(
+                        "{rel} inflates past the {declared} bytes its zip header declares: a corrupt or malicious archive (zip bomb); refused after reading {} bytes",
+                        buf.len()
+                    ))));
+                }
                 Ok(Some(buf))
             }
         }
     }
 }
+
+/// What [`ExportArchive::entries`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportEntries {
+    /// `.json` files at the top level or one folder down, sorted.
+    pub json: Vec<String>,
+    /// Folders at the top level, sorted.
+    pub folders: Vec<String>,
+    /// Symbolic links found and refused, sorted.
+    pub links: Vec<String>,
+}
+
+/// The most a zip read reserves up front, whatever its header says.
+const INITIAL_CAPACITY: u64 = 16 * 1024 * 1024;
 
 /// Parses a JSON file's bytes. Invalid UTF-8 is replaced (U+FFFD) rather than losing the whole
 /// file; the returned warning says where it was.

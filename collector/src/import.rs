@@ -1,6 +1,6 @@
 //! Importing a Slack export into the metadata store (content goes through the outbox).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,11 +9,13 @@ use serde_json::Value;
 use tracing::{info, info_span, warn, Instrument};
 
 use chatvault_core::{
-    Channel, ChannelId, ChannelKind, Error, MembershipChange, MessageRecord, MetadataStore, Result,
-    SyncState, SyncStatus, ThreadParticipant, Ts, User, UserId, Workspace, WorkspaceId, WriteBatch,
+    ApplyReport, Channel, ChannelId, ChannelKind, Error, MembershipChange, MessageKey,
+    MessageRecord, MetadataStore, Result, SyncState, SyncStatus, ThreadParticipant, Ts, User,
+    UserId, Workspace, WorkspaceId, WriteBatch,
 };
 
-use crate::export::{parse_json, ExportArchive};
+use crate::export::{parse_json, ExportArchive, MAX_EXPORT_FILE_BYTES};
+use crate::listing::Listings;
 use crate::markup::NameBook;
 use crate::processor::{process_message, ChannelContext, Processed, UnknownSubtype};
 use crate::progress::{NoProgress, Progress, ProgressUpdate, Stage};
@@ -32,10 +34,23 @@ pub struct ImportOptions {
     pub unknown_subtypes: UnknownSubtype,
     /// The workspace's display name if it must be created (default: its id).
     pub workspace_name: Option<String>,
-    /// Only these conversations (folder names); `None`: all.
+    /// Only these conversations (folder names or ids); `None`: all. One that the export does
+    /// not hold is listed in [`ImportSummary::missing`].
     pub only_channels: Option<Vec<String>>,
     /// How many times a transient store failure is retried before the import stops.
     pub store_retries: u32,
+    /// The largest file read from the export (default [`MAX_EXPORT_FILE_BYTES`]); a zip entry is
+    /// also never read past the size its header declares.
+    pub max_file_bytes: u64,
+}
+
+impl ImportOptions {
+    /// Whether the conversation in `folder` with id `id` is to be imported.
+    fn wants(&self, folder: &str, id: &ChannelId) -> bool {
+        self.only_channels
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|o| o == folder || o == id.as_str()))
+    }
 }
 
 impl Default for ImportOptions {
@@ -46,6 +61,7 @@ impl Default for ImportOptions {
             workspace_name: None,
             only_channels: None,
             store_retries: 5,
+            max_file_bytes: MAX_EXPORT_FILE_BYTES,
         }
     }
 }
@@ -130,13 +146,26 @@ pub struct ImportSummary {
     pub messages_stale: u64,
     /// Items not imported, and why.
     pub skipped: Vec<ImportIssue>,
-    /// Items imported after a repair (invalid UTF-8 replaced), and where.
+    /// Things worth knowing that lost nothing listed in the export: a repair (invalid UTF-8
+    /// replaced), a missing `users.json`, a listed conversation without a folder.
     pub warnings: Vec<ImportIssue>,
+    /// What was asked for (a conversation of [`ImportOptions::only_channels`]) and is not in the
+    /// export.
+    pub missing: Vec<String>,
+    /// Message writes ignored because the message was deleted since (its tombstone wins); they
+    /// are not counted in `totals` and are listed in `warnings`.
+    pub messages_deleted_before: u64,
     /// Wall time.
     pub elapsed: Duration,
 }
 
 impl ImportSummary {
+    fn note(&mut self, report: &ApplyReport) {
+        self.outbox_enqueued += report.outbox_enqueued;
+        self.messages_stale += report.messages_stale;
+        self.messages_deleted_before += report.messages_deleted_before;
+    }
+
     /// Messages per second, end to end into the metadata store.
     pub fn messages_per_second(&self) -> f64 {
         let s = self.elapsed.as_secs_f64();
@@ -160,6 +189,8 @@ pub struct Collector {
 struct Conversation {
     id: ChannelId,
     kind: ChannelKind,
+    /// Where it is listed (`channels.json, conversation 3`).
+    listed_at: String,
 }
 
 fn lenient_time(v: Option<&Value>) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -306,99 +337,226 @@ impl Collector {
     async fn import_inner(&self, path: &Path, options: ImportOptions) -> Result<ImportSummary> {
         let start = Instant::now();
         let mut summary = ImportSummary::default();
-        let mut archive = ExportArchive::open(path)?;
-        let files = archive.json_files()?;
+        let mut archive = ExportArchive::open(path)?.with_max_file_bytes(options.max_file_bytes);
+        let entries = archive.entries()?;
+        // Every listing is read and checked before anything is written.
+        let listings = Listings::read(&mut archive, &mut summary.warnings)?;
+        summary.files_read += listings.files();
         self.ensure_workspace(options.workspace_name.as_deref())
             .await?;
-        let batch_size = options.batch_size.max(1);
-
-        // users
-        let mut names = NameBook::default();
-        if let Some(users) = self.read_array(&mut archive, "users.json", &mut summary)? {
-            let mut batch = WriteBatch::new(self.workspace.clone());
-            for (i, u) in users.iter().enumerate() {
-                match parse_user(u) {
-                    Ok(u) => {
-                        names
-                            .users
-                            .insert(u.id.to_string(), u.best_name().to_string());
-                        batch.users.push(u);
-                    }
-                    Err(e) => summary.skipped.push(ImportIssue {
-                        file: "users.json".into(),
-                        position: Some(format!("user {i}")),
-                        reason: e.to_string(),
-                    }),
-                }
-                if batch.users.len() >= batch_size {
-                    summary.users += batch.users.len() as u64;
-                    self.apply(
-                        std::mem::replace(&mut batch, WriteBatch::new(self.workspace.clone())),
-                        &options,
-                        &mut summary,
-                    )
-                    .await?;
+        for link in &entries.links {
+            summary.skipped.push(ImportIssue {
+                file: link.clone(),
+                position: None,
+                reason: "a symbolic link: not followed (nothing outside the export is read)".into(),
+            });
+        }
+        let mut run = ImportRun {
+            options: &options,
+            summary,
+            start,
+            // Names already stored first: an export without users.json (or missing some users)
+            // renders mentions as the last import did, never degrading stored texts to ids.
+            names: self.stored_names().await?,
+        };
+        self.import_users(listings.users, &mut run).await?;
+        let conversations = self
+            .import_conversations(listings.conversations, &entries.folders, &mut run)
+            .await?;
+        self.import_day_files(&mut archive, &entries.json, &conversations, &mut run)
+            .await?;
+        if let Some(only) = &options.only_channels {
+            for wanted in only {
+                let found = conversations
+                    .iter()
+                    .any(|(folder, c)| folder == wanted || c.id.as_str() == wanted);
+                if !found {
+                    run.summary.missing.push(format!(
+                        "conversation {wanted} was asked for but is not in the export"
+                    ));
                 }
             }
-            summary.users += batch.users.len() as u64;
-            self.apply(batch, &options, &mut summary).await?;
-            self.report(Stage::Users, summary.users, None, start, None);
         }
+        let mut summary = run.summary;
+        summary.elapsed = start.elapsed();
+        info!(
+            messages = summary.totals.messages,
+            skipped = summary.skipped.len(),
+            warnings = summary.warnings.len(),
+            enqueued = summary.outbox_enqueued,
+            elapsed_ms = summary.elapsed.as_millis() as u64,
+            "export imported"
+        );
+        Ok(summary)
+    }
 
-        // conversations: folder name -> channel
-        let mut folders: HashMap<String, Conversation> = HashMap::new();
-        for (file, kind) in [
-            ("channels.json", ChannelKind::Public),
-            ("groups.json", ChannelKind::Private),
-            ("dms.json", ChannelKind::Im),
-            ("mpims.json", ChannelKind::Mpim),
-        ] {
-            let Some(items) = self.read_array(&mut archive, file, &mut summary)? else {
-                continue;
-            };
+    /// The names of the users and channels already stored for the workspace.
+    async fn stored_names(&self) -> Result<NameBook> {
+        let mut names = NameBook::default();
+        for u in self.meta.list_users(&self.workspace).await? {
+            names
+                .users
+                .insert(u.id.to_string(), u.best_name().to_string());
+        }
+        for c in self.meta.list_channels(&self.workspace).await? {
+            names.channels.insert(c.id.to_string(), c.name);
+        }
+        Ok(names)
+    }
+
+    async fn import_users(
+        &self,
+        users: Option<(&'static str, Vec<Value>)>,
+        run: &mut ImportRun<'_>,
+    ) -> Result<()> {
+        let Some((file, users)) = users else {
+            run.summary.warnings.push(ImportIssue {
+                file: "users.json".into(),
+                position: None,
+                reason: format!(
+                    "missing: no users imported; names come from the {} users already stored",
+                    run.names.users.len()
+                ),
+            });
+            return Ok(());
+        };
+        let batch_size = run.options.batch_size.max(1);
+        let mut first_at: HashMap<UserId, usize> = HashMap::new();
+        let mut batch = WriteBatch::new(self.workspace.clone());
+        for (i, u) in users.iter().enumerate() {
+            match parse_user(u) {
+                Ok(u) => {
+                    if let Some(first) = first_at.get(&u.id) {
+                        run.summary.skipped.push(ImportIssue {
+                            file: file.into(),
+                            position: Some(format!("user {i}")),
+                            reason: format!(
+                                "duplicate user id {} (first at user {first}); the first was kept",
+                                u.id
+                            ),
+                        });
+                        continue;
+                    }
+                    first_at.insert(u.id.clone(), i);
+                    run.names
+                        .users
+                        .insert(u.id.to_string(), u.best_name().to_string());
+                    batch.users.push(u);
+                }
+                Err(e) => run.summary.skipped.push(ImportIssue {
+                    file: file.into(),
+                    position: Some(format!("user {i}")),
+                    reason: e.to_string(),
+                }),
+            }
+            if batch.users.len() >= batch_size {
+                let full = std::mem::replace(&mut batch, WriteBatch::new(self.workspace.clone()));
+                run.summary.users += full.users.len() as u64;
+                self.apply(full, run.options, &mut run.summary).await?;
+            }
+        }
+        run.summary.users += batch.users.len() as u64;
+        self.apply(batch, run.options, &mut run.summary).await?;
+        self.report(Stage::Users, run.summary.users, None, run.start, None);
+        Ok(())
+    }
+
+    /// Writes the conversations listed; returns folder name → conversation.
+    async fn import_conversations(
+        &self,
+        listings: Vec<(&'static str, ChannelKind, Vec<Value>)>,
+        present_folders: &[String],
+        run: &mut ImportRun<'_>,
+    ) -> Result<BTreeMap<String, Conversation>> {
+        let mut folders: BTreeMap<String, Conversation> = BTreeMap::new();
+        // id → where it was first listed
+        let mut first_at: HashMap<ChannelId, String> = HashMap::new();
+        for (file, kind, items) in listings {
             let mut batch = WriteBatch::new(self.workspace.clone());
             for (i, v) in items.iter().enumerate() {
-                match parse_channel(v, kind) {
-                    Ok((mut c, members)) => {
-                        // The kind comes from the file it is listed in.
-                        c.kind = kind;
-                        // DMs are stored in folders named by id, the others by name.
-                        let folder = if kind == ChannelKind::Im {
-                            c.id.to_string()
-                        } else {
-                            str_field(v, "name").unwrap_or_else(|| c.id.to_string())
-                        };
-                        names.channels.insert(c.id.to_string(), c.name.clone());
-                        folders.insert(
-                            folder,
-                            Conversation {
-                                id: c.id.clone(),
-                                kind,
-                            },
-                        );
-                        if let Some(users) = members {
-                            batch.memberships.push(MembershipChange::Replace {
-                                channel: c.id.clone(),
-                                users,
-                            });
-                        }
-                        batch.channels.push(c);
+                let here = format!("{file}, conversation {i}");
+                let skip = |reason: String| ImportIssue {
+                    file: file.into(),
+                    position: Some(format!("conversation {i}")),
+                    reason,
+                };
+                let (mut c, members) = match parse_channel(v, kind) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        run.summary.skipped.push(skip(e.to_string()));
+                        continue;
                     }
-                    Err(e) => summary.skipped.push(ImportIssue {
+                };
+                if let Some(first) = first_at.get(&c.id) {
+                    run.summary.skipped.push(skip(format!(
+                        "duplicate conversation id {} (first at {first}); the first was kept",
+                        c.id
+                    )));
+                    continue;
+                }
+                // The kind comes from the file it is listed in, unless the object says it is
+                // private (slackdump lists private channels in channels.json, `is_private`).
+                if !(kind == ChannelKind::Public && c.kind != ChannelKind::Public) {
+                    c.kind = kind;
+                }
+                // DMs are stored in folders named by id, the others by name.
+                let folder = if c.kind == ChannelKind::Im {
+                    c.id.to_string()
+                } else {
+                    str_field(v, "name").unwrap_or_else(|| c.id.to_string())
+                };
+                if let Some(other) = folders.get(&folder) {
+                    run.summary.skipped.push(skip(format!(
+                        "conversation {} has the folder {folder}/ of {} (first at {}): its messages could not be told apart; not imported",
+                        c.id, other.id, other.listed_at
+                    )));
+                    continue;
+                }
+                first_at.insert(c.id.clone(), here.clone());
+                run.names.channels.insert(c.id.to_string(), c.name.clone());
+                let wanted = run.options.wants(&folder, &c.id);
+                if wanted && !present_folders.contains(&folder) {
+                    run.summary.warnings.push(ImportIssue {
                         file: file.into(),
                         position: Some(format!("conversation {i}")),
-                        reason: e.to_string(),
-                    }),
+                        reason: format!(
+                            "{} is listed but the export has no folder {folder}/: no messages imported for it",
+                            c.id
+                        ),
+                    });
                 }
+                folders.insert(
+                    folder,
+                    Conversation {
+                        id: c.id.clone(),
+                        kind: c.kind,
+                        listed_at: here,
+                    },
+                );
+                if let Some(users) = members {
+                    batch.memberships.push(MembershipChange::Replace {
+                        channel: c.id.clone(),
+                        users,
+                    });
+                }
+                batch.channels.push(c);
             }
-            summary.channels += batch.channels.len() as u64;
-            self.apply(batch, &options, &mut summary).await?;
+            run.summary.channels += batch.channels.len() as u64;
+            self.apply(batch, run.options, &mut run.summary).await?;
         }
-        self.report(Stage::Channels, summary.channels, None, start, None);
+        self.report(Stage::Channels, run.summary.channels, None, run.start, None);
+        Ok(folders)
+    }
 
-        // day files, folder by folder
+    async fn import_day_files(
+        &self,
+        archive: &mut ExportArchive,
+        files: &[String],
+        conversations: &BTreeMap<String, Conversation>,
+        run: &mut ImportRun<'_>,
+    ) -> Result<()> {
         let mut by_folder: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for f in &files {
+        for f in files {
             if let Some((folder, _)) = f.split_once('/') {
                 by_folder.entry(folder).or_default().push(f.as_str());
             }
@@ -406,13 +564,8 @@ impl Collector {
         let total_day_files: u64 = by_folder.values().map(|v| v.len() as u64).sum();
         let mut day_files_done = 0u64;
         for (folder, day_files) in by_folder {
-            if let Some(only) = &options.only_channels {
-                if !only.iter().any(|o| o == folder) {
-                    continue;
-                }
-            }
-            let Some(conv) = folders.get(folder) else {
-                summary.skipped.push(ImportIssue {
+            let Some(conv) = conversations.get(folder) else {
+                run.summary.skipped.push(ImportIssue {
                     file: format!("{folder}/"),
                     position: None,
                     reason: "folder is not listed in channels.json, groups.json, dms.json or mpims.json; its messages were not imported".into(),
@@ -420,93 +573,38 @@ impl Collector {
                 day_files_done += day_files.len() as u64;
                 continue;
             };
-            let ctx = ChannelContext {
-                workspace: self.workspace.clone(),
-                channel: conv.id.clone(),
-                kind: conv.kind,
-            };
-            let mut counts = ChannelCounts::default();
-            let mut oldest: Option<Ts> = None;
-            let mut latest: Option<Ts> = None;
+            if !run.options.wants(folder, &conv.id) {
+                day_files_done += day_files.len() as u64;
+                continue;
+            }
             let span = info_span!("conversation", folder, channel = %conv.id);
+            let mut state = ConversationImport {
+                ctx: ChannelContext {
+                    workspace: self.workspace.clone(),
+                    channel: conv.id.clone(),
+                    kind: conv.kind,
+                },
+                counts: ChannelCounts::default(),
+                oldest: None,
+                latest: None,
+                first_at: HashMap::new(),
+            };
             async {
                 for file in day_files {
                     day_files_done += 1;
-                    let Some(value) = self.read_value(&mut archive, file, &mut summary)? else {
-                        continue;
-                    };
-                    summary.files_read += 1;
-                    let Value::Array(messages) = value else {
-                        summary.skipped.push(ImportIssue {
-                            file: file.to_string(),
-                            position: None,
-                            reason: "a day file must hold a JSON array of messages".into(),
-                        });
-                        continue;
-                    };
-                    let mut batch = WriteBatch::new(self.workspace.clone());
-                    for (i, m) in messages.iter().enumerate() {
-                        let ts_hint = m.get("ts").and_then(Value::as_str).unwrap_or("?");
-                        let position = format!("message {i} (ts {ts_hint})");
-                        match process_message(&ctx, m, &names, options.unknown_subtypes) {
-                            Ok(Processed::Message(p)) => {
-                                let ts = &p.record.meta.key.ts;
-                                if oldest.as_ref().is_none_or(|o| ts < o) {
-                                    oldest = Some(ts.clone());
-                                }
-                                if latest.as_ref().is_none_or(|l| ts > l) {
-                                    latest = Some(ts.clone());
-                                }
-                                counts.add_record(&p.record);
-                                if p.handling == SubtypeHandling::MetadataOnly {
-                                    summary.metadata_only += 1;
-                                }
-                                *summary
-                                    .per_subtype
-                                    .entry(p.record.meta.subtype.clone().unwrap_or_default())
-                                    .or_default() += 1;
-                                batch.messages.push(p.record);
-                                batch.thread_participants.extend(p.participants);
-                            }
-                            Ok(Processed::Skipped { reason, .. }) => {
-                                summary.skipped.push(ImportIssue {
-                                    file: file.to_string(),
-                                    position: Some(position),
-                                    reason,
-                                });
-                            }
-                            Err(e) => {
-                                warn!(file, %position, error = %e, "message skipped");
-                                summary.skipped.push(ImportIssue {
-                                    file: file.to_string(),
-                                    position: Some(position),
-                                    reason: e.to_string(),
-                                });
-                            }
-                        }
-                        if batch.messages.len() >= batch_size {
-                            let full = std::mem::replace(
-                                &mut batch,
-                                WriteBatch::new(self.workspace.clone()),
-                            );
-                            self.apply_messages(full, file, &options, &mut summary)
-                                .await?;
-                        }
-                    }
-                    self.apply_messages(batch, file, &options, &mut summary)
-                        .await?;
+                    self.import_day_file(archive, file, &mut state, run).await?;
                     self.report(
                         Stage::DayFiles,
                         day_files_done,
                         Some(total_day_files),
-                        start,
+                        run.start,
                         Some(file),
                     );
                     self.report(
                         Stage::Messages,
-                        summary.totals.messages + counts.messages,
+                        run.summary.totals.messages + state.counts.messages,
                         None,
-                        start,
+                        run.start,
                         None,
                     );
                 }
@@ -519,25 +617,102 @@ impl Collector {
                 channel: conv.id.clone(),
                 source: EXPORT_SOURCE.into(),
                 cursor: None,
-                oldest_ts: oldest,
-                latest_ts: latest,
+                oldest_ts: state.oldest,
+                latest_ts: state.latest,
                 state: SyncState::Complete,
                 updated_at: Some(chrono::Utc::now()),
                 error: None,
             });
-            self.apply(batch, &options, &mut summary).await?;
-            summary.totals.add(&counts);
-            summary.per_channel.insert(folder.to_string(), counts);
+            self.apply(batch, run.options, &mut run.summary).await?;
+            run.summary.totals.add(&state.counts);
+            run.summary
+                .per_channel
+                .insert(folder.to_string(), state.counts);
         }
-        summary.elapsed = start.elapsed();
-        info!(
-            messages = summary.totals.messages,
-            skipped = summary.skipped.len(),
-            enqueued = summary.outbox_enqueued,
-            elapsed_ms = summary.elapsed.as_millis() as u64,
-            "export imported"
-        );
-        Ok(summary)
+        Ok(())
+    }
+
+    /// Imports one day file: every message it holds that is new to the conversation, in batches.
+    async fn import_day_file(
+        &self,
+        archive: &mut ExportArchive,
+        file: &str,
+        state: &mut ConversationImport,
+        run: &mut ImportRun<'_>,
+    ) -> Result<()> {
+        let Some(value) = self.read_value(archive, file, &mut run.summary)? else {
+            return Ok(());
+        };
+        run.summary.files_read += 1;
+        let Value::Array(messages) = value else {
+            run.summary.skipped.push(ImportIssue {
+                file: file.to_string(),
+                position: None,
+                reason: "a day file must hold a JSON array of messages".into(),
+            });
+            return Ok(());
+        };
+        let batch_size = run.options.batch_size.max(1);
+        let mut batch = WriteBatch::new(self.workspace.clone());
+        let mut pending: Vec<Pending> = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            let ts_hint = m.get("ts").and_then(Value::as_str).unwrap_or("?");
+            let position = format!("message {i} (ts {ts_hint})");
+            match process_message(&state.ctx, m, &run.names, run.options.unknown_subtypes) {
+                Ok(Processed::Message(p)) => {
+                    let ts = p.record.meta.key.ts.clone();
+                    if let Some(first) = state.first_at.get(&ts) {
+                        run.summary.skipped.push(ImportIssue {
+                            file: file.to_string(),
+                            position: Some(position),
+                            reason: format!(
+                                "duplicate ts: {first} has the same ts; the first was kept"
+                            ),
+                        });
+                        continue;
+                    }
+                    state
+                        .first_at
+                        .insert(ts.clone(), format!("{file}, message {i}"));
+                    let mut counts = ChannelCounts::default();
+                    counts.add_record(&p.record);
+                    pending.push(Pending {
+                        position,
+                        ts,
+                        counts,
+                        subtype: p.record.meta.subtype.clone().unwrap_or_default(),
+                        metadata_only: p.handling == SubtypeHandling::MetadataOnly,
+                    });
+                    batch.messages.push(p.record);
+                    batch.thread_participants.extend(p.participants);
+                }
+                Ok(Processed::Skipped { reason, .. }) => {
+                    run.summary.skipped.push(ImportIssue {
+                        file: file.to_string(),
+                        position: Some(position),
+                        reason,
+                    });
+                }
+                Err(e) => {
+                    warn!(file, %position, error = %e, "message skipped");
+                    run.summary.skipped.push(ImportIssue {
+                        file: file.to_string(),
+                        position: Some(position),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            if batch.messages.len() >= batch_size {
+                let full = std::mem::replace(&mut batch, WriteBatch::new(self.workspace.clone()));
+                let stored = self
+                    .apply_messages(full, std::mem::take(&mut pending), file, run)
+                    .await?;
+                state.record(stored, &mut run.summary);
+            }
+        }
+        let stored = self.apply_messages(batch, pending, file, run).await?;
+        state.record(stored, &mut run.summary);
+        Ok(())
     }
 
     fn report(
@@ -580,7 +755,7 @@ impl Collector {
                 summary.skipped.push(ImportIssue {
                     file: file.into(),
                     position: None,
-                    reason: e.to_string(),
+                    reason: e.message().to_string(),
                 });
                 return Ok(None);
             }
@@ -601,30 +776,7 @@ impl Collector {
                 summary.skipped.push(ImportIssue {
                     file: file.into(),
                     position: e.context("line").map(|l| format!("line {l}")),
-                    reason: e.to_string(),
-                });
-                Ok(None)
-            }
-        }
-    }
-
-    fn read_array(
-        &self,
-        archive: &mut ExportArchive,
-        file: &str,
-        summary: &mut ImportSummary,
-    ) -> Result<Option<Vec<Value>>> {
-        match self.read_value(archive, file, summary)? {
-            None => Ok(None),
-            Some(Value::Array(a)) => {
-                summary.files_read += 1;
-                Ok(Some(a))
-            }
-            Some(_) => {
-                summary.skipped.push(ImportIssue {
-                    file: file.into(),
-                    position: None,
-                    reason: "expected a JSON array".into(),
+                    reason: e.message().to_string(),
                 });
                 Ok(None)
             }
@@ -641,33 +793,56 @@ impl Collector {
             return Ok(());
         }
         let report = apply_with_retry(self.meta.as_ref(), batch, options.store_retries).await?;
-        summary.outbox_enqueued += report.outbox_enqueued;
-        summary.messages_stale += report.messages_stale;
+        summary.note(&report);
         Ok(())
     }
 
     /// Applies a batch of messages; if the store rejects it as invalid, applies them one by one
-    /// so that only the offending messages are skipped.
+    /// so that only the offending messages are skipped. Returns what was stored.
     async fn apply_messages(
         &self,
         batch: WriteBatch,
+        pending: Vec<Pending>,
         file: &str,
-        options: &ImportOptions,
-        summary: &mut ImportSummary,
-    ) -> Result<()> {
+        run: &mut ImportRun<'_>,
+    ) -> Result<Vec<Pending>> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(pending);
         }
-        match apply_with_retry(self.meta.as_ref(), batch.clone(), options.store_retries).await {
+        let retries = run.options.store_retries;
+        match apply_with_retry(self.meta.as_ref(), batch.clone(), retries).await {
+            Ok(report) if report.messages_deleted_before > 0 => {
+                run.summary.note(&report);
+                // Some were deleted since the export was made: find which, they are not stored.
+                let keys: Vec<MessageKey> =
+                    batch.messages.iter().map(|r| r.meta.key.clone()).collect();
+                let present: HashSet<Ts> = self
+                    .meta
+                    .get_messages(&self.workspace, &keys)
+                    .await?
+                    .into_iter()
+                    .map(|d| d.meta.key.ts)
+                    .collect();
+                let (stored, gone): (Vec<Pending>, Vec<Pending>) =
+                    pending.into_iter().partition(|p| present.contains(&p.ts));
+                for p in gone {
+                    run.summary.warnings.push(ImportIssue {
+                        file: file.into(),
+                        position: Some(p.position),
+                        reason: "deleted since the export was made (the stored tombstone wins); not restored".into(),
+                    });
+                }
+                Ok(stored)
+            }
             Ok(report) => {
-                summary.outbox_enqueued += report.outbox_enqueued;
-                summary.messages_stale += report.messages_stale;
-                Ok(())
+                run.summary.note(&report);
+                Ok(pending)
             }
             Err(e) if e.kind() == chatvault_core::ErrorKind::InvalidInput => {
                 warn!(file, error = %e, "batch rejected; retrying message by message");
                 let participants: Vec<ThreadParticipant> = batch.thread_participants;
-                for record in batch.messages {
+                let mut stored = Vec::new();
+                for (record, p) in batch.messages.into_iter().zip(pending) {
                     let key = record.meta.key.clone();
                     let mut one = WriteBatch::new(self.workspace.clone());
                     one.thread_participants = participants
@@ -679,24 +854,71 @@ impl Collector {
                         .cloned()
                         .collect();
                     one.messages.push(record);
-                    match apply_with_retry(self.meta.as_ref(), one, options.store_retries).await {
+                    match apply_with_retry(self.meta.as_ref(), one, retries).await {
                         Ok(report) => {
-                            summary.outbox_enqueued += report.outbox_enqueued;
-                            summary.messages_stale += report.messages_stale;
+                            run.summary.note(&report);
+                            stored.push(p);
                         }
                         Err(e) if e.kind() == chatvault_core::ErrorKind::InvalidInput => {
-                            summary.skipped.push(ImportIssue {
+                            run.summary.skipped.push(ImportIssue {
                                 file: file.into(),
-                                position: Some(format!("message ts {}", key.ts)),
+                                position: Some(p.position),
                                 reason: e.to_string(),
                             });
                         }
                         Err(e) => return Err(e),
                     }
                 }
-                Ok(())
+                Ok(stored)
             }
             Err(e) => Err(e),
         }
     }
+}
+
+/// One import's options, running summary and names.
+struct ImportRun<'a> {
+    options: &'a ImportOptions,
+    summary: ImportSummary,
+    start: Instant,
+    names: NameBook,
+}
+
+/// One conversation being imported.
+struct ConversationImport {
+    ctx: ChannelContext,
+    counts: ChannelCounts,
+    oldest: Option<Ts>,
+    latest: Option<Ts>,
+    /// Every ts seen so far, and where: a second message with the same ts is reported, not
+    /// written over the first.
+    first_at: HashMap<Ts, String>,
+}
+
+impl ConversationImport {
+    /// Counts messages the store accepted.
+    fn record(&mut self, stored: Vec<Pending>, summary: &mut ImportSummary) {
+        for p in stored {
+            if self.oldest.as_ref().is_none_or(|o| &p.ts < o) {
+                self.oldest = Some(p.ts.clone());
+            }
+            if self.latest.as_ref().is_none_or(|l| &p.ts > l) {
+                self.latest = Some(p.ts.clone());
+            }
+            self.counts.add(&p.counts);
+            if p.metadata_only {
+                summary.metadata_only += 1;
+            }
+            *summary.per_subtype.entry(p.subtype).or_default() += 1;
+        }
+    }
+}
+
+/// A message in a batch not yet applied: what it will count for once stored.
+struct Pending {
+    position: String,
+    ts: Ts,
+    counts: ChannelCounts,
+    subtype: String,
+    metadata_only: bool,
 }

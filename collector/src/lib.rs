@@ -4,17 +4,19 @@ mod backfill;
 mod events;
 mod export;
 mod import;
+mod listing;
 mod markup;
 mod processor;
 mod progress;
+mod rate_limit;
 mod reconcile;
 mod relay;
 pub mod subtype;
 mod write;
 
-pub use backfill::{Backfill, BackfillOptions, BackfillReport, WEB_API_SOURCE};
+pub use backfill::{Backfill, BackfillOptions, BackfillReport, LateActivity, WEB_API_SOURCE};
 pub use events::{EventHandler, EventOutcome};
-pub use export::{ExportArchive, MAX_EXPORT_FILE_BYTES};
+pub use export::{ExportArchive, ExportEntries, MAX_EXPORT_FILE_BYTES};
 pub use import::{
     ChannelCounts, Collector, ImportIssue, ImportOptions, ImportSummary, EXPORT_SOURCE,
 };

@@ -30,6 +30,17 @@ struct Fake {
     fail_history_page_with_cursor: Option<String>,
     /// The body `users.list` answers instead of the users.
     users_list_answer: Option<Value>,
+    /// What `conversations.list` answers instead of C1 and C2.
+    channels: Option<Vec<Value>>,
+    /// Histories of conversations other than C1, newest first.
+    histories: HashMap<String, Vec<Value>>,
+    /// `conversations.members` by conversation.
+    members: HashMap<String, Vec<String>>,
+    /// Answer history and replies as Slack does for apps under the reduced limits: at most 15
+    /// messages a page whatever the `limit`.
+    reduced: bool,
+    /// When each request arrived, by method.
+    arrived: Vec<(String, std::time::Instant)>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -66,6 +77,15 @@ async fn api(
     }
     let mut f = fake.lock().unwrap();
     f.log.push((method.clone(), params.clone()));
+    f.arrived.push((method.clone(), std::time::Instant::now()));
+    let mut params = params;
+    if f.reduced && method.starts_with("conversations.") && method != "conversations.list" {
+        let asked: usize = params
+            .get("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(100);
+        params.insert("limit".into(), asked.min(15).to_string());
+    }
     match method.as_str() {
         "users.list" => {
             if let Some(answer) = f.users_list_answer.clone() {
@@ -79,13 +99,29 @@ async fn api(
             Json(page(&users, &params, "members")).into_response()
         }
         "conversations.list" => {
-            let chans = vec![
-                json!({"id":"C1","name":"general","is_channel":true,"is_private":false,"created":1600000000}),
-                json!({"id":"C2","name":"secret","is_channel":true,"is_private":true}),
-            ];
+            let chans = f.channels.clone().unwrap_or_else(|| {
+                vec![
+                    json!({"id":"C1","name":"general","is_channel":true,"is_private":false,"created":1600000000}),
+                    json!({"id":"C2","name":"secret","is_channel":true,"is_private":true}),
+                ]
+            });
             Json(page(&chans, &params, "channels")).into_response()
         }
+        "conversations.members" => {
+            let channel = params.get("channel").cloned().unwrap_or_default();
+            match f.members.get(&channel) {
+                Some(m) => {
+                    let m: Vec<Value> = m.iter().map(|u| json!(u)).collect();
+                    Json(page(&m, &params, "members")).into_response()
+                }
+                None => Json(json!({"ok": false, "error": "channel_not_found"})).into_response(),
+            }
+        }
         "conversations.history" => {
+            let channel = params.get("channel").cloned().unwrap_or_default();
+            if let Some(h) = f.histories.get(&channel) {
+                return Json(page(h, &params, "messages")).into_response();
+            }
             if params.get("channel").map(String::as_str) == Some("C2") {
                 return Json(json!({"ok": false, "error": "not_in_channel"})).into_response();
             }
@@ -174,6 +210,7 @@ async fn backfill_paginates_retries_resumes_and_continues_incrementally() {
     let options = BackfillOptions {
         api_url: url.clone(),
         page_size: 2,
+        rate_scale: 1000.0,
         ..Default::default()
     };
     let backfill = || {
@@ -379,4 +416,605 @@ async fn an_unreachable_api_says_why_and_stores_nothing() {
     // the cause, not just reqwest's "error sending request"
     assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
     assert!(meta.list_workspaces().await.unwrap().is_empty());
+}
+
+fn said(user: &str, ts: &str, text: &str) -> Value {
+    json!({"type":"message","user":user,"ts":ts,"text":text})
+}
+
+/// The channels a viewer's search for "pineapple" finds messages in, sorted.
+async fn pineapple_channels(
+    engine: &chatvault_query::QueryEngine,
+    ws: &WorkspaceId,
+    viewer: &str,
+) -> Vec<String> {
+    use chatvault_query::{Scope, SearchMode, SearchRequest};
+    let r = engine
+        .search(
+            ws,
+            SearchRequest::new("pineapple")
+                .mode(SearchMode::Lexical)
+                .scope(Scope::User(chatvault_core::UserId::new(viewer).unwrap()))
+                .limit(50),
+        )
+        .await
+        .unwrap();
+    let mut out: Vec<String> = r
+        .hits
+        .iter()
+        .map(|h| h.message.key.channel.to_string())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[tokio::test]
+async fn members_of_private_conversations_come_from_conversations_members_every_run() {
+    let fake: Shared = Arc::new(Mutex::new(Fake {
+        channels: Some(vec![
+            json!({"id":"C1","name":"general","is_channel":true}),
+            json!({"id":"G1","name":"secret-plans","is_channel":true,"is_private":true}),
+            json!({"id":"D1","is_im":true,"user":"U3"}),
+            json!({"id":"G2","name":"mpdm-ann--bob--cat-1","is_mpim":true}),
+        ]),
+        history: vec![said("U2", "1600000100.000100", "public pineapple")],
+        histories: HashMap::from([
+            (
+                "G1".to_string(),
+                vec![said("U1", "1600000200.000100", "secret pineapple plans")],
+            ),
+            (
+                "D1".to_string(),
+                vec![said("U3", "1600000300.000100", "direct pineapple")],
+            ),
+            (
+                "G2".to_string(),
+                vec![said("U2", "1600000400.000100", "group pineapple")],
+            ),
+        ]),
+        members: HashMap::from([
+            ("G1".to_string(), vec!["U1".to_string(), "U2".to_string()]),
+            ("D1".to_string(), vec!["U2".to_string(), "U3".to_string()]),
+            (
+                "G2".to_string(),
+                vec!["U1".to_string(), "U2".to_string(), "U3".to_string()],
+            ),
+        ]),
+        ..Default::default()
+    }));
+    let url = serve(fake.clone()).await;
+    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let content: Arc<dyn chatvault_core::ContentStore> =
+        Arc::new(chatvault_core::testing::MemoryContentStore::new());
+    let embedder = CountingEmbedder::new();
+    let ws = WorkspaceId::new("T1").unwrap();
+    let backfill = || {
+        Backfill::new(
+            meta.clone(),
+            ws.clone(),
+            SecretString::new("xoxb-test-secret"),
+            BackfillOptions {
+                api_url: url.clone(),
+                // one member per page: the members are paged through
+                page_size: 1,
+                rate_scale: 1000.0,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let relay = chatvault_collector::Relay::new(
+        meta.clone(),
+        content.clone(),
+        embedder.clone(),
+        chatvault_collector::RelayOptions::default(),
+    );
+    let r = backfill().run().await.unwrap();
+    assert_eq!(r.memberships_refreshed, 3, "{:?}", r.skipped);
+    assert!(r.channels_failed.is_empty(), "{:?}", r.channels_failed);
+    relay.drain().await.unwrap();
+    let members_calls = fake
+        .lock()
+        .unwrap()
+        .log
+        .iter()
+        .filter(|(m, p)| m == "conversations.members" && p["channel"] == "G2")
+        .count();
+    assert_eq!(members_calls, 3, "three members, one per page");
+    // public conversations are not asked for: every viewer sees them
+    assert!(!fake
+        .lock()
+        .unwrap()
+        .log
+        .iter()
+        .any(|(m, p)| m == "conversations.members" && p["channel"] == "C1"));
+
+    let engine = chatvault_query::QueryEngine::new(meta.clone(), content.clone(), embedder.clone());
+    assert_eq!(
+        pineapple_channels(&engine, &ws, "U1").await,
+        ["C1", "G1", "G2"]
+    );
+    assert_eq!(
+        pineapple_channels(&engine, &ws, "U2").await,
+        ["C1", "D1", "G1", "G2"]
+    );
+    assert_eq!(
+        pineapple_channels(&engine, &ws, "U3").await,
+        ["C1", "D1", "G2"]
+    );
+    // not a member of anything private
+    assert_eq!(pineapple_channels(&engine, &ws, "U9").await, ["C1"]);
+
+    // U1 leaves G1 in Slack: the next run sees it
+    fake.lock()
+        .unwrap()
+        .members
+        .insert("G1".to_string(), vec!["U2".to_string()]);
+    let r = backfill().run().await.unwrap();
+    assert_eq!(r.memberships_refreshed, 3);
+    assert_eq!(pineapple_channels(&engine, &ws, "U1").await, ["C1", "G2"]);
+    assert_eq!(
+        pineapple_channels(&engine, &ws, "U2").await,
+        ["C1", "D1", "G1", "G2"]
+    );
+}
+
+#[tokio::test]
+async fn a_token_without_the_members_scope_says_so_once_and_the_rest_is_fetched() {
+    let fake: Shared = Arc::new(Mutex::new(Fake {
+        channels: Some(vec![
+            json!({"id":"C1","name":"general","is_channel":true}),
+            json!({"id":"G1","name":"a","is_private":true}),
+            json!({"id":"G2","name":"b","is_private":true}),
+        ]),
+        history: vec![said("U2", "1600000100.000100", "hello")],
+        histories: HashMap::from([
+            (
+                "G1".to_string(),
+                vec![said("U1", "1600000200.000100", "one")],
+            ),
+            (
+                "G2".to_string(),
+                vec![said("U1", "1600000300.000100", "two")],
+            ),
+        ]),
+        ..Default::default()
+    }));
+    // conversations.members answers missing_scope for everything
+    let url = serve_with_members_refused(fake.clone()).await;
+    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let r = Backfill::new(
+        meta.clone(),
+        WorkspaceId::new("T1").unwrap(),
+        SecretString::new("xoxb-test-secret"),
+        BackfillOptions {
+            api_url: url,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(r.memberships_refreshed, 0);
+    assert_eq!(r.messages, 3);
+    assert_eq!(r.skipped.len(), 1, "{:?}", r.skipped);
+    assert!(
+        r.skipped[0].starts_with("memberships of private conversations not refreshed")
+            && r.skipped[0].contains("lacks the scope groups:read"),
+        "{:?}",
+        r.skipped
+    );
+    let asked = fake
+        .lock()
+        .unwrap()
+        .log
+        .iter()
+        .filter(|(m, _)| m == "conversations.members")
+        .count();
+    assert_eq!(asked, 1, "asked once, not once per conversation");
+}
+
+async fn serve_with_members_refused(fake: Shared) -> String {
+    async fn refused(
+        state: State<Shared>,
+        method: Path<String>,
+        headers: HeaderMap,
+        form: Form<HashMap<String, String>>,
+    ) -> Response {
+        if method.0 == "conversations.members" {
+            state
+                .0
+                .lock()
+                .unwrap()
+                .log
+                .push((method.0.clone(), form.0.clone()));
+            return Json(json!({"ok": false, "error": "missing_scope", "needed": "groups:read"}))
+                .into_response();
+        }
+        api(state, method, headers, form).await
+    }
+    let app = Router::new()
+        .route("/api/{method}", post(refused))
+        .with_state(fake);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/api")
+}
+
+fn ago(d: chrono::Duration) -> String {
+    chatvault_core::Ts::from_datetime(chrono::Utc::now() - d).to_string()
+}
+
+#[tokio::test]
+async fn an_incremental_run_picks_up_late_replies_edits_deletes_and_reactions() {
+    use chrono::Duration as D;
+    let old = ago(D::days(30));
+    let edited = ago(D::days(5));
+    let parent = ago(D::days(3));
+    let reply1 = ago(D::days(3) - D::minutes(1));
+    let reacted = ago(D::days(2));
+    let doomed = ago(D::days(1));
+    let thread = |replies: &[&str]| {
+        json!({"type":"message","user":"U1","ts":parent,"text":"thread about pineapples",
+            "thread_ts":parent,"reply_count":replies.len(),"reply_users":["U2"],
+            "latest_reply":replies.last().unwrap()})
+    };
+    let reply = |ts: &str, text: &str| json!({"type":"message","user":"U2","ts":ts,"thread_ts":parent,"text":text});
+    let with_reaction = |name: &str| {
+        json!({"type":"message","user":"U2","ts":reacted,"text":"react to me",
+            "reactions":[{"name":name,"users":["U1"],"count":1}]})
+    };
+    let fake: Shared = Arc::new(Mutex::new(Fake {
+        channels: Some(vec![json!({"id":"C1","name":"general","is_channel":true})]),
+        history: vec![
+            m(&doomed, "to be deleted"),
+            with_reaction("+1"),
+            thread(&[&reply1]),
+            m(&edited, "first version"),
+            m(&old, "a month old"),
+        ],
+        replies: HashMap::from([(
+            parent.clone(),
+            vec![thread(&[&reply1]), reply(&reply1, "reply one")],
+        )]),
+        ..Default::default()
+    }));
+    let url = serve(fake.clone()).await;
+    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let content: Arc<dyn chatvault_core::ContentStore> =
+        Arc::new(chatvault_core::testing::MemoryContentStore::new());
+    let relay = chatvault_collector::Relay::new(
+        meta.clone(),
+        content.clone(),
+        CountingEmbedder::new(),
+        chatvault_collector::RelayOptions::default(),
+    );
+    let ws = WorkspaceId::new("T1").unwrap();
+    let c1 = ChannelId::new("C1").unwrap();
+    let backfill = || {
+        Backfill::new(
+            meta.clone(),
+            ws.clone(),
+            SecretString::new("xoxb-test-secret"),
+            BackfillOptions {
+                api_url: url.clone(),
+                page_size: 2,
+                rate_scale: 1000.0,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let r1 = backfill().run().await.unwrap();
+    assert_eq!((r1.messages, r1.replies), (6, 1));
+    assert_eq!(r1.late, chatvault_collector::LateActivity::default());
+    relay.drain().await.unwrap();
+
+    // Late activity, none of it newer than the newest stored message: a reply in the 3-day-old
+    // thread, an edit, a reaction swapped, a message deleted, and the month-old message gone
+    // from what Slack returns (outside the window: left alone).
+    let reply2 = ago(D::hours(1));
+    {
+        let mut f = fake.lock().unwrap();
+        let mut edit = m(&edited, "second version");
+        edit["edited"] = json!({"user":"U1","ts":ago(D::minutes(10))});
+        f.history = vec![with_reaction("tada"), thread(&[&reply1, &reply2]), edit];
+        f.replies.insert(
+            parent.clone(),
+            vec![
+                thread(&[&reply1, &reply2]),
+                reply(&reply1, "reply one"),
+                reply(&reply2, "a late reply"),
+            ],
+        );
+    }
+    let before = fake.lock().unwrap().log.len();
+    let r2 = backfill().run().await.unwrap();
+    assert_eq!(
+        r2.late,
+        chatvault_collector::LateActivity {
+            new: 1,
+            edited: 1,
+            reactions_changed: 1,
+            threads_reread: 1,
+            deleted: 1,
+        }
+    );
+    {
+        let f = fake.lock().unwrap();
+        let oldest: f64 = f.log[before..]
+            .iter()
+            .find(|(m, _)| m == "conversations.history")
+            .map(|(_, p)| p["oldest"].parse().unwrap())
+            .unwrap();
+        let week_ago = (chrono::Utc::now() - D::days(7)).timestamp() as f64;
+        assert!((oldest - week_ago).abs() < 120.0, "{oldest} vs {week_ago}");
+    }
+    relay.drain().await.unwrap();
+    let stored = channel_messages(meta.as_ref(), &ws, &c1).await;
+    let by_ts = |ts: &str| stored.iter().find(|d| d.meta.key.ts.as_str() == ts);
+    assert!(by_ts(&doomed).is_none(), "deleted in Slack, deleted here");
+    assert!(by_ts(&old).is_some(), "outside the window: kept");
+    assert_eq!(by_ts(&parent).unwrap().meta.reply_count, 2);
+    assert!(by_ts(&reply2).is_some());
+    assert_eq!(by_ts(&reacted).unwrap().reactions[0].name, "tada");
+    let text = |ts: &str| {
+        let key = chatvault_core::MessageKey::parse("T1", "C1", ts).unwrap();
+        let content = content.clone();
+        let ws = ws.clone();
+        async move {
+            content
+                .get(&ws, &[key])
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| d.content.text)
+                .next()
+        }
+    };
+    assert_eq!(text(&edited).await.as_deref(), Some("second version"));
+    assert_eq!(text(&reply2).await.as_deref(), Some("a late reply"));
+    assert_eq!(text(&doomed).await, None);
+
+    // nothing changed since: the window is read, no thread is, nothing is counted
+    let before = fake.lock().unwrap().log.len();
+    let r3 = backfill().run().await.unwrap();
+    assert_eq!(r3.late, chatvault_collector::LateActivity::default());
+    assert!(!fake.lock().unwrap().log[before..]
+        .iter()
+        .any(|(m, _)| m == "conversations.replies"));
+}
+
+/// When each `method` request arrived, in order.
+fn arrivals(fake: &Shared, method: &str) -> Vec<std::time::Instant> {
+    fake.lock()
+        .unwrap()
+        .arrived
+        .iter()
+        .filter(|(m, _)| m == method)
+        .map(|(_, t)| *t)
+        .collect()
+}
+
+fn numbered(n: usize) -> Vec<Value> {
+    (0..n)
+        .rev()
+        .map(|i| m(&format!("16000{:05}.000100", i), &format!("message {i}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn calls_are_paced_by_their_tier_not_failed() {
+    let fake: Shared = Arc::new(Mutex::new(Fake {
+        channels: Some(vec![json!({"id":"C1","name":"general","is_channel":true})]),
+        history: numbered(30),
+        ..Default::default()
+    }));
+    let url = serve(fake.clone()).await;
+    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let r = Backfill::new(
+        meta.clone(),
+        WorkspaceId::new("T1").unwrap(),
+        SecretString::new("xoxb-test-secret"),
+        BackfillOptions {
+            api_url: url,
+            page_size: 2,
+            // Tier 3 (50 a minute, a burst of 8) sixty times faster: one call per 20 ms
+            rate_scale: 60.0,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(r.messages, 30);
+    assert_eq!(r.rate_limited, 0);
+    let history = arrivals(&fake, "conversations.history");
+    assert_eq!(history.len(), 15);
+    // 8 at once, then the other 7 one per 20 ms
+    let spread = history[14] - history[0];
+    assert!(
+        spread >= std::time::Duration::from_millis(120),
+        "{spread:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_reduced_limits_are_detected_paced_to_and_explained() {
+    let fake: Shared = Arc::new(Mutex::new(Fake {
+        channels: Some(vec![json!({"id":"C1","name":"general","is_channel":true})]),
+        history: numbered(40),
+        reduced: true,
+        ..Default::default()
+    }));
+    let url = serve(fake.clone()).await;
+    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let r = Backfill::new(
+        meta.clone(),
+        WorkspaceId::new("T1").unwrap(),
+        SecretString::new("xoxb-test-secret"),
+        BackfillOptions {
+            api_url: url,
+            page_size: 200,
+            // 1 a minute, 120 times faster: one call per 500 ms
+            rate_scale: 120.0,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(r.messages, 40);
+    assert_eq!(r.notices.len(), 1, "{:?}", r.notices);
+    assert!(
+        r.notices[0].starts_with("Slack applies its reduced rate limits to this app")
+            && r.notices[0].contains("internal app")
+            && r.notices[0].contains("ingest-export"),
+        "{}",
+        r.notices[0]
+    );
+    let f = fake.lock().unwrap();
+    let limits: Vec<&str> = f
+        .log
+        .iter()
+        .filter(|(m, _)| m == "conversations.history")
+        .map(|(_, p)| p["limit"].as_str())
+        .collect();
+    // the fake rewrote the first request's limit; what chatvault asked is in the log before
+    assert_eq!(limits, ["200", "15", "15"]);
+    drop(f);
+    let history = arrivals(&fake, "conversations.history");
+    for pair in history.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= std::time::Duration::from_millis(400), "{gap:?}");
+    }
+}
+
+#[tokio::test]
+async fn channel_filters_choose_what_is_fetched_and_name_what_is_missing() {
+    let fake: Shared = Arc::new(Mutex::new(Fake {
+        channels: Some(vec![
+            json!({"id":"C1","name":"general","is_channel":true}),
+            json!({"id":"C3","name":"random","is_channel":true}),
+            json!({"id":"C4","name":"noise","is_channel":true}),
+        ]),
+        history: vec![said("U1", "1600000100.000100", "in general")],
+        histories: HashMap::from([
+            (
+                "C3".to_string(),
+                vec![said("U1", "1600000200.000100", "in random")],
+            ),
+            (
+                "C4".to_string(),
+                vec![said("U1", "1600000300.000100", "in noise")],
+            ),
+        ]),
+        ..Default::default()
+    }));
+    let url = serve(fake.clone()).await;
+    let run = |only: Option<Vec<String>>, exclude: Vec<String>, types: &str| {
+        let url = url.clone();
+        let types = types.to_string();
+        async move {
+            Backfill::new(
+                Arc::new(MemoryMetadataStore::new()),
+                WorkspaceId::new("T1").unwrap(),
+                SecretString::new("xoxb-test-secret"),
+                BackfillOptions {
+                    api_url: url,
+                    only_channels: only,
+                    exclude_channels: exclude,
+                    channel_types: types,
+                    rate_scale: 1000.0,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .run()
+            .await
+            .unwrap()
+        }
+    };
+    let fetched = |from: usize| -> Vec<String> {
+        let f = fake.lock().unwrap();
+        let mut v: Vec<String> = f.log[from..]
+            .iter()
+            .filter(|(m, _)| m == "conversations.history")
+            .map(|(_, p)| p["channel"].clone())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // by name (with or without #) and by id; one that does not exist is missing
+    let from = fake.lock().unwrap().log.len();
+    let r = run(
+        Some(vec!["#general".into(), "C3".into(), "nope".into()]),
+        vec![],
+        "public_channel",
+    )
+    .await;
+    assert_eq!(fetched(from), ["C1", "C3"]);
+    assert_eq!(
+        r.missing,
+        ["conversation nope was asked for but the token cannot see it (not listed by conversations.list)"]
+    );
+
+    // excluded by name
+    let from = fake.lock().unwrap().log.len();
+    let r = run(None, vec!["noise".into()], "public_channel").await;
+    assert_eq!(fetched(from), ["C1", "C3"]);
+    assert!(r.missing.is_empty());
+
+    // the types asked for reach conversations.list
+    let f = fake.lock().unwrap();
+    let (_, p) = f
+        .log
+        .iter()
+        .rev()
+        .find(|(m, _)| m == "conversations.list")
+        .unwrap();
+    assert_eq!(p["types"], "public_channel");
+}
+
+#[tokio::test]
+async fn since_bounds_a_first_run() {
+    let fake: Shared = Arc::new(Mutex::new(Fake {
+        channels: Some(vec![json!({"id":"C1","name":"general","is_channel":true})]),
+        history: vec![
+            said("U1", "1600000300.000100", "new enough"),
+            said("U1", "1600000100.000100", "too old"),
+        ],
+        ..Default::default()
+    }));
+    let url = serve(fake.clone()).await;
+    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let r = Backfill::new(
+        meta.clone(),
+        WorkspaceId::new("T1").unwrap(),
+        SecretString::new("xoxb-test-secret"),
+        BackfillOptions {
+            api_url: url,
+            since: Some(chatvault_core::Ts::new("1600000200.000000").unwrap()),
+            rate_scale: 1000.0,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(r.messages, 1);
+    let f = fake.lock().unwrap();
+    let (_, p) = f
+        .log
+        .iter()
+        .find(|(m, _)| m == "conversations.history")
+        .unwrap();
+    assert_eq!(p["oldest"], "1600000200.000000");
 }

@@ -390,3 +390,123 @@ async fn a_path_without_an_export_is_refused_and_nothing_is_stored() {
     assert_eq!(s.totals.messages, 0);
     assert_eq!(meta.list_workspaces().await.unwrap().len(), 1);
 }
+
+/// An export in slackdump's layout (its `export` command, as its documentation describes it):
+/// private channels listed in `channels.json` with `is_private`, `dms.json` entries of only
+/// `id`/`created`/`members`, folders named by id for DMs, by name otherwise, downloaded files in
+/// `__uploads/<file id>/`, and messages carrying `user_team`, `source_team` and `user_profile`.
+#[tokio::test]
+async fn a_slackdump_export_imports_with_private_channels_kept_private() {
+    use chatvault_core::{ChannelId, ChannelKind, UserId};
+    use serde_json::json;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let write = |rel: &str, v: serde_json::Value| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    };
+    write(
+        "users.json",
+        json!([
+            {"id":"U01","team_id":"T01","name":"alice","real_name":"Alice A","profile":{"display_name":"alice"}},
+            {"id":"U02","team_id":"T01","name":"bob","profile":{"real_name":"Bob B"}},
+            {"id":"U03","team_id":"T01","name":"carol","is_bot":false}
+        ]),
+    );
+    write(
+        "channels.json",
+        json!([
+            {"id":"C01","name":"everyone","created":1640995200,"is_channel":true,"is_general":true,
+             "members":["U01","U02","U03"],"topic":{"value":"all hands"},"purpose":{"value":""}},
+            {"id":"C02","name":"secret","created":1640995200,"is_channel":true,"is_private":true,
+             "is_group":false,"members":["U01","U02"]}
+        ]),
+    );
+    write(
+        "dms.json",
+        json!([{"id":"D01","created":1640995200,"members":["U03","U01"]}]),
+    );
+    write(
+        "mpims.json",
+        json!([{"id":"C03","name":"mpdm-alice--bob--carol-1","created":1640995200,"is_mpim":true,
+            "members":["U01","U02","U03"]}]),
+    );
+    let profile =
+        |name: &str| json!({"real_name": name, "display_name": name, "name": name, "team": "T01"});
+    write(
+        "everyone/2022-01-01.json",
+        json!([
+            {"type":"message","user":"U01","ts":"1641049200.000100","text":"happy new year <@U02>",
+             "user_team":"T01","source_team":"T01","user_profile":profile("alice"),
+             "thread_ts":"1641049200.000100","reply_count":1,"reply_users_count":1,
+             "latest_reply":"1641049300.000100","reply_users":["U02"]},
+            {"type":"message","user":"U02","ts":"1641049300.000100","text":"same to you",
+             "thread_ts":"1641049200.000100","parent_user_id":"U01",
+             "user_team":"T01","source_team":"T01","user_profile":profile("bob")}
+        ]),
+    );
+    write(
+        "secret/2022-01-04.json",
+        json!([{"type":"message","user":"U01","ts":"1641308400.000100","text":"the launch date is friday",
+            "user_team":"T01","source_team":"T01","user_profile":profile("alice")}]),
+    );
+    write(
+        "D01/2022-01-04.json",
+        json!([{"type":"message","user":"U03","ts":"1641308500.000100","text":"lunch?",
+            "user_team":"T01","source_team":"T01","user_profile":profile("carol")}]),
+    );
+    write(
+        "mpdm-alice--bob--carol-1/2022-01-04.json",
+        json!([{"type":"message","user":"U02","ts":"1641308600.000100","text":"group plans",
+            "files":[{"id":"F02PM6A1AUA","name":"Chevy.jpg","title":"Chevy","mimetype":"image/jpeg"}],
+            "user_team":"T01","source_team":"T01","user_profile":profile("bob")}]),
+    );
+    std::fs::create_dir_all(root.join("__uploads/F02PM6A1AUA")).unwrap();
+    std::fs::write(
+        root.join("__uploads/F02PM6A1AUA/Chevy.jpg"),
+        [0xff, 0xd8, 0xff],
+    )
+    .unwrap();
+
+    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let ws = WorkspaceId::new("T01").unwrap();
+    let s = Collector::new(meta.clone(), ws.clone())
+        .import_export(root, ImportOptions::default())
+        .await
+        .unwrap();
+    assert!(s.skipped.is_empty(), "{:?}", s.skipped);
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    assert_eq!(
+        (
+            s.users,
+            s.channels,
+            s.totals.messages,
+            s.totals.replies,
+            s.totals.files
+        ),
+        (3, 4, 5, 1, 1)
+    );
+    let kinds: std::collections::BTreeMap<String, ChannelKind> = meta
+        .list_channels(&ws)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.id.to_string(), c.kind))
+        .collect();
+    assert_eq!(kinds["C01"], ChannelKind::Public);
+    // listed in channels.json, but private: never public
+    assert_eq!(kinds["C02"], ChannelKind::Private);
+    assert_eq!(kinds["D01"], ChannelKind::Im);
+    assert_eq!(kinds["C03"], ChannelKind::Mpim);
+    let u = |id: &str| UserId::new(id).unwrap();
+    let mut dm = meta
+        .channel_members(&ws, &ChannelId::new("D01").unwrap())
+        .await
+        .unwrap();
+    dm.sort();
+    assert_eq!(dm, vec![u("U01"), u("U03")]);
+    let mut seen_by_carol = meta.user_channels(&ws, &u("U03")).await.unwrap();
+    seen_by_carol.sort();
+    assert!(!seen_by_carol.contains(&ChannelId::new("C02").unwrap()));
+}

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chatvault_collector::{
-    Backfill, BackfillOptions, Collector, ImportOptions, Progress, ProgressUpdate, Relay,
-    RelayOptions, Stage,
+    Backfill, BackfillOptions, Collector, ImportOptions, ImportSummary, Progress, ProgressUpdate,
+    Relay, RelayOptions, Stage,
 };
 use chatvault_core::{
     Error, MessageKey, MetadataStore, OutboxId, Result, SecretString, TimeRange, Ts, WorkspaceId,
@@ -120,6 +120,27 @@ enum EmbedderArg {
     Hashing,
 }
 
+/// A kind of conversation `backfill --types` takes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ConversationType {
+    Public,
+    Private,
+    Mpim,
+    Im,
+}
+
+impl ConversationType {
+    /// Slack's name for it in `conversations.list`'s `types`.
+    fn slack_name(self) -> &'static str {
+        match self {
+            ConversationType::Public => "public_channel",
+            ConversationType::Private => "private_channel",
+            ConversationType::Mpim => "mpim",
+            ConversationType::Im => "im",
+        }
+    }
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum ModeArg {
     Hybrid,
@@ -142,6 +163,13 @@ enum Command {
         /// The workspace id (default: from the file name).
         #[arg(long = "as")]
         workspace_id: Option<String>,
+        /// Only this conversation (its folder name or id); repeatable. One the export does not
+        /// hold makes the command fail (exit 4) after importing the others.
+        #[arg(long = "channel", value_name = "NAME_OR_ID")]
+        channels: Vec<String>,
+        /// Fail (exit 3) if anything was skipped, after importing the rest.
+        #[arg(long)]
+        strict: bool,
     },
     /// Fetch history from the Slack Web API with a bot token read from an environment variable.
     Backfill {
@@ -154,6 +182,26 @@ enum Command {
         /// The Web API base URL (for tests and proxies).
         #[arg(long, default_value = "https://slack.com/api")]
         api_url: String,
+        /// Only this conversation (a name or id); repeatable. One the token cannot see makes the
+        /// command fail (exit 4) after fetching the others.
+        #[arg(long = "channel", value_name = "NAME_OR_ID")]
+        channels: Vec<String>,
+        /// Not this conversation (a name or id); repeatable.
+        #[arg(long = "exclude-channel", value_name = "NAME_OR_ID")]
+        exclude_channels: Vec<String>,
+        /// Fetch nothing older than this (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Which kinds of conversations: any of public, private, mpim, im (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "public,private,mpim,im")]
+        types: Vec<ConversationType>,
+        /// Days of history an incremental run reads again for late replies, edits, deletes and
+        /// reactions (0: only what is newer than the newest stored message).
+        #[arg(long, default_value_t = 7, value_name = "DAYS")]
+        window: u64,
+        /// Fail (exit 3) if any message was skipped or any conversation failed.
+        #[arg(long)]
+        strict: bool,
     },
     /// Search messages.
     Search {
@@ -410,18 +458,34 @@ async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Demo { into } => demo(g, into.clone()).await,
         Command::Serve(args) => serve(g, args).await,
-        Command::IngestExport { path, workspace_id } => {
+        Command::IngestExport {
+            path,
+            workspace_id,
+            channels,
+            strict,
+        } => {
             let ws = match workspace_id.as_deref().or(g.workspace.as_deref()) {
                 Some(w) => WorkspaceId::new(w)?,
                 None => workspace_id_from_path(path)?,
             };
             let stores = open_for_writing(g, &ws).await?;
-            ingest(g, &stores, &ws, path).await
+            let options = ImportOptions {
+                only_channels: (!channels.is_empty()).then(|| channels.clone()),
+                ..Default::default()
+            };
+            let summary = ingest(g, &stores, &ws, path, options).await?;
+            import_outcome(&summary, *strict)
         }
         Command::Backfill {
             token_env,
             workspace_id,
             api_url,
+            channels,
+            exclude_channels,
+            since,
+            types,
+            window,
+            strict,
         } => {
             let token = std::env::var(token_env).map_err(|_| {
                 Error::invalid_input(format!(
@@ -436,8 +500,19 @@ async fn run(cli: Cli) -> Result<()> {
             )?;
             let stores = open_for_writing(g, &ws).await?;
             let bars = Bars::new(g.json);
+            let mut kinds: Vec<&str> = types.iter().map(|t| t.slack_name()).collect();
+            kinds.dedup();
             let options = BackfillOptions {
                 api_url: api_url.clone(),
+                only_channels: (!channels.is_empty()).then(|| channels.clone()),
+                exclude_channels: exclude_channels.clone(),
+                channel_types: kinds.join(","),
+                since: since
+                    .as_deref()
+                    .map(parse_time)
+                    .transpose()?
+                    .map(Ts::from_datetime),
+                window: Duration::from_secs(window.saturating_mul(24 * 3600)),
                 ..Default::default()
             };
             let backfill = Backfill::new(
@@ -459,6 +534,13 @@ async fn run(cli: Cli) -> Result<()> {
                     "channels_complete": report.channels_complete,
                     "channels_failed": report.channels_failed.iter().map(|(c, e)| serde_json::json!({"channel": c, "error": e})).collect::<Vec<_>>(),
                     "skipped": report.skipped,
+                    "missing": report.missing,
+                    "memberships_refreshed": report.memberships_refreshed,
+                    "late": {
+                        "new": report.late.new, "edited": report.late.edited,
+                        "reactions_changed": report.late.reactions_changed,
+                        "threads_reread": report.late.threads_reread, "deleted": report.late.deleted,
+                    },
                     "embedded": relay.embedded, "delivered": relay.acked, "dead_lettered": relay.dead_lettered,
                 }))?;
             } else {
@@ -467,8 +549,25 @@ async fn run(cli: Cli) -> Result<()> {
                     ws, report.users, report.channels, report.channels_complete, report.messages,
                     report.replies, report.calls, report.rate_limited
                 );
+                out!(
+                    "members of {} private conversations refreshed; in the re-read window: {} new, {} edited, {} with changed reactions, {} threads re-read, {} deleted",
+                    report.memberships_refreshed, report.late.new, report.late.edited,
+                    report.late.reactions_changed, report.late.threads_reread, report.late.deleted
+                );
                 for (c, e) in &report.channels_failed {
                     out!("  channel {c} failed: {e} (a rerun continues where it stopped)");
+                }
+                for s in report.skipped.iter().take(20) {
+                    out!("  skipped: {s}");
+                }
+                if report.skipped.len() > 20 {
+                    out!(
+                        "  … and {} more skipped (--json lists all)",
+                        report.skipped.len() - 20
+                    );
+                }
+                for m in &report.missing {
+                    out!("missing: {m}");
                 }
                 out!(
                     "content: {} embedded, {} delivered, {} dead-lettered",
@@ -476,6 +575,20 @@ async fn run(cli: Cli) -> Result<()> {
                     relay.acked,
                     relay.dead_lettered
                 );
+            }
+            if !report.missing.is_empty() {
+                return Err(Error::not_found(format!(
+                    "{} of what was asked for could not be fetched: {}",
+                    report.missing.len(),
+                    report.missing.join("; ")
+                )));
+            }
+            if *strict && (!report.skipped.is_empty() || !report.channels_failed.is_empty()) {
+                return Err(Error::invalid_input(format!(
+                    "{} message(s) skipped and {} conversation(s) failed, and --strict was given",
+                    report.skipped.len(),
+                    report.channels_failed.len()
+                )));
             }
             Ok(())
         }
@@ -823,17 +936,36 @@ fn range(since: Option<&str>, until: Option<&str>) -> Result<TimeRange> {
     })
 }
 
+/// What an import's summary means for the exit code: something asked for and missing is an
+/// error (exit 4), and with `--strict` so is anything skipped (exit 3). The summary has been
+/// printed already.
+fn import_outcome(summary: &ImportSummary, strict: bool) -> Result<()> {
+    if !summary.missing.is_empty() {
+        return Err(Error::not_found(format!(
+            "{} of what was asked for is not in the export: {}",
+            summary.missing.len(),
+            summary.missing.join("; ")
+        )));
+    }
+    if strict && !summary.skipped.is_empty() {
+        return Err(Error::invalid_input(format!(
+            "{} item(s) of the export were skipped and --strict was given (everything else was imported)",
+            summary.skipped.len()
+        )));
+    }
+    Ok(())
+}
+
 async fn ingest(
     g: &Global,
     stores: &Stores,
     ws: &WorkspaceId,
     path: &std::path::Path,
-) -> Result<()> {
+    options: ImportOptions,
+) -> Result<ImportSummary> {
     let bars = Bars::new(g.json);
     let collector = Collector::new(stores.meta.clone(), ws.clone()).with_progress(bars.clone());
-    let summary = collector
-        .import_export(path, ImportOptions::default())
-        .await?;
+    let summary = collector.import_export(path, options).await?;
     let relay = relay_all(stores, ws, &bars).await?;
     bars.finish();
     if g.json {
@@ -846,10 +978,13 @@ async fn ingest(
             "metadata_only": summary.metadata_only, "outbox_enqueued": summary.outbox_enqueued,
             "skipped": summary.skipped.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
             "warnings": summary.warnings.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+            "missing": summary.missing,
+            "deleted_since": summary.messages_deleted_before,
             "embedded": relay.embedded, "embeddings_reused": relay.embeddings_reused,
             "delivered": relay.acked, "dead_lettered": relay.dead_lettered,
             "seconds": summary.elapsed.as_secs_f64(),
-        }));
+        }))
+        .map(|()| summary);
     }
     out!(
         "imported {} into workspace {ws}: {} messages ({} replies, {} with text, {} metadata-only), {} users, {} channels, {} reactions, {} files, {} links in {:.1} s ({:.0} messages/s)",
@@ -873,19 +1008,49 @@ async fn ingest(
         relay.acked,
         relay.dead_lettered
     );
-    if !summary.skipped.is_empty() {
-        out!("skipped {}:", summary.skipped.len());
-        for i in summary.skipped.iter().take(20) {
+    for (title, issues) in [
+        ("skipped", &summary.skipped),
+        ("warnings", &summary.warnings),
+    ] {
+        if issues.is_empty() {
+            continue;
+        }
+        out!("{title} {}:", issues.len());
+        for i in issues.iter().take(20) {
             out!("  {i}");
         }
-        if summary.skipped.len() > 20 {
-            out!(
-                "  … and {} more (--json lists all)",
-                summary.skipped.len() - 20
-            );
+        if issues.len() > 20 {
+            out!("  … and {} more (--json lists all)", issues.len() - 20);
         }
     }
-    Ok(())
+    for m in &summary.missing {
+        out!("missing: {m}");
+    }
+    out!("{}", import_verdict(&summary));
+    Ok(summary)
+}
+
+/// The last line of an import's report: whether everything in the export was stored.
+fn import_verdict(s: &ImportSummary) -> String {
+    let mut parts = Vec::new();
+    if !s.missing.is_empty() {
+        parts.push(format!("{} asked for but missing", s.missing.len()));
+    }
+    if !s.skipped.is_empty() {
+        parts.push(format!("{} skipped", s.skipped.len()));
+    }
+    if !s.warnings.is_empty() {
+        parts.push(format!("{} warnings", s.warnings.len()));
+    }
+    if parts.is_empty() {
+        "result: everything in the export was stored".into()
+    } else {
+        format!(
+            "result: {} messages stored; {} (listed above)",
+            s.totals.messages,
+            parts.join(", ")
+        )
+    }
 }
 
 async fn relay_all(
@@ -927,7 +1092,7 @@ async fn demo(g: &Global, into: Option<PathBuf>) -> Result<()> {
     out!("data directory: {}", dir.display());
     out!("{}", stores.embedder_note);
     let export = sample_export();
-    ingest(g, &stores, &ws, &export).await?;
+    ingest(g, &stores, &ws, &export, ImportOptions::default()).await?;
     let engine = engine(&stores);
     for query in [
         "where is the next meetup",
