@@ -103,10 +103,8 @@ async fn run_with(
         for k in [5.0, 10.0, 60.0] {
             for sw in [0.05, 0.1, 0.3, 0.5, 1.0] {
                 let cfg = chatvault_query::FusionConfig {
-                    k,
-                    lexical_weight: 1.0,
                     semantic_weight: sw,
-                    min_depth: 50,
+                    ..chatvault_query::FusionConfig::rrf(k)
                 };
                 let e = engine.clone().with_fusion(cfg).expect("fusion");
                 let m = evaluate(&e, &loaded.workspace, SearchMode::Hybrid).await;
@@ -119,7 +117,7 @@ async fn run_with(
     }
     let eq = engine
         .clone()
-        .with_fusion(chatvault_query::FusionConfig::default())
+        .with_fusion(chatvault_query::FusionConfig::rrf(60.0))
         .expect("fusion");
     let m = evaluate(&eq, &loaded.workspace, SearchMode::Hybrid).await;
     println!(
