@@ -92,8 +92,7 @@ pub fn parse_set(name: &str, text: &str) -> Result<Vec<LabelledLine>> {
             continue;
         }
         let mut l: LabelledLine = serde_json::from_str(t).map_err(|e| {
-            Error::invalid_input(format!("{name} line {}: {e}", i + 1))
-                .with_context("file", name)
+            Error::invalid_input(format!("{name} line {}: {e}", i + 1)).with_context("file", name)
         })?;
         if l.query.trim().is_empty() {
             return Err(Error::invalid_input(format!(
@@ -197,11 +196,7 @@ impl Archive {
         let ts = Ts::new(&k.ts).map_err(|e| {
             Error::invalid_input(format!("{set} query {id}: bad ts {:?}: {e}", k.ts))
         })?;
-        Ok(MessageKey::new(
-            self.workspace.clone(),
-            channel.clone(),
-            ts,
-        ))
+        Ok(MessageKey::new(self.workspace.clone(), channel.clone(), ts))
     }
 
     /// Resolves a set's lines to keys.
@@ -366,8 +361,11 @@ mod tests {
     fn bad_lines_are_named() {
         let e = parse_set("s.jsonl", "{\"query\": \"x\"}").expect_err("no relevant");
         assert!(e.to_string().contains("s.jsonl line 1"), "{e}");
-        let e = parse_set("s.jsonl", "\n{\"query\": \"x\", \"relevant\": [], \"nope\": 1}")
-            .expect_err("unknown field");
+        let e = parse_set(
+            "s.jsonl",
+            "\n{\"query\": \"x\", \"relevant\": [], \"nope\": 1}",
+        )
+        .expect_err("unknown field");
         assert!(e.to_string().contains("line 2"), "{e}");
         let ok = parse_set(
             "s.jsonl",

@@ -516,7 +516,10 @@ impl QueryEngine {
                 let lex_more: Vec<ScoredKey> = lex_more.into_iter().filter(|h| keep(h)).collect();
                 let sem_more: Vec<ScoredKey> = sem_more.into_iter().filter(|h| keep(h)).collect();
                 named.extend(lex_more.iter().chain(&sem_more).map(|h| h.key.clone()));
-                let (nl, ns) = (lexical.len() + lex_more.len(), semantic.len() + sem_more.len());
+                let (nl, ns) = (
+                    lexical.len() + lex_more.len(),
+                    semantic.len() + sem_more.len(),
+                );
                 lexical = merge_rankings(lexical, lex_more, nl);
                 semantic = merge_rankings(semantic, sem_more, ns);
             }

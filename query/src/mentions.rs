@@ -61,7 +61,9 @@ pub(crate) fn find_mentions(query: &str, users: &[User]) -> Mentions {
         for name in names_of(u) {
             for start in 0..q.len().saturating_sub(name.len() - 1) {
                 if q[start..start + name.len()] == name[..] {
-                    used[start..start + name.len()].iter_mut().for_each(|x| *x = true);
+                    used[start..start + name.len()]
+                        .iter_mut()
+                        .for_each(|x| *x = true);
                     hit = true;
                 }
             }
@@ -120,7 +122,9 @@ mod tests {
         // her full name is still hers
         let m = find_mentions("what did may lee say", &people());
         assert_eq!(m.users, vec![UserId::new("U3").expect("id")]);
-        assert!(find_mentions("neerajbot alerts", &people()).users.is_empty());
+        assert!(find_mentions("neerajbot alerts", &people())
+            .users
+            .is_empty());
     }
 
     #[test]

@@ -229,20 +229,27 @@ pub fn parse_query(query: &str, today: NaiveDate) -> Result<ParsedQuery> {
             "from" => p.from.push(value.trim_start_matches('@').to_string()),
             "in" => p.channels.push(value.trim_start_matches('#').to_string()),
             "before" => {
-                let d = day(value, today).ok_or_else(|| bad(key, value, "not a date (YYYY-MM-DD)"))?;
+                let d =
+                    day(value, today).ok_or_else(|| bad(key, value, "not a date (YYYY-MM-DD)"))?;
                 narrow(&mut p.time, None, Some(d));
             }
             "after" => {
-                let d = day(value, today).ok_or_else(|| bad(key, value, "not a date (YYYY-MM-DD)"))?;
+                let d =
+                    day(value, today).ok_or_else(|| bad(key, value, "not a date (YYYY-MM-DD)"))?;
                 narrow(&mut p.time, d.succ_opt(), None);
             }
             "on" => {
-                let d = day(value, today).ok_or_else(|| bad(key, value, "not a date (YYYY-MM-DD)"))?;
+                let d =
+                    day(value, today).ok_or_else(|| bad(key, value, "not a date (YYYY-MM-DD)"))?;
                 narrow(&mut p.time, Some(d), d.succ_opt());
             }
             "during" => {
                 let (s, e) = period(value, today).ok_or_else(|| {
-                    bad(key, value, "not a period (YYYY, YYYY-MM, a month name or a date)")
+                    bad(
+                        key,
+                        value,
+                        "not a period (YYYY, YYYY-MM, a month name or a date)",
+                    )
                 })?;
                 narrow(&mut p.time, Some(s), Some(e));
             }
@@ -331,9 +338,15 @@ mod tests {
     #[test]
     fn on_is_one_day() {
         let p = parse("on:2016-05-10 x");
-        assert_eq!((p.time.start, p.time.end), (at(2016, 5, 10), at(2016, 5, 11)));
+        assert_eq!(
+            (p.time.start, p.time.end),
+            (at(2016, 5, 10), at(2016, 5, 11))
+        );
         let p = parse("on:yesterday x");
-        assert_eq!((p.time.start, p.time.end), (at(2016, 7, 30), at(2016, 7, 31)));
+        assert_eq!(
+            (p.time.start, p.time.end),
+            (at(2016, 7, 30), at(2016, 7, 31))
+        );
     }
 
     #[test]
@@ -341,7 +354,10 @@ mod tests {
         let p = parse("during:2015 x");
         assert_eq!((p.time.start, p.time.end), (at(2015, 1, 1), at(2016, 1, 1)));
         let p = parse("during:2015-12 x");
-        assert_eq!((p.time.start, p.time.end), (at(2015, 12, 1), at(2016, 1, 1)));
+        assert_eq!(
+            (p.time.start, p.time.end),
+            (at(2015, 12, 1), at(2016, 1, 1))
+        );
         // May has begun by July 2016; August has not, so it is last year's
         let p = parse("during:may x");
         assert_eq!((p.time.start, p.time.end), (at(2016, 5, 1), at(2016, 6, 1)));

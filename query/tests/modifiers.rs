@@ -55,9 +55,14 @@ async fn hits(f: &Fixture, q: &str) -> Vec<SearchHit> {
 async fn from_keeps_one_author() {
     let f = fixture().await;
     let all = hits(&f, "data jam").await;
-    assert!(all.iter().any(|h| h.message.user_name.as_deref() != Some("neerajt")));
+    assert!(all
+        .iter()
+        .any(|h| h.message.user_name.as_deref() != Some("neerajt")));
     for h in hits(&f, "from:@neerajt data jam").await {
-        assert_eq!(h.message.user.as_ref().map(|u| u.as_str()), Some("U061A5N1G"));
+        assert_eq!(
+            h.message.user.as_ref().map(|u| u.as_str()),
+            Some("U061A5N1G")
+        );
     }
 }
 

@@ -2,7 +2,8 @@
 //! houstondatavis export): MRR@10 and recall@10 for lexical, semantic and hybrid search with the
 //! hashing test embedder and with the real one (all-MiniLM-L6-v2, from `CHATVAULT_MODEL_DIR`;
 //! skipped with a message when it is absent, a failure under `CI=true`). Prints every number;
-//! asserts that hybrid does not lose to the better single mode on either metric.
+//! asserts that hybrid (the engine's default fusion for the embedder) does not lose to the better
+//! single mode on either metric. The fuller harness is `chatvault-benches`' `quality` binary.
 
 mod common;
 

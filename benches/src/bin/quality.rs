@@ -226,7 +226,10 @@ async fn dump_rankings(
         "relevant": q.relevant.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
         "exclude": q.exclude.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
     });
-    for (field, mode) in [("lexical", SearchMode::Lexical), ("semantic", SearchMode::Semantic)] {
+    for (field, mode) in [
+        ("lexical", SearchMode::Lexical),
+        ("semantic", SearchMode::Semantic),
+    ] {
         let resp = engine
             .search(
                 ws,
