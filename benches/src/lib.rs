@@ -6,7 +6,11 @@
 //! - [`message_batch`]: messages as the collector writes them (metadata, reactions, links,
 //!   threads and the text), from a Zipf-skewed vocabulary so that BM25 has common and rare words;
 //! - [`documents`]: the content-store documents of those messages, embedded;
-//! - [`synthetic_export`]: a Slack export folder of any size, for the end-to-end import.
+//! - [`synthetic_export`]: a Slack export folder of any size, for the end-to-end import;
+//! - [`quality`]: the search-quality harness (labelled sets, nDCG/MRR/recall per mode), run by
+//!   the `quality` binary.
+
+pub mod quality;
 
 use std::path::Path;
 

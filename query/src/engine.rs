@@ -11,7 +11,10 @@ use chatvault_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::fusion::{fuse, single, FusionConfig};
+use crate::fusion::{boost_named, fuse, single, FusionConfig};
+use crate::mentions::find_mentions;
+use crate::modifiers::{parse_query, ParsedQuery};
+use crate::names::resolve_user;
 use crate::scope::{Allowed, Scope};
 use crate::search::{
     FilterPlan, ParentSummary, SearchFilter, SearchHit, SearchMode, SearchRequest, SearchResponse,
@@ -96,8 +99,8 @@ pub struct Context {
 }
 
 impl QueryEngine {
-    /// An engine with the fusion [`FusionConfig::for_embedder`] picks for this embedder (RRF,
-    /// k = 60, equal weights for a real model).
+    /// An engine with the fusion [`FusionConfig::for_embedder`] picks for this embedder (the
+    /// adaptive score-aware fusion for a real model).
     pub fn new(
         meta: Arc<dyn MetadataStore>,
         content: Arc<dyn ContentStore>,
@@ -122,14 +125,10 @@ impl QueryEngine {
     /// The same engine with another fusion configuration.
     ///
     /// # Errors
-    /// `InvalidInput` for a negative or non-finite `k` or weight.
+    /// `InvalidInput` for a negative or non-finite `k`, weight or gain, or a semantic share
+    /// outside 0..=1.
     pub fn with_fusion(mut self, fusion: FusionConfig) -> Result<Self> {
-        let ok = |v: f64| v.is_finite() && v >= 0.0;
-        if !ok(fusion.k) || !ok(fusion.lexical_weight) || !ok(fusion.semantic_weight) {
-            return Err(Error::invalid_input(
-                "fusion k and weights must be finite and not negative",
-            ));
-        }
+        fusion.validate().map_err(Error::invalid_input)?;
         self.fusion = fusion;
         Ok(self)
     }
@@ -185,6 +184,15 @@ impl QueryEngine {
         let offset = parse_cursor(request.cursor.as_deref())?;
         let ws = self.workspace(workspace).await?;
         let allowed = Allowed::compute(self.meta.as_ref(), workspace, &request.scope).await?;
+        let parsed = parse_query(&request.query, chrono::Utc::now().date_naive())?;
+        let mut request = request;
+        let text_conditions = if parsed.has_modifiers() {
+            self.apply_modifiers(workspace, &allowed, &mut request, &parsed)
+                .await?;
+            (!parsed.phrases.is_empty() || !parsed.excluded.is_empty()).then_some(parsed)
+        } else {
+            None
+        };
 
         // What the content store can run.
         let caps = self.content.capabilities();
@@ -468,11 +476,78 @@ impl QueryEngine {
             k = (k * 4).min(POST_FILTER_MAX_K);
         };
 
-        let ranked = match mode {
+        // People named plainly in a hybrid question: their best messages join both rankings
+        // and are boosted (two more searches, only when someone is named).
+        let simple_path = post_filter.is_none() && candidates.is_none() && lagging_filter.is_none();
+        let mut named = HashSet::new();
+        let (mut lexical, mut semantic) = (lexical, semantic);
+        if mode == SearchMode::Hybrid
+            && simple_path
+            && request.filter.users.is_none()
+            && self.fusion.named_boost > 0.0
+        {
+            let t = Instant::now();
+            let users = self.meta.list_users(workspace).await?;
+            let mentions = find_mentions(&request.query, &users);
+            timings.metadata_us += micros(t);
+            if !mentions.users.is_empty() {
+                let options = SearchOptions {
+                    k: depth,
+                    filter: ContentFilter {
+                        users: Some(mentions.users.clone()),
+                        ..content_filter.clone()
+                    },
+                };
+                let t = Instant::now();
+                let lex_more = if mentions.rest.trim().is_empty() {
+                    Vec::new()
+                } else {
+                    self.content
+                        .search_lexical(workspace, &mentions.rest, &options)
+                        .await?
+                };
+                timings.lexical_us += micros(t);
+                let t = Instant::now();
+                let sem_more = match &query_vector {
+                    Some(v) => self.content.search_vector(workspace, v, &options).await?,
+                    None => Vec::new(),
+                };
+                timings.semantic_us += micros(t);
+                let lex_more: Vec<ScoredKey> = lex_more.into_iter().filter(|h| keep(h)).collect();
+                let sem_more: Vec<ScoredKey> = sem_more.into_iter().filter(|h| keep(h)).collect();
+                named.extend(lex_more.iter().chain(&sem_more).map(|h| h.key.clone()));
+                let (nl, ns) = (
+                    lexical.len() + lex_more.len(),
+                    semantic.len() + sem_more.len(),
+                );
+                lexical = merge_rankings(lexical, lex_more, nl);
+                semantic = merge_rankings(semantic, sem_more, ns);
+            }
+        }
+        let mut ranked = match mode {
             SearchMode::Hybrid => fuse(&lexical, &semantic, &self.fusion),
             SearchMode::Lexical => single(&lexical, true, &self.fusion),
             SearchMode::Semantic => single(&semantic, false, &self.fusion),
         };
+        if !named.is_empty() {
+            boost_named(&mut ranked, &named, &self.fusion);
+        }
+        if let Some(parsed) = &text_conditions {
+            // Phrases and excluded words are checked on the ranked texts: work in proportion to
+            // the ranking's depth, never to the collection.
+            let t = Instant::now();
+            let keys: Vec<MessageKey> = ranked.iter().map(|(k, _)| k.clone()).collect();
+            let passing: HashSet<MessageKey> = self
+                .content
+                .get(workspace, &keys)
+                .await?
+                .into_iter()
+                .filter(|d| parsed.text_matches(&d.content.text))
+                .map(|d| d.content.key)
+                .collect();
+            ranked.retain(|(k, _)| passing.contains(k));
+            timings.lexical_us += micros(t);
+        }
         let has_more = ranked.len() > offset + request.limit;
         let page: Vec<_> = ranked
             .into_iter()
@@ -525,6 +600,79 @@ impl QueryEngine {
             plan,
             timings,
         })
+    }
+
+    /// Turns the query's modifiers into conditions of the request's filter (each narrows what
+    /// the request already asks) and leaves only the words to rank by in its query.
+    ///
+    /// # Errors
+    /// `InvalidInput` when only modifiers are left (nothing to rank by); `NotFound` for a person
+    /// or a channel the scope cannot see (a private channel's name is never confirmed to a
+    /// non-member).
+    async fn apply_modifiers(
+        &self,
+        workspace: &WorkspaceId,
+        allowed: &Allowed,
+        request: &mut SearchRequest,
+        parsed: &ParsedQuery,
+    ) -> Result<()> {
+        if parsed.text.trim().is_empty() {
+            return Err(Error::invalid_input(
+                "the search query holds only modifiers: add words to search for",
+            )
+            .with_context("field", "query"));
+        }
+        let f = &mut request.filter;
+        if !parsed.from.is_empty() {
+            let mut users = Vec::new();
+            for name in &parsed.from {
+                users.push(resolve_user(self.meta.as_ref(), workspace, name).await?);
+            }
+            f.users = Some(match f.users.take() {
+                Some(given) => given.into_iter().filter(|u| users.contains(u)).collect(),
+                None => users,
+            });
+        }
+        if !parsed.channels.is_empty() {
+            let mut ids = Vec::new();
+            for name in &parsed.channels {
+                let found = allowed
+                    .channels
+                    .values()
+                    .filter(|c| allowed.allows(&c.id))
+                    .find(|c| c.name.eq_ignore_ascii_case(name) || c.id.as_str() == name)
+                    .ok_or_else(|| {
+                        Error::not_found(format!("no channel #{name} in workspace {workspace}"))
+                            .with_context("field", "query")
+                    })?;
+                ids.push(found.id.clone());
+            }
+            f.channels = Some(match f.channels.take() {
+                Some(given) => given.into_iter().filter(|c| ids.contains(c)).collect(),
+                None => ids,
+            });
+        }
+        if let Some(s) = parsed.time.start {
+            f.time.start = Some(f.time.start.map_or(s, |t| t.max(s)));
+        }
+        if let Some(e) = parsed.time.end {
+            f.time.end = Some(f.time.end.map_or(e, |t| t.min(e)));
+        }
+        check_time_range(&f.time, "query")?;
+        if parsed.has_link {
+            f.has_links = Some(true);
+        }
+        if parsed.has_reaction {
+            f.has_reactions = Some(true);
+        }
+        if parsed.has_file {
+            f.has_files = Some(true);
+        }
+        if parsed.is_thread && f.thread.is_none() {
+            f.thread = Some(ThreadPart::InThread);
+        }
+        request.query = parsed.text.clone();
+        Ok(())
     }
 
     async fn parent_summaries(

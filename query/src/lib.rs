@@ -4,6 +4,8 @@ mod browse;
 mod digest;
 mod engine;
 mod fusion;
+mod mentions;
+mod modifiers;
 mod names;
 mod pr_review;
 mod qa;
@@ -17,7 +19,8 @@ pub use digest::{
     Digest, DigestChannel, DigestMessage, DigestPerson, DigestRequest, DigestThread, NewChannel,
 };
 pub use engine::{Context, PlannerConfig, QueryEngine, Thread, MAX_LIMIT};
-pub use fusion::{FusionConfig, MatchExplanation, RankScore};
+pub use fusion::{FusionConfig, FusionMethod, MatchExplanation, RankScore};
+pub use modifiers::{parse_query, ParsedQuery};
 pub use names::resolve_user;
 pub use pr_review::{
     is_question, Forge, OpenQuestion, PrReviewReport, PrReviewRequest, ReviewRef, ReviewRequest,

@@ -12,7 +12,7 @@ use crate::view::MessageView;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SearchMode {
-    /// Lexical and semantic, fused by reciprocal rank fusion.
+    /// Lexical and semantic, fused (see [`FusionConfig`](crate::FusionConfig)).
     #[default]
     Hybrid,
     /// Vector similarity only.

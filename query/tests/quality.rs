@@ -2,7 +2,8 @@
 //! houstondatavis export): MRR@10 and recall@10 for lexical, semantic and hybrid search with the
 //! hashing test embedder and with the real one (all-MiniLM-L6-v2, from `CHATVAULT_MODEL_DIR`;
 //! skipped with a message when it is absent, a failure under `CI=true`). Prints every number;
-//! asserts that hybrid does not lose to the better single mode on either metric.
+//! asserts that hybrid (the engine's default fusion for the embedder) does not lose to the better
+//! single mode on either metric. The fuller harness is `chatvault-benches`' `quality` binary.
 
 mod common;
 
@@ -103,10 +104,8 @@ async fn run_with(
         for k in [5.0, 10.0, 60.0] {
             for sw in [0.05, 0.1, 0.3, 0.5, 1.0] {
                 let cfg = chatvault_query::FusionConfig {
-                    k,
-                    lexical_weight: 1.0,
                     semantic_weight: sw,
-                    min_depth: 50,
+                    ..chatvault_query::FusionConfig::rrf(k)
                 };
                 let e = engine.clone().with_fusion(cfg).expect("fusion");
                 let m = evaluate(&e, &loaded.workspace, SearchMode::Hybrid).await;
@@ -119,7 +118,7 @@ async fn run_with(
     }
     let eq = engine
         .clone()
-        .with_fusion(chatvault_query::FusionConfig::default())
+        .with_fusion(chatvault_query::FusionConfig::rrf(60.0))
         .expect("fusion");
     let m = evaluate(&eq, &loaded.workspace, SearchMode::Hybrid).await;
     println!(
