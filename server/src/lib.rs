@@ -31,6 +31,7 @@ mod api;
 mod auth;
 mod error;
 mod events;
+pub mod mcp;
 mod metrics;
 mod openapi;
 mod ops;

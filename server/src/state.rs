@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use chatvault_answer::RelevanceGate;
 use chatvault_collector::{EventHandler, Relay, RelayHandle, RelayOptions};
 use chatvault_core::{ContentStore, Embedder, MetadataStore, Result, SecretString, WorkspaceId};
-use chatvault_query::QueryEngine;
+use chatvault_query::{Answerer, QueryEngine};
 use tokio::sync::Mutex;
 
 use crate::auth::AuthConfig;
@@ -26,6 +27,10 @@ pub struct ServerConfig {
     /// How the JSON API learns who is asking (default: nobody; every request reads public
     /// channels only).
     pub auth: AuthConfig,
+    /// The language model that answers `POST /api/v1/workspaces/{ws}/ask` (grounded, streamed
+    /// when the client accepts `text/event-stream`). `None`: the endpoint returns passages and
+    /// a prompt.
+    pub answerer: Option<Arc<dyn Answerer>>,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +40,7 @@ impl Default for ServerConfig {
             relay: Some(RelayOptions::default()),
             workspaces: None,
             auth: AuthConfig::default(),
+            answerer: None,
         }
     }
 }
@@ -53,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) engine: QueryEngine,
     pub(crate) config: ServerConfig,
     pub(crate) metrics: Metrics,
+    /// When a question is answered without the model (measured per embedder).
+    pub(crate) relevance: RelevanceGate,
     /// One events handler per workspace (it caches the workspace's names).
     pub(crate) handlers: Mutex<HashMap<WorkspaceId, Arc<EventHandler>>>,
     /// Slack team ids already mapped to a workspace.
@@ -69,6 +77,7 @@ impl AppState {
         config: ServerConfig,
     ) -> Self {
         let engine = QueryEngine::new(meta.clone(), content.clone(), embedder.clone());
+        let relevance = RelevanceGate::for_embedder(embedder.model_id());
         AppState {
             inner: Arc::new(Inner {
                 meta,
@@ -77,6 +86,7 @@ impl AppState {
                 engine,
                 config,
                 metrics: Metrics::new(),
+                relevance,
                 handlers: Mutex::new(HashMap::new()),
                 teams: Mutex::new(HashMap::new()),
             }),
