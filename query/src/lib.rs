@@ -26,7 +26,10 @@ pub use pr_review::{
     is_question, Forge, OpenQuestion, PrReviewReport, PrReviewRequest, ReviewRef, ReviewRequest,
     ReviewShare,
 };
-pub use qa::{Answer, Answerer, AskRequest, ExtractiveAnswerer, Passage, Retrieval};
+pub use qa::{
+    Answer, Answerer, AskRequest, ExtractiveAnswerer, Passage, Retrieval, ANSWER_INSTRUCTIONS,
+    MAX_QUESTION_CHARS,
+};
 pub use scope::{Scope, Viewer};
 pub use search::{
     FilterPlan, ParentSummary, SearchFilter, SearchHit, SearchMode, SearchRequest, SearchResponse,

@@ -3,15 +3,21 @@
 //! channel it may not read is answered like one that does not exist: 404).
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
+use std::convert::Infallible;
+
 use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chatvault_core::{ChannelId, MessageKey, TimeRange, Ts, UserId, WorkspaceId};
 use chatvault_query::{
-    AskRequest, Context, Digest, DigestRequest, PrReviewReport, PrReviewRequest, Retrieval, Scope,
+    AskRequest, Context, Digest, DigestRequest, PrReviewReport, PrReviewRequest, Scope,
     SearchFilter, SearchMode, SearchRequest, SearchResponse, Thread, MAX_LIMIT,
 };
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -107,7 +113,7 @@ impl Params {
 }
 
 /// `YYYY-MM-DD` (midnight UTC) or RFC 3339.
-fn parse_time(given: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(given: &str) -> Option<DateTime<Utc>> {
     if let Ok(d) = NaiveDate::parse_from_str(given, "%Y-%m-%d") {
         return d.and_hms_opt(0, 0, 0).map(|t| Utc.from_utc_datetime(&t));
     }
@@ -364,20 +370,25 @@ pub(crate) struct AskBody {
     context: Option<usize>,
 }
 
-/// Retrieval for a question: passages with context and a prompt for a language model.
+/// A question: with an answerer configured, a grounded answer (streamed as server-sent events
+/// when the client accepts `text/event-stream`: `token` events `{"text": …}` as the model writes,
+/// then one `answer` event, a `chatvault_answer::GroundedAnswer`); without one, retrieval:
+/// passages with context and a prompt for a language model.
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/ask", tag = "search",
     params(("ws" = String, Path, description = "workspace id")),
     request_body = AskBody,
     responses(
-        (status = 200, description = "chatvault_query::Retrieval", body = Value),
-        (status = 400, description = "a bad body", body = Value),
+        (status = 200, description = "chatvault_answer::GroundedAnswer with an answerer (or an SSE stream of `token` events and a final `answer` event when `Accept: text/event-stream`), else chatvault_query::Retrieval", body = Value),
+        (status = 400, description = "a bad body (a question over 4,000 characters, say)", body = Value),
+        (status = 502, description = "the language model failed: a chatvault_answer::GroundedAnswer whose `error` names the endpoint and the cause, with the passages", body = Value),
     ))]
 pub(crate) async fn ask(
     State(state): State<AppState>,
     Path(ws): Path<String>,
     viewer: Viewer,
+    headers: HeaderMap,
     body: Result<Json<AskBody>, JsonRejection>,
-) -> Result<Json<Retrieval>, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let ws = workspace(&state, &ws).await?;
     let mut request = AskRequest::new(body.question);
@@ -388,7 +399,47 @@ pub(crate) async fn ask(
         request.context = n;
     }
     request.scope = viewer.scope;
-    Ok(Json(state.engine().ask(&ws, request).await?))
+    // Retrieve first: a bad question is a 400, before any stream starts.
+    let retrieval = state.engine().ask(&ws, request).await?;
+    let Some(answerer) = state.config().answerer.clone() else {
+        return Ok(Json(retrieval).into_response());
+    };
+    let gate = state.inner.relevance;
+    let wants_stream = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if !wants_stream {
+        let noop = |_: &str| {};
+        let answer = chatvault_answer::generate(retrieval, answerer.as_ref(), &gate, &noop).await;
+        let status = if answer.outcome == chatvault_answer::Outcome::ModelFailed {
+            StatusCode::BAD_GATEWAY
+        } else {
+            StatusCode::OK
+        };
+        return Ok((status, Json(answer)).into_response());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    tokio::spawn(async move {
+        let tokens = tx.clone();
+        let on_token = move |t: &str| {
+            let _ = tokens.send(
+                Event::default()
+                    .event("token")
+                    .data(json!({ "text": t }).to_string()),
+            );
+        };
+        let answer =
+            chatvault_answer::generate(retrieval, answerer.as_ref(), &gate, &on_token).await;
+        let data = serde_json::to_string(&answer).unwrap_or_else(|e| {
+            json!({"error": format!("cannot encode the answer: {e}")}).to_string()
+        });
+        let _ = tx.send(Event::default().event("answer").data(data));
+    });
+    let events = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(Ok::<_, Infallible>);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// The archive's counts. Everyone sees how many channels and messages they may read; an admin

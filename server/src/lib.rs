@@ -32,6 +32,7 @@ mod auth;
 mod catchup;
 mod error;
 mod events;
+pub mod mcp;
 mod metrics;
 mod openapi;
 mod ops;

@@ -4,11 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chatvault_answer::RelevanceGate;
 use chatvault_collector::{EventHandler, Relay, RelayHandle, RelayOptions};
 use chatvault_core::{
     ContentStore, Embedder, MetadataStore, Result, SecretString, UserId, WorkspaceId,
 };
-use chatvault_query::QueryEngine;
+use chatvault_query::{Answerer, QueryEngine};
 use tokio::sync::Mutex;
 
 use crate::auth::AuthConfig;
@@ -33,6 +34,10 @@ pub struct ServerConfig {
     /// A Web API backfill run at start and then periodically ([`serve`](crate::serve) runs
     /// it; a nested [`router`](crate::router) does not).
     pub backfill: Option<BackfillSchedule>,
+    /// The language model that answers `POST /api/v1/workspaces/{ws}/ask` (grounded, streamed
+    /// when the client accepts `text/event-stream`). `None`: the endpoint returns passages and
+    /// a prompt.
+    pub answerer: Option<Arc<dyn Answerer>>,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +48,7 @@ impl Default for ServerConfig {
             workspaces: None,
             auth: AuthConfig::default(),
             backfill: None,
+            answerer: None,
         }
     }
 }
@@ -61,6 +67,8 @@ pub(crate) struct Inner {
     pub(crate) engine: QueryEngine,
     pub(crate) config: ServerConfig,
     pub(crate) metrics: Metrics,
+    /// When a question is answered without the model (measured per embedder).
+    pub(crate) relevance: RelevanceGate,
     /// One events handler per workspace (it caches the workspace's names).
     pub(crate) handlers: Mutex<HashMap<WorkspaceId, Arc<EventHandler>>>,
     /// Slack team ids already mapped to a workspace.
@@ -103,6 +111,7 @@ impl AppState {
         config: ServerConfig,
     ) -> Self {
         let engine = QueryEngine::new(meta.clone(), content.clone(), embedder.clone());
+        let relevance = RelevanceGate::for_embedder(embedder.model_id());
         AppState {
             inner: Arc::new(Inner {
                 meta,
@@ -111,6 +120,7 @@ impl AppState {
                 engine,
                 config,
                 metrics: Metrics::new(),
+                relevance,
                 handlers: Mutex::new(HashMap::new()),
                 teams: Mutex::new(HashMap::new()),
                 emails: Mutex::new(EmailCache::default()),

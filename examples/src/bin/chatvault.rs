@@ -268,13 +268,20 @@ enum Command {
         #[command(flatten)]
         scope: ScopeArgs,
     },
-    /// Retrieve passages that answer a question, with citations, and the prompt for a language model.
+    /// Retrieve passages that answer a question, with citations, and the prompt for a language
+    /// model; with --answer, have the model answer (streamed), citing the passages.
     Ask {
-        /// The question.
+        /// The question (at most 4,000 characters).
         question: String,
         /// How many passages.
         #[arg(long, default_value_t = 5)]
         passages: usize,
+        /// Generate the answer with the language model (--llm-url, --llm-model): it streams,
+        /// then the sources it cites follow.
+        #[arg(long)]
+        answer: bool,
+        #[command(flatten)]
+        llm: LlmArgs,
         #[command(flatten)]
         scope: ScopeArgs,
     },
@@ -295,6 +302,18 @@ enum Command {
     /// The server is the writer of the workspaces it serves (--workspace, else every stored
     /// one); other commands read beside it. Stops on SIGTERM or SIGINT.
     Serve(ServeArgs),
+    /// Serve the archive to an AI assistant over MCP (the Model Context Protocol) on standard
+    /// input and output: tools to search, read threads and context, ask, digest and list
+    /// channels. Reads beside a running writer. The viewer is fixed here (--as, --admin;
+    /// default: public channels only), never by the assistant.
+    Mcp {
+        /// Read as this member (handle, name or id): public channels plus their private ones.
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+        /// Read every channel, private ones included.
+        #[arg(long, conflicts_with = "as_user")]
+        admin: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -322,6 +341,31 @@ struct ScopeArgs {
     /// Every channel, private ones included (administrators).
     #[arg(long, conflicts_with = "viewer")]
     admin: bool,
+}
+
+/// The language model that answers (an OpenAI-compatible chat-completions endpoint). Its API key
+/// comes from the environment only: CHATVAULT_LLM_API_KEY, else OPENAI_API_KEY.
+#[derive(Args, Debug)]
+struct LlmArgs {
+    /// The endpoint's base URL, e.g. http://localhost:11434/v1 (Ollama) or
+    /// https://api.openai.com/v1.
+    #[arg(long, env = "CHATVAULT_LLM_URL")]
+    llm_url: Option<String>,
+    /// The model, e.g. llama3.2 or gpt-4o-mini.
+    #[arg(long, env = "CHATVAULT_LLM_MODEL")]
+    llm_model: Option<String>,
+}
+
+impl LlmArgs {
+    /// The configured answerer, if any.
+    fn answerer(&self) -> Result<Option<chatvault_answer::HttpAnswerer>> {
+        chatvault_answer::HttpAnswererConfig::from_options(
+            self.llm_url.as_deref(),
+            self.llm_model.as_deref(),
+        )?
+        .map(chatvault_answer::HttpAnswerer::new)
+        .transpose()
+    }
 }
 
 fn main() {
@@ -458,6 +502,21 @@ async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Demo { into } => demo(g, into.clone()).await,
         Command::Serve(args) => serve(g, args).await,
+        Command::Mcp { as_user, admin } => {
+            let (stores, ws) = open_workspace(g, Access::Read).await?;
+            let scope = ScopeArgs {
+                viewer: as_user.clone(),
+                admin: *admin,
+            };
+            let scope = resolve_scope(&stores, &ws, &scope).await?;
+            tracing::info!(workspace = %ws, ?scope, "serving MCP on stdio");
+            chatvault_server::mcp::serve_stdio(chatvault_server::mcp::ArchiveMcp::new(
+                engine(&stores),
+                ws,
+                scope,
+            ))
+            .await
+        }
         Command::IngestExport {
             path,
             workspace_id,
@@ -721,12 +780,28 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Ask {
             question,
             passages,
+            answer,
+            llm,
             scope,
         } => {
+            let answerer = if *answer {
+                Some(llm.answerer()?.ok_or_else(|| {
+                    Error::invalid_input(
+                        "--answer needs a language model: pass --llm-url and --llm-model (or set \
+                         CHATVAULT_LLM_URL and CHATVAULT_LLM_MODEL; the key, if any, in \
+                         CHATVAULT_LLM_API_KEY)",
+                    )
+                })?)
+            } else {
+                None
+            };
             let (stores, ws) = open_workspace(g, Access::Read).await?;
             let mut request = AskRequest::new(question.clone());
             request.passages = *passages;
             request.scope = resolve_scope(&stores, &ws, scope).await?;
+            if let Some(answerer) = answerer {
+                return ask::answer(g.json, &stores, &ws, request, &answerer).await;
+            }
             let retrieval = engine(&stores).ask(&ws, request).await?;
             if g.json {
                 return print_json(&retrieval);
@@ -738,24 +813,9 @@ async fn run(cli: Cli) -> Result<()> {
                 out!("No passage found for {question:?}.");
             }
             for p in &retrieval.passages {
-                out!(
-                    "[{}] {} · {} · {}",
-                    p.citation,
-                    p.hit.message.channel_label(),
-                    p.hit.message.author_label(),
-                    p.hit.message.time.format("%Y-%m-%d %H:%M")
-                );
-                for m in &p.context {
-                    let marker = if m.key == p.hit.message.key { ">" } else { " " };
-                    out!(
-                        "   {marker} {}: {}",
-                        m.author_label(),
-                        one_line(m.text.as_deref().unwrap_or(""), 160)
-                    );
-                }
-                out!("    {}", p.link());
+                print_passage(p);
             }
-            out!("\n(To generate an answer, hand `chatvault ask --json … | jq -r .prompt` to a language model.)");
+            out!("\n(To generate an answer, pass --answer with a language model, or hand `chatvault ask --json … | jq -r .prompt` to one.)");
             Ok(())
         }
         Command::Stats => {
@@ -905,6 +965,108 @@ async fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
             }
+        }
+    }
+}
+
+/// One passage of `ask`: where, who, when, its context, its link.
+fn print_passage(p: &chatvault_query::Passage) {
+    out!(
+        "[{}] {} · {} · {}",
+        p.citation,
+        p.hit.message.channel_label(),
+        p.hit.message.author_label(),
+        p.hit.message.time.format("%Y-%m-%d %H:%M")
+    );
+    for m in &p.context {
+        let marker = if m.key == p.hit.message.key { ">" } else { " " };
+        out!(
+            "   {marker} {}: {}",
+            m.author_label(),
+            one_line(m.text.as_deref().unwrap_or(""), 160)
+        );
+    }
+    out!("    {}", p.link());
+}
+
+/// `ask --answer`: the grounded answer, streamed.
+mod ask {
+    use super::*;
+    use chatvault_answer::{answer_grounded, HttpAnswerer, Outcome, RelevanceGate};
+
+    pub(super) async fn answer(
+        json: bool,
+        stores: &Stores,
+        ws: &WorkspaceId,
+        request: AskRequest,
+        answerer: &HttpAnswerer,
+    ) -> Result<()> {
+        let gate = RelevanceGate::for_embedder(stores.embedder.model_id());
+        let on_token = |t: &str| {
+            if !json {
+                use std::io::Write as _;
+                let mut out = std::io::stdout().lock();
+                if let Err(e) = out.write_all(t.as_bytes()).and_then(|()| out.flush()) {
+                    stdout_failed(e);
+                }
+            }
+        };
+        let answer =
+            answer_grounded(&engine(stores), ws, request, answerer, &gate, &on_token).await?;
+        if json {
+            print_json(&answer)?;
+        } else {
+            match answer.outcome {
+                Outcome::NotFound => out!("{}", answer.answer),
+                Outcome::ModelFailed => {}
+                _ => out!(""),
+            }
+            if !answer.checks.removed_citations.is_empty() {
+                let removed: Vec<String> = answer
+                    .checks
+                    .removed_citations
+                    .iter()
+                    .map(|n| format!("[{n}]"))
+                    .collect();
+                out!(
+                    "(note: removed citations of passages that do not exist: {}; checked answer: {})",
+                    removed.join(", "),
+                    answer.answer
+                );
+            }
+            if answer.outcome == Outcome::Unsupported {
+                out!("(warning: the answer cites no passage: it is not supported by the archive)");
+            }
+            if answer.outcome == Outcome::NotFound {
+                out!(
+                    "(no passage was relevant enough{}; the model was not asked)",
+                    match (answer.checks.best_score, answer.checks.min_score) {
+                        (Some(b), Some(m)) => format!(": best similarity {b:.2} < {m:.2}"),
+                        _ => String::new(),
+                    }
+                );
+            } else if answer.outcome == Outcome::ModelFailed {
+                out!("The passages retrieved:");
+                for p in &answer.passages {
+                    print_passage(p);
+                }
+            } else if !answer.sources.is_empty() {
+                out!("\nSources:");
+                for s in &answer.sources {
+                    out!(
+                        "[{}] {} · {} · {}  {}",
+                        s.citation,
+                        s.channel,
+                        s.author,
+                        s.time.format("%Y-%m-%d %H:%M"),
+                        s.link
+                    );
+                }
+            }
+        }
+        match answer.error {
+            Some(e) => Err(Error::unavailable(e)),
+            None => Ok(()),
         }
     }
 }
@@ -1300,6 +1462,10 @@ struct ServeArgs {
     /// $SLACK_APP_TOKEN. On by default when that variable is set.
     #[arg(long)]
     socket_mode: bool,
+    /// The language model that answers POST /api/v1/workspaces/{ws}/ask (without one, the
+    /// endpoint returns passages and a prompt).
+    #[command(flatten)]
+    llm: LlmArgs,
 }
 
 /// A header name as HTTP spells it (lower case), or an error naming it.
@@ -1497,6 +1663,10 @@ async fn serve(g: &Global, args: &ServeArgs) -> Result<()> {
             workspaces: Some(workspaces),
             auth,
             backfill,
+            answerer: args
+                .llm
+                .answerer()?
+                .map(|a| Arc::new(a) as Arc<dyn chatvault_query::Answerer>),
             ..chatvault_server::ServerConfig::default()
         },
     );
