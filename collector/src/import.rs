@@ -308,6 +308,7 @@ impl Collector {
         self.ensure_workspace(options.workspace_name.as_deref())
             .await?;
         let batch_size = options.batch_size.max(1);
+        let mut domain: Option<String> = None;
 
         // users
         let mut names = NameBook::default();
@@ -455,6 +456,9 @@ impl Collector {
                                     latest = Some(ts.clone());
                                 }
                                 counts.add_record(&p.record);
+                                if domain.is_none() {
+                                    domain = crate::domain::from_files(&p.record.files);
+                                }
                                 if p.handling == SubtypeHandling::MetadataOnly {
                                     summary.metadata_only += 1;
                                 }
@@ -526,6 +530,7 @@ impl Collector {
             summary.totals.add(&counts);
             summary.per_channel.insert(folder.to_string(), counts);
         }
+        self.record_domain(domain).await?;
         summary.elapsed = start.elapsed();
         info!(
             messages = summary.totals.messages,
@@ -552,6 +557,19 @@ impl Collector {
             elapsed: start.elapsed(),
             detail: detail.map(str::to_string),
         });
+    }
+
+    /// Keeps the Slack domain the export revealed (for permalinks), unless one is known.
+    async fn record_domain(&self, domain: Option<String>) -> Result<()> {
+        let Some(domain) = domain else { return Ok(()) };
+        if let Some(mut w) = self.meta.get_workspace(&self.workspace).await? {
+            if w.domain.is_none() {
+                info!(domain, "workspace domain read from the export's file permalinks");
+                w.domain = Some(domain);
+                self.meta.upsert_workspace(&w).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn ensure_workspace(&self, name: Option<&str>) -> Result<()> {
