@@ -276,7 +276,8 @@ pub(crate) fn find_channel<'a>(
         .iter()
         .find(|c| c.id.as_str() == name)
         .or_else(|| channels.iter().find(|c| c.name.eq_ignore_ascii_case(name)))
-        .ok_or_else(|| PageError::not_found(format!("There is no channel {given:?} here.")))
+        // The same words whatever was asked, so the answer says nothing of hidden channels.
+        .ok_or_else(|| PageError::not_found("There is no such channel here."))
 }
 
 /// The page URL of a channel (by name, which reads better than the id).
