@@ -61,7 +61,11 @@ fn day_batch(ws: &WorkspaceId, vocab: &Vocabulary) -> WriteBatch {
             meta.thread_ts = Some(ts.clone());
             meta.reply_count = 1;
         }
-        let reactions = if i % 4 == 0 { rng.random_range(1..6) } else { 0 };
+        let reactions = if i % 4 == 0 {
+            rng.random_range(1..6)
+        } else {
+            0
+        };
         meta.reaction_count = reactions;
         meta.has_reactions = reactions > 0;
         let words = rng.random_range(5..40);
@@ -162,7 +166,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn measure(http: &reqwest::Client, url: &str, reps: usize) -> Fallible<(Vec<Duration>, usize)> {
+async fn measure(
+    http: &reqwest::Client,
+    url: &str,
+    reps: usize,
+) -> Fallible<(Vec<Duration>, usize)> {
     let mut times = Vec::with_capacity(reps);
     let mut bytes = 0;
     // One warm-up request fills caches as a running server's would be.
@@ -193,9 +201,18 @@ fn main() -> Fallible<()> {
         let (base, query) = load(dir.path(), n).await?;
         let http = reqwest::Client::new();
         let ws = workspace();
-        let page_html = http.get(format!("{base}/w/{ws}/")).send().await?.text().await?;
+        let page_html = http
+            .get(format!("{base}/w/{ws}/"))
+            .send()
+            .await?
+            .text()
+            .await?;
         let asset = |kind: &str| -> Option<String> {
-            let marker = if kind == "css" { "href=\"/static/app.css" } else { "src=\"/static/app.js" };
+            let marker = if kind == "css" {
+                "href=\"/static/app.css"
+            } else {
+                "src=\"/static/app.js"
+            };
             let start = page_html.find(marker)? + marker.find('/')?;
             let rest = &page_html[start..];
             Some(rest[..rest.find('"')?].replace("&amp;", "&"))
@@ -203,7 +220,13 @@ fn main() -> Fallible<()> {
         let mut asset_bytes = 0;
         for kind in ["css", "js"] {
             let path = asset(kind).ok_or("the page links no stylesheet or script")?;
-            let bytes = http.get(format!("{base}{path}")).send().await?.bytes().await?.len();
+            let bytes = http
+                .get(format!("{base}{path}"))
+                .send()
+                .await?
+                .bytes()
+                .await?
+                .len();
             println!("asset {kind}: {bytes} bytes");
             asset_bytes += bytes;
         }
@@ -213,7 +236,10 @@ fn main() -> Fallible<()> {
             "page", "p50 ms", "p99 ms", "max ms", "HTML B", "+CSS+JS B"
         );
         for (name, path) in [
-            ("channel day (500 messages)", format!("/w/{ws}/c/day-500/{DAY}")),
+            (
+                "channel day (500 messages)",
+                format!("/w/{ws}/c/day-500/{DAY}"),
+            ),
             ("search (20 hits, hybrid)", format!("/w/{ws}/search?q={q}")),
             ("home (100 channels, 200 people)", format!("/w/{ws}/")),
         ] {

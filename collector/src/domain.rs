@@ -17,7 +17,10 @@ pub(crate) fn slack_domain(url: &str) -> Option<String> {
     let valid = !sub.is_empty()
         && !sub.contains('.')
         && sub.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !matches!(sub, "app" | "files" | "api" | "www" | "status" | "slack-files");
+        && !matches!(
+            sub,
+            "app" | "files" | "api" | "www" | "status" | "slack-files"
+        );
     valid.then(|| sub.to_string())
 }
 
@@ -44,8 +47,14 @@ mod tests {
             slack_domain("https://acme.enterprise.slack.com/files/U1/F1/x").as_deref(),
             Some("acme")
         );
-        assert_eq!(slack_domain("https://slack-files.com/T061A2UFL-F064MED17-9e"), None);
-        assert_eq!(slack_domain("https://files.slack.com/files-pri/T1-F1/x"), None);
+        assert_eq!(
+            slack_domain("https://slack-files.com/T061A2UFL-F064MED17-9e"),
+            None
+        );
+        assert_eq!(
+            slack_domain("https://files.slack.com/files-pri/T1-F1/x"),
+            None
+        );
         assert_eq!(slack_domain("http://acme.slack.com/files/x"), None);
         assert_eq!(slack_domain("https://evil.com/?acme.slack.com"), None);
     }

@@ -564,7 +564,10 @@ impl Collector {
         let Some(domain) = domain else { return Ok(()) };
         if let Some(mut w) = self.meta.get_workspace(&self.workspace).await? {
             if w.domain.is_none() {
-                info!(domain, "workspace domain read from the export's file permalinks");
+                info!(
+                    domain,
+                    "workspace domain read from the export's file permalinks"
+                );
                 w.domain = Some(domain);
                 self.meta.upsert_workspace(&w).await?;
             }

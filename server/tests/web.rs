@@ -75,13 +75,19 @@ async fn the_root_opens_the_only_workspace() {
 #[tokio::test]
 async fn home_lists_channels_with_counts_and_last_activity_and_people() {
     let body = page("/w/hdv/").await;
-    assert!(body.contains(r#"<a href="/w/hdv/c/general">#general</a>"#), "{body}");
+    assert!(
+        body.contains(r#"<a href="/w/hdv/c/general">#general</a>"#),
+        "{body}"
+    );
     // #general's last day is the one the fixture added.
     assert!(
         body.contains(r#"<a href="/w/hdv/c/general/2016-07-29">2016-07-29</a>"#),
         "{body}"
     );
-    assert!(body.contains("houstondatavis.slack.com"), "the export's domain: {body}");
+    assert!(
+        body.contains("houstondatavis.slack.com"),
+        "the export's domain: {body}"
+    );
     assert!(body.contains("People"));
     assert!(body.contains("@micahstubbs"), "{body}");
     assert!(body.contains(r#"class="avatar a"#), "initials, not images");
@@ -124,13 +130,22 @@ async fn a_day_renders_slack_markup_and_escapes_everything() {
         assert!(body.contains(html), "missing {html}: {body}");
     }
     // The thread is collapsed under its parent, with both replies (one from the next day).
-    assert!(body.contains("<details class=\"thread\"><summary>2 replies</summary>"), "{body}");
+    assert!(
+        body.contains("<details class=\"thread\"><summary>2 replies</summary>"),
+        "{body}"
+    );
     assert!(body.contains("first reply about the zebrafish"));
     assert!(body.contains("second reply, a day later"));
     assert!(body.contains(&format!("/w/hdv/t/C061A2UGJ/{FORMATTED_TS}")));
     // Day navigation.
-    assert!(body.contains(r#"rel="prev" href="/w/hdv/c/general/2016-07-27""#), "{body}");
-    assert!(body.contains(r#"rel="next" href="/w/hdv/c/general/2016-07-29""#), "{body}");
+    assert!(
+        body.contains(r#"rel="prev" href="/w/hdv/c/general/2016-07-27""#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"rel="next" href="/w/hdv/c/general/2016-07-29""#),
+        "{body}"
+    );
     assert!(body.contains(r#"<label for="day">Go to day</label>"#));
 }
 
@@ -188,7 +203,10 @@ async fn search_highlights_matches_says_which_ranking_and_links_the_message() {
     );
     assert!(body.contains("Results 1–2"), "{body}");
     // The filters are labelled controls, and keep their values.
-    let body = page("/w/hdv/search?q=data&mode=lexical&channel=C061A2UGJ&since=2015-01-01&until=2016-12-31").await;
+    let body = page(
+        "/w/hdv/search?q=data&mode=lexical&channel=C061A2UGJ&since=2015-01-01&until=2016-12-31",
+    )
+    .await;
     for label in [
         r#"<label for="mode">"#,
         r#"<label for="channel">"#,
@@ -198,7 +216,10 @@ async fn search_highlights_matches_says_which_ranking_and_links_the_message() {
     ] {
         assert!(body.contains(label), "{label}");
     }
-    assert!(body.contains(r#"<option value="lexical" selected>"#), "{body}");
+    assert!(
+        body.contains(r#"<option value="lexical" selected>"#),
+        "{body}"
+    );
     assert!(body.contains(r#"<option value="C061A2UGJ" selected>#general</option>"#));
     assert!(body.contains(r#"value="2015-01-01""#));
 }
@@ -232,12 +253,18 @@ async fn search_shows_bad_input_and_empty_results_helpfully() {
     let (status, body) = page_as("/w/hdv/search?q=data&since=yesterday", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("Cannot search"), "{body}");
-    assert!(body.contains("&quot;yesterday&quot; is not a day"), "{body}");
+    assert!(
+        body.contains("&quot;yesterday&quot; is not a day"),
+        "{body}"
+    );
     let (status, body) = page_as("/w/hdv/search?q=data&user=nobody-at-all", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("Person:"), "{body}");
-    let (status, body) =
-        page_as("/w/hdv/search?q=data&since=2016-01-01&until=2015-01-01", None).await;
+    let (status, body) = page_as(
+        "/w/hdv/search?q=data&since=2016-01-01&until=2015-01-01",
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let body = page("/w/hdv/search").await;
     assert!(body.contains("Type some words"), "{body}");
@@ -251,7 +278,14 @@ async fn a_private_channel_is_invisible_to_non_members_on_every_page() {
     let not_found = page_as("/w/hdv/c/no-such-channel", None).await;
     assert_eq!(not_found.0, StatusCode::NOT_FOUND);
     for token in [None, Some(OUTSIDER_TOKEN)] {
-        for path in ["/w/hdv/", "/w/hdv/search?q=launch+plan+keep+quiet", "/w/hdv/search?q=launch+plan&mode=semantic", "/w/hdv/digest?week=2015-06-08", "/w/hdv/prs", "/w/hdv/ask?q=what+is+the+launch+plan"] {
+        for path in [
+            "/w/hdv/",
+            "/w/hdv/search?q=launch+plan+keep+quiet",
+            "/w/hdv/search?q=launch+plan&mode=semantic",
+            "/w/hdv/digest?week=2015-06-08",
+            "/w/hdv/prs",
+            "/w/hdv/ask?q=what+is+the+launch+plan",
+        ] {
             let (status, body) = page_as(path, token).await;
             assert_eq!(status, StatusCode::OK, "{path}: {body}");
             assert_no_secret(path, &body);
@@ -270,8 +304,11 @@ async fn a_private_channel_is_invisible_to_non_members_on_every_page() {
             assert_no_secret(&path, &body.replace(SECRET_NAME, "").replace(SECRET_ID, ""));
         }
         // A filter naming it is refused like an unknown channel.
-        let (status, body) =
-            page_as(&format!("/w/hdv/search?q=plan&channel={SECRET_NAME}"), token).await;
+        let (status, body) = page_as(
+            &format!("/w/hdv/search?q=plan&channel={SECRET_NAME}"),
+            token,
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert!(!body.contains(SECRET_WORD));
     }
@@ -306,11 +343,24 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_clears_it() {
     assert!(form.contains(r#"<label for="token">API token</label>"#));
     assert!(form.contains(r#"type="password""#));
 
-    let ok = post_form("/login", &[("token", MEMBER_TOKEN), ("next", "/w/hdv/")], Some(&own)).await;
+    let ok = post_form(
+        "/login",
+        &[("token", MEMBER_TOKEN), ("next", "/w/hdv/")],
+        Some(&own),
+    )
+    .await;
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
     assert_eq!(ok.headers()[LOCATION], "/w/hdv/");
-    let cookie = ok.headers()[SET_COOKIE].to_str().expect("ascii").to_string();
-    for part in ["chatvault_token=member-token", "HttpOnly", "SameSite=Strict", "Path=/"] {
+    let cookie = ok.headers()[SET_COOKIE]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    for part in [
+        "chatvault_token=member-token",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+    ] {
         assert!(cookie.contains(part), "{cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain http: {cookie}");
@@ -318,20 +368,37 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_clears_it() {
     let bad = post_form("/login", &[("token", "guess")], Some(&own)).await;
     assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
     assert!(bad.headers().get(SET_COOKIE).is_none());
-    assert!(bad.text().await.expect("body").contains("not one this server accepts"));
+    assert!(bad
+        .text()
+        .await
+        .expect("body")
+        .contains("not one this server accepts"));
 
     // Cross-site forms are refused (login CSRF), as are forms that say nothing of their origin.
-    let forged = post_form("/login", &[("token", MEMBER_TOKEN)], Some("http://evil.example")).await;
+    let forged = post_form(
+        "/login",
+        &[("token", MEMBER_TOKEN)],
+        Some("http://evil.example"),
+    )
+    .await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert!(forged.headers().get(SET_COOKIE).is_none());
     let anonymous = post_form("/login", &[("token", MEMBER_TOKEN)], None).await;
     assert_eq!(anonymous.status(), StatusCode::FORBIDDEN);
-    let offsite = post_form("/login", &[("token", MEMBER_TOKEN), ("next", "//evil.example/")], Some(&own)).await;
+    let offsite = post_form(
+        "/login",
+        &[("token", MEMBER_TOKEN), ("next", "//evil.example/")],
+        Some(&own),
+    )
+    .await;
     assert_eq!(offsite.headers()[LOCATION], "/");
 
     let out = post_form("/logout", &[], Some(&own)).await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
-    assert!(out.headers()[SET_COOKIE].to_str().expect("ascii").contains("Max-Age=0"));
+    assert!(out.headers()[SET_COOKIE]
+        .to_str()
+        .expect("ascii")
+        .contains("Max-Age=0"));
     let forged = post_form("/logout", &[], Some("http://evil.example")).await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 
@@ -344,7 +411,10 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_clears_it() {
 #[tokio::test]
 async fn the_api_reads_the_login_cookie_too() {
     let resp = client()
-        .get(format!("{}/api/v1/workspaces/hdv/search?q=zanzibar", fixture().url))
+        .get(format!(
+            "{}/api/v1/workspaces/hdv/search?q=zanzibar",
+            fixture().url
+        ))
         .header(COOKIE, format!("chatvault_token={MEMBER_TOKEN}"))
         .send()
         .await
@@ -394,7 +464,10 @@ async fn digest_reviews_and_ask_pages_render() {
     assert!(body.contains("#general"));
     assert!(body.contains(r#"href="/w/hdv/digest?week=2016-07-18""#));
     let body = page("/w/hdv/digest").await;
-    assert!(body.contains("Digest: week of 25 July 2016"), "the latest week: {body}");
+    assert!(
+        body.contains("Digest: week of 25 July 2016"),
+        "the latest week: {body}"
+    );
     let body = page("/w/hdv/prs").await;
     assert!(body.contains("<h1>Review requests</h1>"));
     assert!(body.contains("Open questions"));
@@ -418,7 +491,10 @@ async fn pages_are_self_contained_and_locked_down() {
         .to_str()
         .expect("ascii")
         .to_string();
-    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
     let body = resp.text().await.expect("body");
     let css = body
         .split(r#"<link rel="stylesheet" href=""#)
@@ -427,16 +503,25 @@ async fn pages_are_self_contained_and_locked_down() {
         .expect("a stylesheet")
         .replace("&amp;", "&");
     assert!(css.starts_with("/static/app.css?v="), "{css}");
-    for (path, kind) in [(css.as_str(), "text/css"), ("/static/app.js", "text/javascript")] {
+    for (path, kind) in [
+        (css.as_str(), "text/css"),
+        ("/static/app.js", "text/javascript"),
+    ] {
         let resp = client()
             .get(format!("{}{path}", fixture().url))
             .send()
             .await
             .expect("request");
         assert_eq!(resp.status(), StatusCode::OK);
-        assert!(resp.headers()[CONTENT_TYPE].to_str().expect("ascii").starts_with(kind));
+        assert!(resp.headers()[CONTENT_TYPE]
+            .to_str()
+            .expect("ascii")
+            .starts_with(kind));
         let text = resp.text().await.expect("body");
-        assert!(!text.contains("http://") && !text.contains("https://"), "{path} fetches nothing");
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{path} fetches nothing"
+        );
     }
     assert!(body.contains("prefers-color-scheme") || body.contains(r#"content="light dark""#));
     assert!(body.contains(r#"name="viewport""#));

@@ -163,37 +163,89 @@ async fn a_person_browses_searches_and_logs_in() {
     c.set_window_size(1200, 900).await.expect("desktop size");
 
     // A channel opens on its last day; the day before holds the formatted thread.
-    css(&c, r#"a[href="/w/hdv/c/general"]"#).await.click().await.expect("open #general");
+    css(&c, r#"a[href="/w/hdv/c/general"]"#)
+        .await
+        .click()
+        .await
+        .expect("open #general");
     css(&c, "nav.daynav").await;
     assert_eq!(path(&c).await, "/w/hdv/c/general/2016-07-29");
-    css(&c, r#"a[rel="prev"]"#).await.click().await.expect("previous day");
+    css(&c, r#"a[rel="prev"]"#)
+        .await
+        .click()
+        .await
+        .expect("previous day");
     css(&c, "details.thread").await;
     assert_eq!(path(&c).await, format!("/w/hdv/c/general/{FORMATTED_DAY}"));
     let text = css(&c, ".msg .text").await.text().await.expect("text");
-    assert!(text.contains("<script>alert('xss')</script>"), "shown as text: {text}");
-    assert_eq!(css(&c, ".msg .text strong").await.text().await.expect("bold"), "bold move");
+    assert!(
+        text.contains("<script>alert('xss')</script>"),
+        "shown as text: {text}"
+    );
+    assert_eq!(
+        css(&c, ".msg .text strong")
+            .await
+            .text()
+            .await
+            .expect("bold"),
+        "bold move"
+    );
     let executed = c
-        .execute("return document.querySelectorAll('main script').length", vec![])
+        .execute(
+            "return document.querySelectorAll('main script').length",
+            vec![],
+        )
         .await
         .expect("script");
-    assert_eq!(executed, json!(0), "no script element made it into the page");
+    assert_eq!(
+        executed,
+        json!(0),
+        "no script element made it into the page"
+    );
 
     // The thread opens in place, then on its own page.
     let reply = css(&c, "details.thread li.msg").await;
-    assert!(!reply.is_displayed().await.expect("displayed"), "collapsed at first");
-    css(&c, "details.thread summary").await.click().await.expect("open the thread");
+    assert!(
+        !reply.is_displayed().await.expect("displayed"),
+        "collapsed at first"
+    );
+    css(&c, "details.thread summary")
+        .await
+        .click()
+        .await
+        .expect("open the thread");
     assert!(reply.is_displayed().await.expect("displayed"));
     shot(&c, "channel-day").await;
-    css(&c, "details.thread p a").await.click().await.expect("thread page");
+    css(&c, "details.thread p a")
+        .await
+        .click()
+        .await
+        .expect("thread page");
     css(&c, "main h1").await;
     assert_eq!(path(&c).await, format!("/w/hdv/t/C061A2UGJ/{FORMATTED_TS}"));
-    assert_eq!(c.find_all(Locator::Css("li.msg")).await.expect("messages").len(), 3);
+    assert_eq!(
+        c.find_all(Locator::Css("li.msg"))
+            .await
+            .expect("messages")
+            .len(),
+        3
+    );
     shot(&c, "thread").await;
 
     // Search: the highlighted match, and its link to the message.
-    c.goto(&format!("{base}/w/hdv/search")).await.expect("search");
-    css(&c, "#q").await.send_keys(REPLY_WORD).await.expect("type");
-    css(&c, "form.search-form button").await.click().await.expect("search");
+    c.goto(&format!("{base}/w/hdv/search"))
+        .await
+        .expect("search");
+    css(&c, "#q")
+        .await
+        .send_keys(REPLY_WORD)
+        .await
+        .expect("type");
+    css(&c, "form.search-form button")
+        .await
+        .click()
+        .await
+        .expect("search");
     let mark = css(&c, ".hit mark").await;
     assert_eq!(mark.text().await.expect("mark").to_lowercase(), REPLY_WORD);
     shot(&c, "search").await;
@@ -206,26 +258,52 @@ async fn a_person_browses_searches_and_logs_in() {
     shot(&c, "message").await;
 
     // Paging.
-    c.goto(&format!("{base}/w/hdv/search?q=data")).await.expect("search");
-    assert!(css(&c, "#result-count").await.text().await.expect("count").starts_with("Results 1–20"));
-    css(&c, r#"nav.pager a[rel="next"]"#).await.click().await.expect("next page");
+    c.goto(&format!("{base}/w/hdv/search?q=data"))
+        .await
+        .expect("search");
+    assert!(css(&c, "#result-count")
+        .await
+        .text()
+        .await
+        .expect("count")
+        .starts_with("Results 1–20"));
+    css(&c, r#"nav.pager a[rel="next"]"#)
+        .await
+        .click()
+        .await
+        .expect("next page");
     css(&c, "#result-count").await;
     let count = css(&c, "#result-count").await.text().await.expect("count");
     assert!(count.starts_with("Results 21–"), "{count}");
     shot(&c, "search-page-2").await;
 
     // The private channel: a 404 without a member's login.
-    c.goto(&format!("{base}/w/hdv/c/{SECRET_NAME}")).await.expect("private");
-    assert_eq!(css(&c, "main h1").await.text().await.expect("h1"), "Not found");
+    c.goto(&format!("{base}/w/hdv/c/{SECRET_NAME}"))
+        .await
+        .expect("private");
+    assert_eq!(
+        css(&c, "main h1").await.text().await.expect("h1"),
+        "Not found"
+    );
     no_secret(&c, "the private channel's 404").await;
-    c.goto(&format!("{base}/w/hdv/search?q=launch+plan+keep+quiet")).await.expect("search");
+    c.goto(&format!("{base}/w/hdv/search?q=launch+plan+keep+quiet"))
+        .await
+        .expect("search");
     no_secret(&c, "search").await;
 
     // Logged in through the form as a member, it is there.
     c.goto(&format!("{base}/login")).await.expect("login");
     shot(&c, "login").await;
-    css(&c, "#token").await.send_keys(MEMBER_TOKEN).await.expect("type");
-    css(&c, "form[action=\"/login\"] button").await.click().await.expect("log in");
+    css(&c, "#token")
+        .await
+        .send_keys(MEMBER_TOKEN)
+        .await
+        .expect("type");
+    css(&c, "form[action=\"/login\"] button")
+        .await
+        .click()
+        .await
+        .expect("log in");
     css(&c, ".account form").await;
     assert_eq!(path(&c).await, "/w/hdv/");
     css(&c, &format!(r#"a[href="/w/hdv/c/{SECRET_NAME}"]"#))
@@ -235,17 +313,27 @@ async fn a_person_browses_searches_and_logs_in() {
         .expect("open the private channel");
     css(&c, ".msg").await;
     let source = c.source().await.expect("source");
-    assert!(source.contains("zanzibar launch plan"), "the member reads it");
+    assert!(
+        source.contains("zanzibar launch plan"),
+        "the member reads it"
+    );
     shot(&c, "private-channel").await;
 
     // Logging out hides it again.
-    css(&c, ".account form button").await.click().await.expect("log out");
+    css(&c, ".account form button")
+        .await
+        .click()
+        .await
+        .expect("log out");
     css(&c, ".account a[href=\"/login\"]").await;
     no_secret(&c, "home after logout").await;
 
     // The 404 page.
     c.goto(&format!("{base}/no/such/page")).await.expect("404");
-    assert_eq!(css(&c, "main h1").await.text().await.expect("h1"), "Not found");
+    assert_eq!(
+        css(&c, "main h1").await.text().await.expect("h1"),
+        "Not found"
+    );
     shot(&c, "not-found").await;
 
     c.close().await.expect("close the browser");

@@ -100,8 +100,11 @@ pub(crate) async fn home(
     users.sort_by(|a, b| {
         let ca = people_counts.get(&a.id).copied().unwrap_or(0);
         let cb = people_counts.get(&b.id).copied().unwrap_or(0);
-        cb.cmp(&ca)
-            .then_with(|| a.best_name().to_lowercase().cmp(&b.best_name().to_lowercase()))
+        cb.cmp(&ca).then_with(|| {
+            a.best_name()
+                .to_lowercase()
+                .cmp(&b.best_name().to_lowercase())
+        })
     });
     let more_people = users.len().saturating_sub(MAX_PEOPLE);
     users.truncate(MAX_PEOPLE);
@@ -181,7 +184,8 @@ pub(crate) async fn channel_latest(
     match day {
         Some(d) => Ok(Redirect::to(&format!("{}/{d}", channel_url(&w.id, c))).into_response()),
         None => {
-            let page = Page::new(format!("#{}", c.name), Some(&w), &reader.scope).named(reader.name.as_deref());
+            let page = Page::new(format!("#{}", c.name), Some(&w), &reader.scope)
+                .named(reader.name.as_deref());
             let body = html! {
                 h1 { "#" (c.name) }
                 p.notice { "No messages are archived in this channel yet." }
@@ -255,7 +259,8 @@ pub(crate) async fn channel_day(
 
     let ctx = Ctx::new(&w.id, &visible);
     let base = channel_url(&w.id, c);
-    let page = Page::new(format!("#{} · {d}", c.name), Some(&w), &reader.scope).named(reader.name.as_deref());
+    let page = Page::new(format!("#{} · {d}", c.name), Some(&w), &reader.scope)
+        .named(reader.name.as_deref());
     let body = html! {
         (channel_header(c))
         nav.daynav aria-label="Days" {
@@ -321,8 +326,13 @@ fn collapsed_thread(parent: &MessageView, replies: &[MessageView], ctx: &Ctx) ->
     }
 }
 
-fn message_key(ws: &WorkspaceId, ch: &chatvault_core::Channel, ts: &str) -> Result<MessageKey, PageError> {
-    let ts = Ts::new(ts).map_err(|_| PageError::not_found(format!("There is no message {ts:?}.")))?;
+fn message_key(
+    ws: &WorkspaceId,
+    ch: &chatvault_core::Channel,
+    ts: &str,
+) -> Result<MessageKey, PageError> {
+    let ts =
+        Ts::new(ts).map_err(|_| PageError::not_found(format!("There is no message {ts:?}.")))?;
     Ok(MessageKey::new(ws.clone(), ch.id.clone(), ts))
 }
 
@@ -339,7 +349,8 @@ pub(crate) async fn thread(
     let thread = state.engine().thread(&key, &reader.scope).await?;
     let ctx = Ctx::new(&w.id, &visible);
     let target = (key != thread.parent).then_some(&key);
-    let page = Page::new(format!("Thread in #{}", c.name), Some(&w), &reader.scope).named(reader.name.as_deref());
+    let page = Page::new(format!("Thread in #{}", c.name), Some(&w), &reader.scope)
+        .named(reader.name.as_deref());
     let body = html! {
         p.muted { a href=(channel_url(&w.id, c)) { "#" (c.name) } " › thread" }
         h1 { "Thread" }
@@ -365,10 +376,14 @@ pub(crate) async fn message(
     let (list, in_thread) = if thread.messages.len() > 1 {
         (thread.messages, true)
     } else {
-        (engine.context(&key, 10, &reader.scope).await?.messages, false)
+        (
+            engine.context(&key, 10, &reader.scope).await?.messages,
+            false,
+        )
     };
     let me = list.iter().find(|m| m.key == key);
-    let page = Page::new(format!("Message in #{}", c.name), Some(&w), &reader.scope).named(reader.name.as_deref());
+    let page = Page::new(format!("Message in #{}", c.name), Some(&w), &reader.scope)
+        .named(reader.name.as_deref());
     let body = html! {
         p.muted { a href=(channel_url(&w.id, c)) { "#" (c.name) } " › message" }
         h1 { "Message" }
@@ -396,8 +411,10 @@ pub(crate) async fn find_message(
         if let Ok(c) = find_channel(&visible, &ch) {
             let to = format!("/w/{}/m/{}/{}", w.id, c.id, super::url_segment(&ts));
             let mut r = Redirect::to(&to).into_response();
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
             return Ok(r);
         }
     }

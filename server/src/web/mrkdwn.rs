@@ -161,7 +161,10 @@ fn closing(s: &str, open: usize, delim: u8) -> Option<usize> {
     let mut from = 0;
     while let Some(rel) = body[from..].find(delim as char) {
         let at = from + rel;
-        let before_ok = body[..at].chars().next_back().is_some_and(|p| !p.is_whitespace());
+        let before_ok = body[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|p| !p.is_whitespace());
         let after_ok = body[at + 1..].chars().next().is_none_or(|n| !is_word(n));
         if at > 0 && before_ok && after_ok {
             return Some(open + 1 + at);
@@ -175,14 +178,12 @@ fn closing(s: &str, open: usize, delim: u8) -> Option<usize> {
 /// without trailing punctuation or an unbalanced closing parenthesis.
 fn url_end(s: &str, start: usize) -> Option<usize> {
     let rest = &s[start..];
-    let scheme = ["https://", "http://", "mailto:"]
-        .into_iter()
-        .find(|p| {
-            rest.len() > p.len()
-                && rest
-                    .get(..p.len())
-                    .is_some_and(|head| head.eq_ignore_ascii_case(p))
-        })?;
+    let scheme = ["https://", "http://", "mailto:"].into_iter().find(|p| {
+        rest.len() > p.len()
+            && rest
+                .get(..p.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(p))
+    })?;
     let mut end = rest
         .find(|c: char| c.is_whitespace() || c == '<' || c == '>' || c == '"')
         .unwrap_or(rest.len());
@@ -192,7 +193,10 @@ fn url_end(s: &str, start: usize) -> Option<usize> {
             break;
         };
         let unbalanced = last == ')' && t.matches('(').count() < t.matches(')').count();
-        if matches!(last, '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '*' | '_' | '~') || unbalanced
+        if matches!(
+            last,
+            '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '*' | '_' | '~'
+        ) || unbalanced
         {
             end -= last.len_utf8();
         } else {

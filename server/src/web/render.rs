@@ -32,12 +32,22 @@ impl Ctx {
 
     /// The archive page of a message (its permalink page).
     pub(crate) fn message_url(&self, key: &MessageKey) -> String {
-        format!("/w/{}/m/{}/{}", self.ws, key.channel, url_segment(key.ts.as_str()))
+        format!(
+            "/w/{}/m/{}/{}",
+            self.ws,
+            key.channel,
+            url_segment(key.ts.as_str())
+        )
     }
 
     /// The thread page of a message.
     pub(crate) fn thread_url(&self, key: &MessageKey) -> String {
-        format!("/w/{}/t/{}/{}", self.ws, key.channel, url_segment(key.ts.as_str()))
+        format!(
+            "/w/{}/t/{}/{}",
+            self.ws,
+            key.channel,
+            url_segment(key.ts.as_str())
+        )
     }
 
     /// The day page holding a message, pointing at it.
@@ -71,7 +81,10 @@ pub(crate) fn avatar(name: &str, id: &str) -> Markup {
     } else {
         initials
     };
-    let colour = id.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into())) % 8;
+    let colour = id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
+        % 8;
     html! { span class=(format!("avatar a{colour}")) aria-hidden="true" { (initials) } }
 }
 

@@ -75,7 +75,8 @@ pub(crate) async fn digest(
     let d = state.engine().digest(&w.id, request).await?;
     let ctx = Ctx::new(&w.id, &visible);
     let prev = start - Days::new(7);
-    let page = Page::new(format!("Digest, week of {start}"), Some(&w), &reader.scope).named(reader.name.as_deref())
+    let page = Page::new(format!("Digest, week of {start}"), Some(&w), &reader.scope)
+        .named(reader.name.as_deref())
         .section(Section::Digest);
     let nothing = d.most_reacted.is_empty()
         && d.active_threads.is_empty()
@@ -181,7 +182,9 @@ pub(crate) async fn prs(
     request.limit = 50;
     let r = state.engine().pr_reviews(&w.id, request).await?;
     let ctx = Ctx::new(&w.id, &visible);
-    let page = Page::new("Review requests", Some(&w), &reader.scope).named(reader.name.as_deref()).section(Section::Prs);
+    let page = Page::new("Review requests", Some(&w), &reader.scope)
+        .named(reader.name.as_deref())
+        .section(Section::Prs);
     let body = html! {
         h1 { "Review requests" }
         form.search-form method="get" action=(format!("/w/{}/prs", w.id)) {
@@ -235,7 +238,9 @@ pub(crate) async fn ask(
         }
     };
     let ctx = Ctx::new(&w.id, &visible);
-    let page = Page::new("Ask", Some(&w), &reader.scope).named(reader.name.as_deref()).section(Section::Ask);
+    let page = Page::new("Ask", Some(&w), &reader.scope)
+        .named(reader.name.as_deref())
+        .section(Section::Ask);
     let body = html! {
         h1 { "Ask the archive" }
         form.search-form method="get" action=(format!("/w/{}/ask", w.id)) {

@@ -4,7 +4,9 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chatvault_core::{Channel, TimeRange, UserId, WorkspaceId};
-use chatvault_query::{SearchFilter, SearchHit, SearchMode, SearchRequest, SearchResponse, Snippet};
+use chatvault_query::{
+    SearchFilter, SearchHit, SearchMode, SearchRequest, SearchResponse, Snippet,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use maud::{html, Markup};
 
@@ -103,7 +105,11 @@ async fn run(
         "" | "hybrid" => SearchMode::Hybrid,
         "semantic" => SearchMode::Semantic,
         "lexical" => SearchMode::Lexical,
-        other => return Err(format!("mode: {other:?} is not hybrid, semantic or lexical.")),
+        other => {
+            return Err(format!(
+                "mode: {other:?} is not hybrid, semantic or lexical."
+            ))
+        }
     };
     let since = day("From", &f.since)?;
     // "Until" is inclusive on the form: the whole of that day.
@@ -173,7 +179,9 @@ pub(crate) async fn page(
     } else {
         format!("{} — search", f.q)
     };
-    let mut page = Page::new(title, Some(&w), &reader.scope).named(reader.name.as_deref()).section(Section::Search);
+    let mut page = Page::new(title, Some(&w), &reader.scope)
+        .named(reader.name.as_deref())
+        .section(Section::Search);
     page.query = f.q.clone();
     let body = html! {
         h1 { "Search" }
@@ -308,7 +316,8 @@ pub(crate) fn marked(s: &Snippet) -> Markup {
     let mut at = 0;
     for [a, b] in &s.matches {
         let (a, b) = (*a, *b);
-        if a < at || b > s.text.len() || !s.text.is_char_boundary(a) || !s.text.is_char_boundary(b) {
+        if a < at || b > s.text.len() || !s.text.is_char_boundary(a) || !s.text.is_char_boundary(b)
+        {
             continue;
         }
         pieces.push((false, &s.text[at..a]));

@@ -81,9 +81,7 @@ fn is_https(headers: &HeaderMap) -> bool {
 /// Where to go after logging in: a path on this server only (never `//elsewhere`).
 fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => {
-            n.to_string()
-        }
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
         _ => "/".to_string(),
     }
 }
@@ -120,7 +118,12 @@ fn login_page(
 /// `GET /login`.
 pub(crate) async fn form(Query(q): Query<NextQuery>, reader: Option<Reader>) -> Response {
     let viewer = reader.map_or(chatvault_query::Scope::Public, |r| r.scope);
-    login_page(StatusCode::OK, &viewer, None, &local_path(q.next.as_deref()))
+    login_page(
+        StatusCode::OK,
+        &viewer,
+        None,
+        &local_path(q.next.as_deref()),
+    )
 }
 
 /// The login form's fields.
@@ -200,12 +203,21 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
         assert!(!same_origin(&h), "no Origin nor Referer");
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8080"),
+        );
         assert!(same_origin(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
         assert!(!same_origin(&h));
         h.remove(header::ORIGIN);
-        h.insert(header::REFERER, HeaderValue::from_static("http://127.0.0.1:8080/login"));
+        h.insert(
+            header::REFERER,
+            HeaderValue::from_static("http://127.0.0.1:8080/login"),
+        );
         assert!(same_origin(&h));
     }
 
