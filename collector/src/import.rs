@@ -358,6 +358,7 @@ impl Collector {
             // Names already stored first: an export without users.json (or missing some users)
             // renders mentions as the last import did, never degrading stored texts to ids.
             names: self.stored_names().await?,
+            domain: None,
         };
         self.import_users(listings.users, &mut run).await?;
         let conversations = self
@@ -377,6 +378,7 @@ impl Collector {
                 }
             }
         }
+        self.record_domain(run.domain.take()).await?;
         let mut summary = run.summary;
         summary.elapsed = start.elapsed();
         info!(
@@ -676,6 +678,9 @@ impl Collector {
                         .insert(ts.clone(), format!("{file}, message {i}"));
                     let mut counts = ChannelCounts::default();
                     counts.add_record(&p.record);
+                    if run.domain.is_none() {
+                        run.domain = crate::domain::from_files(&p.record.files);
+                    }
                     pending.push(Pending {
                         position,
                         ts,
@@ -730,6 +735,22 @@ impl Collector {
             elapsed: start.elapsed(),
             detail: detail.map(str::to_string),
         });
+    }
+
+    /// Keeps the Slack domain the export revealed (for permalinks), unless one is known.
+    async fn record_domain(&self, domain: Option<String>) -> Result<()> {
+        let Some(domain) = domain else { return Ok(()) };
+        if let Some(mut w) = self.meta.get_workspace(&self.workspace).await? {
+            if w.domain.is_none() {
+                info!(
+                    domain,
+                    "workspace domain read from the export's file permalinks"
+                );
+                w.domain = Some(domain);
+                self.meta.upsert_workspace(&w).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn ensure_workspace(&self, name: Option<&str>) -> Result<()> {
@@ -882,6 +903,8 @@ struct ImportRun<'a> {
     summary: ImportSummary,
     start: Instant,
     names: NameBook,
+    /// The Slack domain, once a file permalink revealed it.
+    domain: Option<String>,
 }
 
 /// One conversation being imported.

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod backfill;
+mod domain;
 mod events;
 mod export;
 mod import;

@@ -143,7 +143,7 @@ impl AuthConfig {
 
     /// The scope of a presented token, comparing its hash against every configured one in
     /// constant time (no early exit, so timing tells nothing about which or how many matched).
-    fn token_scope(&self, presented: &str) -> Option<Scope> {
+    pub(crate) fn token_scope(&self, presented: &str) -> Option<Scope> {
         let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for t in &self.tokens {
@@ -212,6 +212,13 @@ impl FromRequestParts<AppState> for Viewer {
                     )),
                 };
             }
+        }
+        // The web archive's login cookie, when there is no Authorization header.
+        if let Some(token) = crate::web::cookie_token(parts) {
+            return auth
+                .token_scope(&token)
+                .map(|scope| Viewer { scope })
+                .ok_or_else(|| ApiError::unauthorized("the login cookie's token is not accepted"));
         }
         Ok(Viewer {
             scope: Scope::Public,

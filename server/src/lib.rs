@@ -39,6 +39,7 @@ mod ops;
 mod signature;
 mod socket_mode;
 mod state;
+mod web;
 
 use std::future::Future;
 
@@ -59,12 +60,14 @@ pub use state::{AppState, ServerConfig};
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The server's routes: `POST /slack/events`, the JSON API under `/api/v1/`, `/healthz`,
-/// `/readyz` and `/metrics`. Nest it under a prefix or merge it into a larger app.
+/// `/readyz`, `/metrics`, and the web archive's pages (`/`, `/w/{workspace}/…`, `/login`).
+/// Nest it under a prefix or merge it into a larger app.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(events::routes())
         .merge(api::routes())
         .merge(ops::routes())
+        .merge(web::routes())
         .fallback(no_route)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
@@ -78,8 +81,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn no_route() -> ApiError {
-    ApiError::not_found("no such route")
+/// Unknown routes: the 404 page for a browser's page request, JSON for everything else.
+async fn no_route(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+) -> Response {
+    let (mut parts, _) = request.into_parts();
+    if web::wants_html(&parts) {
+        let reader =
+            <web::Reader as axum::extract::OptionalFromRequestParts<AppState>>::from_request_parts(
+                &mut parts, &state,
+            )
+            .await
+            .ok()
+            .flatten();
+        return web::not_found_page(reader).await;
+    }
+    ApiError::not_found("no such route").into_response()
 }
 
 /// Every error body is JSON: errors answered by layers and axum itself (413 from the body
@@ -91,7 +109,12 @@ async fn json_errors(response: Response) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json || is_html {
         return response;
     }
     let message = match status {
