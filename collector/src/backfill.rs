@@ -417,7 +417,7 @@ impl Backfill {
             {
                 match parse_channel(c, ChannelKind::Public) {
                     Ok((ch, members)) => {
-                        names.channels.insert(ch.id.to_string(), ch.name.clone());
+                        names.add_channel(&ch);
                         channels.push((ch.id.clone(), ch.kind));
                         if let Some(users) = members {
                             batch.memberships.push(MembershipChange::Replace {

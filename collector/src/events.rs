@@ -407,7 +407,7 @@ impl EventHandler {
                 .insert(u.id.to_string(), u.best_name().to_string());
         }
         for c in self.meta.list_channels(&self.workspace).await? {
-            book.channels.insert(c.id.to_string(), c.name);
+            book.add_channel(&c);
         }
         *self.names.write().await = Some(book);
         Ok(())
@@ -415,7 +415,7 @@ impl EventHandler {
 
     async fn remember_channel(&self, c: &Channel) {
         if let Some(names) = self.names.write().await.as_mut() {
-            names.channels.insert(c.id.to_string(), c.name.clone());
+            names.add_channel(c);
         }
     }
 

@@ -401,7 +401,7 @@ impl Collector {
                 .insert(u.id.to_string(), u.best_name().to_string());
         }
         for c in self.meta.list_channels(&self.workspace).await? {
-            names.channels.insert(c.id.to_string(), c.name);
+            names.add_channel(&c);
         }
         Ok(names)
     }
@@ -515,7 +515,7 @@ impl Collector {
                     continue;
                 }
                 first_at.insert(c.id.clone(), here.clone());
-                run.names.channels.insert(c.id.to_string(), c.name.clone());
+                run.names.add_channel(&c);
                 let wanted = run.options.wants(&folder, &c.id);
                 if wanted && !present_folders.contains(&folder) {
                     run.summary.warnings.push(ImportIssue {

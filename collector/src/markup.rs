@@ -119,6 +119,31 @@ pub struct NameBook {
     pub users: HashMap<String, String>,
     /// Channel id → its name.
     pub channels: HashMap<String, String>,
+    /// The channels that are not public (private channels, IMs, MPIMs): a mention of one is
+    /// stored without its name, since the mentioning message may be read by non-members.
+    pub private: std::collections::HashSet<String>,
+}
+
+/// What a mention of a private channel is stored as.
+pub(crate) const PRIVATE_CHANNEL: &str = "private-channel";
+
+impl NameBook {
+    /// Learns a channel's name, and whether mentions of it must hide the name.
+    pub(crate) fn add_channel(&mut self, c: &chatvault_core::Channel) {
+        self.channels.insert(c.id.to_string(), c.name.clone());
+        if c.kind.is_public() {
+            self.private.remove(c.id.as_str());
+        } else {
+            self.private.insert(c.id.to_string());
+        }
+    }
+
+    /// Whether a mention of channel `id` must not show its name: a channel known to be
+    /// private, or an unknown one whose id says it is (`G…` private groups, `D…` IMs).
+    fn hides(&self, id: &str) -> bool {
+        self.private.contains(id)
+            || (!self.channels.contains_key(id) && (id.starts_with('G') || id.starts_with('D')))
+    }
 }
 
 /// Renders Slack markup as plain, searchable text: `<@U1>` → `@ann`, `<#C1|general>` →
@@ -135,6 +160,10 @@ pub(crate) fn render(text: &str, names: &NameBook) -> String {
                     (None, Some(l)) => out.push_str(&unescape(l)),
                     (None, None) => out.push_str(id),
                 }
+            }
+            Token::Channel { id, .. } if names.hides(id) => {
+                out.push('#');
+                out.push_str(PRIVATE_CHANNEL);
             }
             Token::Channel { id, label } => {
                 out.push('#');
@@ -204,6 +233,20 @@ mod tests {
             "hi @ann, @U9 in #general: @channel <3 docs (https://a.com) https://b.com"
         );
         assert_eq!(render("a <b", &names), "a <b");
+        // A private channel's name never reaches the stored text (non-members may read it).
+        let mut secret = chatvault_core::Channel::new(
+            chatvault_core::ChannelId::new("C7").unwrap(),
+            "secret-plans",
+            chatvault_core::ChannelKind::Private,
+        );
+        names.add_channel(&secret);
+        assert_eq!(
+            render("see <#C7|secret-plans> and <#G8|other-secret> and <#C2>", &names),
+            "see #private-channel and #private-channel and #C2"
+        );
+        secret.kind = chatvault_core::ChannelKind::Public;
+        names.add_channel(&secret);
+        assert_eq!(render("<#C7>", &names), "#secret-plans", "made public");
         assert_eq!(render("<>", &names), "<>");
     }
 }
