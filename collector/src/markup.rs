@@ -241,7 +241,10 @@ mod tests {
         );
         names.add_channel(&secret);
         assert_eq!(
-            render("see <#C7|secret-plans> and <#G8|other-secret> and <#C2>", &names),
+            render(
+                "see <#C7|secret-plans> and <#G8|other-secret> and <#C2>",
+                &names
+            ),
             "see #private-channel and #private-channel and #C2"
         );
         secret.kind = chatvault_core::ChannelKind::Public;
