@@ -9,7 +9,6 @@
 mod web_fixture;
 
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,13 +34,12 @@ struct Driver {
 }
 
 impl Drop for Driver {
-    /// Kills chromedriver's process group: it and the Chromium it started (which outlives a
-    /// killed chromedriver otherwise), even when a failed assertion skipped closing the session.
+    /// Kills chromedriver (the test closes its browser session first, which ends Chromium).
+    ///
+    /// Never `kill -KILL -<pgid>` through the `kill` command: procps-ng 4.0.2 (Debian 12's)
+    /// reads that as `kill -KILL -1` and kills every process the user may signal — this test
+    /// took down PostgreSQL, the CI run and the shell that way.
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.child.id()))
-            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -53,8 +51,6 @@ fn start_driver(binary: &Path) -> Driver {
         .expect("a free port")
         .port();
     let child = Command::new(binary)
-        // A process group of its own, so that dropping the driver ends the browser too.
-        .process_group(0)
         .arg(format!("--port={port}"))
         .arg("--allowed-ips=127.0.0.1")
         .stdout(Stdio::null())
