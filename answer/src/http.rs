@@ -17,9 +17,9 @@ use url::Url;
 use crate::citations::check_citations;
 use crate::sse::SseLines;
 
-/// The environment variable [`HttpAnswererConfig::from_env`] reads the base URL from.
+/// The environment variable [`HttpAnswererConfig::from_options`] reads the base URL from.
 pub const URL_ENV: &str = "CHATVAULT_LLM_URL";
-/// The environment variable [`HttpAnswererConfig::from_env`] reads the model name from.
+/// The environment variable [`HttpAnswererConfig::from_options`] reads the model name from.
 pub const MODEL_ENV: &str = "CHATVAULT_LLM_MODEL";
 /// The environment variables the API key is read from, in order (the first set wins).
 pub const API_KEY_ENVS: [&str; 2] = ["CHATVAULT_LLM_API_KEY", "OPENAI_API_KEY"];

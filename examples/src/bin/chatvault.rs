@@ -347,8 +347,8 @@ struct ScopeArgs {
 /// comes from the environment only: CHATVAULT_LLM_API_KEY, else OPENAI_API_KEY.
 #[derive(Args, Debug)]
 struct LlmArgs {
-    /// The endpoint's base URL, e.g. http://localhost:11434/v1 (Ollama) or
-    /// https://api.openai.com/v1.
+    /// The endpoint's base URL, e.g. `http://localhost:11434/v1` (Ollama) or
+    /// `https://api.openai.com/v1`.
     #[arg(long, env = "CHATVAULT_LLM_URL")]
     llm_url: Option<String>,
     /// The model, e.g. llama3.2 or gpt-4o-mini.
