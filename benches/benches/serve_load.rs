@@ -326,10 +326,15 @@ impl Bench {
 
     /// Searches back to back over HTTP until `until`; returns each search's latency (request
     /// sent to JSON body parsed).
-    async fn search_loop(&self, client: usize, until: Instant) -> Fallible<Vec<Duration>> {
+    async fn search_loop(
+        &self,
+        client: usize,
+        until: Instant,
+    ) -> Fallible<(Vec<Duration>, Timings)> {
         let mut rng = StdRng::seed_from_u64(7_000u64.wrapping_add(client as u64));
         let http = reqwest::Client::new();
         let mut latencies = Vec::new();
+        let mut timings = Timings::default();
         while Instant::now() < until {
             let query = self.vocab.phrase(&mut rng, 2);
             let started = Instant::now();
@@ -344,8 +349,53 @@ impl Bench {
                 return Err(format!("search answered {status}: {body}").into());
             }
             latencies.push(started.elapsed());
+            timings.add(&body["timings"]);
         }
-        Ok(latencies)
+        Ok((latencies, timings))
+    }
+}
+
+/// Sums of the engine's own timings (`SearchResponse::timings`), to tell the search's work from
+/// HTTP, JSON and waiting for a core.
+#[derive(Default)]
+struct Timings {
+    n: u64,
+    sums: [u64; 6],
+}
+
+const TIMING_FIELDS: [&str; 6] = [
+    "metadata_us",
+    "embed_us",
+    "semantic_us",
+    "lexical_us",
+    "enrich_us",
+    "total_us",
+];
+
+impl Timings {
+    fn add(&mut self, t: &serde_json::Value) {
+        self.n += 1;
+        for (sum, field) in self.sums.iter_mut().zip(TIMING_FIELDS) {
+            *sum += t[field].as_u64().unwrap_or(0);
+        }
+    }
+
+    fn merge(&mut self, other: &Timings) {
+        self.n += other.n;
+        for (a, b) in self.sums.iter_mut().zip(other.sums) {
+            *a += b;
+        }
+    }
+
+    /// `metadata 0.4 / embed 3.1 / … ms` (means).
+    fn summary(&self) -> String {
+        let n = self.n.max(1) as f64;
+        TIMING_FIELDS
+            .iter()
+            .zip(self.sums)
+            .map(|(f, s)| format!("{} {:.2}", f.trim_end_matches("_us"), s as f64 / n / 1e3))
+            .collect::<Vec<_>>()
+            .join(" / ")
     }
 }
 
@@ -379,8 +429,11 @@ async fn phase(bench: &Arc<Bench>, clients: usize, rate: usize, secs: u64) -> Fa
         searchers.spawn(async move { bench.search_loop(client, until).await });
     }
     let mut latencies = Vec::new();
+    let mut timings = Timings::default();
     while let Some(done) = searchers.join_next().await {
-        latencies.extend(done??);
+        let (l, t) = done??;
+        latencies.extend(l);
+        timings.merge(&t);
     }
     events.await?;
     let elapsed = started.elapsed().as_secs_f64();
@@ -415,6 +468,7 @@ async fn phase(bench: &Arc<Bench>, clients: usize, rate: usize, secs: u64) -> Fa
         ms(percentile(&latencies, 0.99)),
         latencies.len(),
     );
+    println!("  in the engine, mean ms: {}", timings.summary());
     Ok(())
 }
 

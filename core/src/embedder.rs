@@ -30,6 +30,28 @@ pub trait Embedder: Send + Sync + std::fmt::Debug + 'static {
     /// `InvalidInput` for input the model cannot take; `Unavailable` (retryable) when a remote
     /// service is down or rate-limited; `Backend` otherwise.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
+
+    /// Embeds one search query. Search calls this rather than [`embed`](Self::embed): latency
+    /// matters more than throughput here, and a backend that runs bulk work (an import's
+    /// batches) should answer a query without queueing behind that work. The default calls
+    /// `embed` with the one text.
+    ///
+    /// # Errors
+    /// As [`embed`](Self::embed); `Backend` if the backend returns other than one vector.
+    async fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
+        one_vector(self.embed(&[query.to_owned()]).await?)
+    }
+}
+
+/// The single vector of a one-text embedding, or a `Backend` error saying what came back.
+pub(crate) fn one_vector(vectors: Vec<Vec<f32>>) -> Result<Vec<f32>> {
+    let n = vectors.len();
+    match <[Vec<f32>; 1]>::try_from(vectors) {
+        Ok([v]) => Ok(v),
+        Err(_) => Err(Error::backend_error(format!(
+            "the embedder returned {n} vectors for one query"
+        ))),
+    }
 }
 
 /// A deterministic embedder with no model: feature hashing of lowercased words and character

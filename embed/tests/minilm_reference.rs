@@ -225,3 +225,34 @@ fn matches_the_numpy_reference_vectors_and_tokens() {
         assert!(cosine(got, &want) > 0.99999, "{text:?}");
     }
 }
+
+/// A query gets the same vector as through `embed`, and is answered while a bulk batch keeps
+/// rayon's global pool busy (queries run on their own threads, not behind the batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_is_embedded_apart_from_bulk_batches() {
+    let Some(model) = real_model() else { return };
+    let query = "who reviewed the deploy script?";
+    let via_embed = model.embed(&[query.to_string()]).await.unwrap().remove(0);
+    let via_query = model.embed_query(query).await.unwrap();
+    assert!(
+        max_abs_diff(&via_embed, &via_query) < 1e-6,
+        "embed_query differs from embed"
+    );
+
+    // 1,000 texts keep the global pool busy for seconds on this machine.
+    let bulk: Vec<String> = (0..1000)
+        .map(|i| format!("message {i} about the release plan, the budget and the meetup venue"))
+        .collect();
+    let batch = {
+        let model = model.clone();
+        tokio::spawn(async move { model.embed(&bulk).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let again = model.embed_query(query).await.unwrap();
+    assert!(
+        !batch.is_finished(),
+        "the bulk batch ended before the query was answered: the test shows nothing"
+    );
+    assert!(max_abs_diff(&via_query, &again) < 1e-6);
+    assert_eq!(batch.await.unwrap().unwrap().len(), 1000);
+}

@@ -509,3 +509,21 @@ mod tests {
         assert_eq!(exit_code(&Error::not_found("x")), 4);
     }
 }
+
+/// Lowers the CPU priority of the calling thread, and of the threads it starts afterwards, to
+/// `nice` (a nice value, 1–19) unless it is already lower. The CLI's read-only commands call it
+/// before starting their runtime: a reader then takes only the CPU a writer beside it leaves
+/// idle, so any number of readers cannot slow an import (measured by
+/// `cargo bench -p chatvault-storage-vector --bench readers`). Failure (a platform without
+/// priorities) is logged and ignored.
+pub fn lower_cpu_priority(nice: u8) {
+    let wanted = i32::from(nice.min(19));
+    match rustix::process::getpriority_process(None) {
+        Ok(current) if current >= wanted => {}
+        Ok(_) | Err(_) => {
+            if let Err(e) = rustix::process::setpriority_process(None, wanted) {
+                tracing::debug!(error = %e, nice = wanted, "cannot lower the CPU priority");
+            }
+        }
+    }
+}

@@ -507,3 +507,59 @@ fn help_never_shows_the_database_password() {
     let all = String::from_utf8_lossy(&out.stderr);
     assert!(!all.contains(secret), "{all}");
 }
+
+/// The nice value of a running process (field 19 of `/proc/<pid>/stat`).
+fn nice_of(pid: u32) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(16).unwrap().parse().unwrap()
+}
+
+#[test]
+fn read_only_commands_yield_the_cpu_and_say_how() {
+    if !Path::new("/proc/self/stat").exists() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "no /proc: cannot check priorities"
+        );
+        eprintln!("skipped: no /proc to read priorities from");
+        return;
+    }
+    let ours = nice_of(std::process::id());
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, src) = (tmp.path().join("data"), tmp.path().join("export"));
+    export(&src, 50, "first", None);
+    finish(spawn_ingest(&data, &src, &[]));
+    // `mcp` is a reader that stays up while its standard input is open
+    let nice_of_mcp = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.push("mcp");
+        let mut child = cli(&data, &args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let nice = nice_of(child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        nice
+    };
+    assert_eq!(
+        nice_of_mcp(&[]),
+        ours.max(10),
+        "readers run at nice 10 by default"
+    );
+    assert_eq!(
+        nice_of_mcp(&["--read-nice", "0"]),
+        ours,
+        "--read-nice 0 keeps ours"
+    );
+    assert_eq!(nice_of_mcp(&["--read-nice", "15"]), ours.max(15));
+    let bad = run(&data, &["--read-nice", "20", "stats"]);
+    assert_eq!(bad.status.code(), Some(2), "out of range is a usage error");
+    let help = ok(&data, &["--help"]);
+    assert!(help.contains("--read-nice"), "{help}");
+}

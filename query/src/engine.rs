@@ -366,13 +366,7 @@ impl QueryEngine {
 
         let query_vector = if run_semantic {
             let t = Instant::now();
-            let vectors = self
-                .embedder
-                .embed(std::slice::from_ref(&request.query))
-                .await?;
-            let vector = vectors.into_iter().next().ok_or_else(|| {
-                Error::backend_error("the embedder returned no vector for the query")
-            })?;
+            let vector = self.embedder.embed_query(&request.query).await?;
             timings.embed_us = micros(t);
             Some(vector)
         } else {

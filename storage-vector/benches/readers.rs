@@ -62,6 +62,7 @@ fn measure(
     writer: Option<(&VectorStore, &mut usize, &mut Mixture)>,
     readers: usize,
     pace: Option<f64>,
+    nice: i32,
     secs: f64,
 ) -> Run {
     let w = ws("T1");
@@ -79,6 +80,10 @@ fn measure(
             Arc::clone(&ready),
         );
         handles.push(std::thread::spawn(move || {
+            if nice > 0 {
+                // Linux: a thread's own priority, as a reader process's would be
+                rustix::process::setpriority_process(None, nice).expect("lower priority");
+            }
             let store = VectorStore::open_read_only(&root, VectorStoreOptions::default())
                 .expect("reader opens");
             let mut mix = Mixture::new(1000 + r as u64, DIM, 200, 0.8);
@@ -187,51 +192,47 @@ fn main() {
         t.elapsed().as_secs_f64(),
         load()
     );
-    println!("| readers | writer | queries/s (all readers) | p99 ms | writer docs/s |");
-    println!("|---|---|---|---|---|");
-    let alone = measure(
-        dir.path(),
-        Some((&writer, &mut next, &mut mix)),
-        0,
-        None,
-        secs,
-    );
-    println!("| 0 | upserting | – | – | {:.0} |", alone.written_per_s);
-    for readers in [1, 2, 8] {
-        let quiet = measure(dir.path(), None, readers, None, secs);
-        println!(
-            "| {readers} | idle | {:.0} | {:.1} | – |",
-            quiet.qps, quiet.p99_ms
-        );
-        let busy = measure(
-            dir.path(),
-            Some((&writer, &mut next, &mut mix)),
-            readers,
-            None,
-            secs,
-        );
-        println!(
-            "| {readers} | upserting | {:.0} | {:.1} | {:.0} ({:+.0} %) |",
-            busy.qps,
-            busy.p99_ms,
-            busy.written_per_s,
-            (busy.written_per_s / alone.written_per_s - 1.0) * 100.0
-        );
+    println!("| readers | writer | reader nice | queries/s (all readers) | p99 ms | writer docs/s (vs alone just before) |");
+    println!("|---|---|---|---|---|---|");
+    let rows: [(usize, Option<f64>); 4] = [(1, None), (2, None), (8, None), (8, Some(5.0))];
+    for (readers, pace) in rows {
+        let label = match pace {
+            Some(rate) => format!("{readers} × {rate} q/s"),
+            None => readers.to_string(),
+        };
+        if pace.is_none() {
+            let quiet = measure(dir.path(), None, readers, None, 0, secs);
+            println!(
+                "| {label} | idle | 0 | {:.0} | {:.1} | – |",
+                quiet.qps, quiet.p99_ms
+            );
+        }
+        for nice in [0, 10] {
+            let alone = measure(
+                dir.path(),
+                Some((&writer, &mut next, &mut mix)),
+                0,
+                None,
+                0,
+                secs,
+            );
+            let busy = measure(
+                dir.path(),
+                Some((&writer, &mut next, &mut mix)),
+                readers,
+                pace,
+                nice,
+                secs,
+            );
+            println!(
+                "| {label} | upserting | {nice} | {:.0} | {:.1} | {:.0} vs {:.0} ({:+.0} %) |",
+                busy.qps,
+                busy.p99_ms,
+                busy.written_per_s,
+                alone.written_per_s,
+                (busy.written_per_s / alone.written_per_s - 1.0) * 100.0
+            );
+        }
     }
-    // readers as people use them: a steady 5 queries/s each, 8 of them
-    let paced = measure(
-        dir.path(),
-        Some((&writer, &mut next, &mut mix)),
-        8,
-        Some(5.0),
-        secs,
-    );
-    println!(
-        "| 8 × 5 q/s | upserting | {:.0} | {:.1} | {:.0} ({:+.0} %) |",
-        paced.qps,
-        paced.p99_ms,
-        paced.written_per_s,
-        (paced.written_per_s / alone.written_per_s - 1.0) * 100.0
-    );
     println!("load after: {}", load());
 }

@@ -30,7 +30,7 @@ use tantivy::{
 };
 
 use crate::error::{io_err, tantivy_err, BACKEND};
-use crate::filter::{self, SegmentKeys, VidAddrCollector, VidCollector, VidSet};
+use crate::filter::{self, SegmentKeys, SegmentLive, VidAddrCollector, VidCollector, VidSet};
 use crate::graph::{self, Graph, GraphParams, NONE_COVERED};
 use crate::lock::WriterLock;
 use crate::markup;
@@ -93,6 +93,8 @@ struct Snapshot {
     addrs: Arc<Vec<u64>>,
     /// Each segment's keys, by segment ordinal.
     keys: Arc<Vec<Arc<SegmentKeys>>>,
+    /// Each segment's non-tombstone documents, by segment ordinal (`live` is made from them).
+    lives: Arc<Vec<Arc<SegmentLive>>>,
     tail: Vec<Arc<TailChunk>>,
     opstamp: u64,
 }
@@ -315,7 +317,9 @@ impl Collection {
                 None
             })
             .unwrap_or_else(|| Graph::new(params, spec.dimension));
-        let (live, addrs) = Self::live_set(&fields, workspace, &searcher)?;
+        let lives =
+            filter::segment_lives(&searcher, &[], fields.deleted).map_err(|e| ctx(e, workspace))?;
+        let (live, addrs) = Self::live_set(&fields, workspace, &searcher, &lives)?;
         let keys = filter::segment_keys(&searcher, &[]).map_err(|e| ctx(e, workspace))?;
         let covered = graph.covered();
         let coll = Collection {
@@ -331,6 +335,7 @@ impl Collection {
                 live: Arc::new(live),
                 addrs: Arc::new(addrs),
                 keys: Arc::new(keys),
+                lives: Arc::new(lives),
                 tail: Vec::new(),
                 opstamp: metas.opstamp,
             }),
@@ -461,23 +466,34 @@ impl Collection {
     }
 
     /// The live `vid`s of a commit and where their documents are.
+    /// The live set and addresses of `searcher` from its segments' tables. In debug builds it
+    /// is checked against a query over the whole collection (what it replaces).
     fn live_set(
         fields: &Fields,
         workspace: &WorkspaceId,
         searcher: &Searcher,
+        lives: &[Arc<SegmentLive>],
     ) -> Result<(VidSet, Vec<u64>)> {
-        let q = TermQuery::new(
-            Term::from_field_bool(fields.deleted, false),
-            IndexRecordOption::Basic,
-        );
-        let found = searcher
-            .search(&q, &VidAddrCollector)
-            .map_err(|e| ctx(tantivy_err(e), workspace))?;
-        let vids: Vec<u64> = found.iter().map(|(v, _)| *v).collect();
-        let set = VidSet::from_vids(&vids);
-        let mut addrs = vec![u64::MAX; vids.iter().max().map_or(0, |m| *m as usize + 1)];
-        for (vid, a) in found {
-            addrs[vid as usize] = (u64::from(a.segment_ord) << 32) | u64::from(a.doc_id);
+        let (set, addrs) = filter::live_set(searcher, lives);
+        if cfg!(debug_assertions) {
+            let q = TermQuery::new(
+                Term::from_field_bool(fields.deleted, false),
+                IndexRecordOption::Basic,
+            );
+            let mut found = searcher
+                .search(&q, &VidAddrCollector)
+                .map_err(|e| ctx(tantivy_err(e), workspace))?;
+            found.sort_by_key(|(v, _)| *v);
+            let mut expected = vec![u64::MAX; found.last().map_or(0, |(v, _)| *v as usize + 1)];
+            for (vid, a) in &found {
+                expected[*vid as usize] = (u64::from(a.segment_ord) << 32) | u64::from(a.doc_id);
+            }
+            let mut got = addrs.clone();
+            while got.last() == Some(&u64::MAX) {
+                got.pop();
+            }
+            assert_eq!(set.len(), found.len(), "live set size of {workspace}");
+            assert!(got == expected, "live set addresses of {workspace}");
         }
         Ok((set, addrs))
     }
@@ -573,12 +589,19 @@ impl Collection {
         } else {
             snap.searcher.clone()
         };
-        let (live, addrs, keys) = if commit_changed {
-            let (live, addrs) = Self::live_set(&self.fields, &self.workspace, &searcher)?;
+        let (live, addrs, keys, lives) = if commit_changed {
+            let lives = filter::segment_lives(&searcher, &snap.lives, self.fields.deleted)
+                .map_err(|e| self.err(e))?;
+            let (live, addrs) = Self::live_set(&self.fields, &self.workspace, &searcher, &lives)?;
             let keys = filter::segment_keys(&searcher, &snap.keys).map_err(|e| self.err(e))?;
-            (Arc::new(live), Arc::new(addrs), Arc::new(keys))
+            (
+                Arc::new(live),
+                Arc::new(addrs),
+                Arc::new(keys),
+                Arc::new(lives),
+            )
         } else {
-            (snap.live, snap.addrs, snap.keys)
+            (snap.live, snap.addrs, snap.keys, snap.lives)
         };
         // vids are given in increasing order, so "everything after vid v" is one range
         let graph_upto = (covered != NONE_COVERED).then_some(covered);
@@ -615,6 +638,7 @@ impl Collection {
             live,
             addrs,
             keys,
+            lives,
             tail,
             opstamp,
         };
@@ -800,8 +824,13 @@ impl Collection {
         // durable from here on; a failure below only delays visibility until the next reload
         self.reader.reload().map_err(|e| self.err(tantivy_err(e)))?;
         let searcher = self.reader.searcher();
-        let (live, addrs) = Self::live_set(&self.fields, &self.workspace, &searcher)?;
-        let previous = Arc::clone(&self.state.read().keys);
+        let (previous, previous_lives) = {
+            let st = self.state.read();
+            (Arc::clone(&st.keys), Arc::clone(&st.lives))
+        };
+        let lives = filter::segment_lives(&searcher, &previous_lives, self.fields.deleted)
+            .map_err(|e| self.err(e))?;
+        let (live, addrs) = Self::live_set(&self.fields, &self.workspace, &searcher, &lives)?;
         let keys = filter::segment_keys(&searcher, &previous).map_err(|e| self.err(e))?;
         {
             let covered = self.graph.read().covered();
@@ -820,6 +849,7 @@ impl Collection {
                 live: Arc::new(live),
                 addrs: Arc::new(addrs),
                 keys: Arc::new(keys),
+                lives: Arc::new(lives),
                 tail,
                 opstamp,
             };

@@ -283,6 +283,101 @@ pub(crate) fn fast_bool(
     Ok(col.first(addr.doc_id))
 }
 
+/// `(vid, doc)` of every document of one segment that is not a tombstone, alive or not. A
+/// segment's documents never change (only its alive bitset does, as newer versions replace
+/// them), so this is read once per segment and a snapshot's live set is rebuilt from these
+/// tables and the current bitsets: a commit costs work in proportion to its new segments, not a
+/// query over the whole collection.
+pub(crate) struct SegmentLive {
+    segment: tantivy::index::SegmentId,
+    entries: Vec<(u64, DocId)>,
+}
+
+impl SegmentLive {
+    /// Reads the non-tombstone documents of `seg` (`deleted` is the tombstone flag field).
+    pub(crate) fn read(seg: &SegmentReader, deleted: Field) -> Result<Self> {
+        use tantivy::DocSet;
+        let column = seg.fast_fields().u64("vid").map_err(tantivy_err)?;
+        let inverted = seg.inverted_index(deleted).map_err(tantivy_err)?;
+        let mut entries = Vec::new();
+        if let Some(mut postings) = inverted
+            .read_postings(
+                &Term::from_field_bool(deleted, false),
+                IndexRecordOption::Basic,
+            )
+            .map_err(|e| tantivy_err(e.into()))?
+        {
+            entries.reserve(postings.size_hint() as usize);
+            let mut doc = postings.doc();
+            while doc != tantivy::TERMINATED {
+                if let Some(vid) = column.first(doc) {
+                    entries.push((vid, doc));
+                }
+                doc = postings.advance();
+            }
+        }
+        Ok(SegmentLive {
+            segment: seg.segment_id(),
+            entries,
+        })
+    }
+}
+
+/// The live tables of every segment of `searcher`, reusing those of `previous` for segments it
+/// already had.
+pub(crate) fn segment_lives(
+    searcher: &Searcher,
+    previous: &[std::sync::Arc<SegmentLive>],
+    deleted: Field,
+) -> Result<Vec<std::sync::Arc<SegmentLive>>> {
+    searcher
+        .segment_readers()
+        .iter()
+        .map(|seg| {
+            let id = seg.segment_id();
+            match previous.iter().find(|l| l.segment == id) {
+                Some(l) => Ok(std::sync::Arc::clone(l)),
+                None => SegmentLive::read(seg, deleted).map(std::sync::Arc::new),
+            }
+        })
+        .collect()
+}
+
+/// The live set of `searcher` (every alive, non-tombstone document's vid) and each vid's
+/// address (segment << 32 | doc, `u64::MAX` where none), from `lives` (one per segment, in
+/// segment order, as [`segment_lives`] returns them).
+pub(crate) fn live_set(
+    searcher: &Searcher,
+    lives: &[std::sync::Arc<SegmentLive>],
+) -> (VidSet, Vec<u64>) {
+    let mut max = None::<u64>;
+    let mut n = 0;
+    for l in lives {
+        n += l.entries.len();
+        max = max.max(l.entries.iter().map(|e| e.0).max());
+    }
+    let size = max.map_or(0, |m| m as usize + 1);
+    let mut words = vec![0u64; size.div_ceil(64)];
+    let mut addrs = vec![u64::MAX; size];
+    let mut len = 0;
+    for (ord, (seg, l)) in searcher.segment_readers().iter().zip(lives).enumerate() {
+        let alive = seg.alive_bitset();
+        for &(vid, doc) in &l.entries {
+            if alive.is_some_and(|a| !a.is_alive(doc)) {
+                continue;
+            }
+            let (w, b) = ((vid / 64) as usize, vid % 64);
+            if words[w] & (1 << b) == 0 {
+                words[w] |= 1 << b;
+                len += 1;
+            }
+            addrs[vid as usize] = ((ord as u64) << 32) | u64::from(doc);
+        }
+    }
+    debug_assert!(len <= n);
+    (VidSet { words, len }, addrs)
+}
+
 /// One segment's message keys, read once from its `key` column's dictionary (a segment never
 /// changes, so a snapshot reuses the tables of the segments it shares with the one before).
 /// Looking a key up then costs one column read, not the decompression of a dictionary block

@@ -309,4 +309,9 @@ impl<E: Embedder + ?Sized> Embedder for FailingEmbedder<E> {
         self.injector.check("embed")?;
         self.inner.embed(texts).await
     }
+
+    async fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
+        self.injector.check("embed")?;
+        self.inner.embed_query(query).await
+    }
 }

@@ -96,6 +96,19 @@ struct Global {
     /// same workspace (default 0: fail at once with exit code 6). Reading commands never wait.
     #[arg(long, global = true, default_value_t = 0, value_name = "SECONDS")]
     wait: u64,
+    /// CPU priority (nice value) of the commands that only read (search, thread, digest, prs,
+    /// ask, stats, mcp, reconcile --dry-run, dead-letters list), so that readers never slow an
+    /// import or sync that runs beside them; 0 keeps the normal priority. Without contention
+    /// it changes nothing.
+    #[arg(
+        long,
+        global = true,
+        env = "CHATVAULT_READ_NICE",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u8).range(0..=19),
+        value_name = "0-19"
+    )]
+    read_nice: u8,
     /// The workspace to use when the data directory holds several.
     #[arg(long, global = true)]
     workspace: Option<String>,
@@ -316,6 +329,27 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command only reads (opens the stores read-only).
+    fn only_reads(&self) -> bool {
+        match self {
+            Command::Search { .. }
+            | Command::Thread { .. }
+            | Command::Digest { .. }
+            | Command::Prs { .. }
+            | Command::Ask { .. }
+            | Command::Stats
+            | Command::Mcp { .. } => true,
+            Command::Reconcile { dry_run } => *dry_run,
+            Command::DeadLetters { action } => matches!(action, DeadLetterAction::List { .. }),
+            Command::Demo { .. }
+            | Command::IngestExport { .. }
+            | Command::Backfill { .. }
+            | Command::Serve(_) => false,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum DeadLetterAction {
     /// List them.
@@ -379,6 +413,10 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if cli.command.only_reads() && cli.global.read_nice > 0 {
+        // Before any thread starts: threads inherit the priority of the thread that made them.
+        chatvault_examples::lower_cpu_priority(cli.global.read_nice);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
