@@ -893,11 +893,11 @@ async fn threads_older_than_the_window_are_checked_and_reread_when_their_latest_
     // the parent was read on its own; the quiet thread was not looked at
     assert_eq!(
         asked_for(before, "conversations.history", "latest"),
-        [parent.clone()]
+        [parent.as_str()]
     );
     assert_eq!(
         asked_for(before, "conversations.replies", "ts"),
-        [parent.clone()]
+        [parent.as_str()]
     );
 
     // Nothing moved since: the parent is checked, its thread is not read again.
@@ -906,7 +906,7 @@ async fn threads_older_than_the_window_are_checked_and_reread_when_their_latest_
     assert_eq!(r3.late, chatvault_collector::LateActivity::default());
     assert_eq!(
         asked_for(before, "conversations.history", "latest"),
-        [parent.clone()]
+        [parent.as_str()]
     );
     assert!(asked_for(before, "conversations.replies", "ts").is_empty());
 }
