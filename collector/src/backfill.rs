@@ -55,6 +55,12 @@ pub struct BackfillOptions {
     /// (new replies in older threads, edits, deletes, reactions); default 7 days, zero reads
     /// only what is newer than the newest stored message.
     pub window: Duration,
+    /// An incremental run also checks the threads that started before the window but have a
+    /// reply stored from within this horizon (default 30 days; zero: none): one
+    /// `conversations.history` call each reads the parent's `latest_reply` and `reply_count`,
+    /// and the thread is re-read when they moved. Threads quiet for longer are left to the
+    /// Events API.
+    pub thread_horizon: Duration,
     /// Fetch nothing older than this (a first run starts here; `None`: the whole history).
     pub since: Option<Ts>,
     /// Multiplies Slack's documented per-method tier rates that calls are paced to (default 1;
@@ -77,6 +83,7 @@ impl Default for BackfillOptions {
             request_timeout: Duration::from_secs(30),
             unknown_subtypes: UnknownSubtype::Skip,
             window: Duration::from_secs(7 * 24 * 3600),
+            thread_horizon: Duration::from_secs(30 * 24 * 3600),
             since: None,
             rate_scale: 1.0,
         }
@@ -688,9 +695,12 @@ impl Backfill {
             cursor = next_cursor(&page);
             if cursor.is_none() && window {
                 // The whole window was read in this run: what is stored there and was not
-                // returned has been deleted in Slack.
+                // returned has been deleted in Slack (replies are not in the history, except
+                // those also sent to the channel).
                 for (ts, d) in &stored {
-                    if !d.meta.is_reply() && !seen.contains(ts) {
+                    let in_history =
+                        !d.meta.is_reply() || d.meta.subtype.as_deref() == Some("thread_broadcast");
+                    if in_history && !seen.contains(ts) {
                         batch.message_deletes.push(d.meta.key.clone());
                         report.late.deleted += 1;
                     }
@@ -730,9 +740,130 @@ impl Backfill {
                 detail: Some(channel.to_string()),
             });
             if cursor.is_none() {
-                return Ok(());
+                break;
             }
         }
+        if let (true, Some(start)) = (window, &bound) {
+            self.recheck_old_threads(&ctx, start, &seen, names, report, prog)
+                .await
+                .map_err(|e| (e, committed.clone()))?;
+        }
+        Ok(())
+    }
+
+    /// Checks the threads of a conversation that started before `window_start` (so the history
+    /// just read did not return their parents) and had a reply stored within
+    /// [`BackfillOptions::thread_horizon`]: reads each parent with `conversations.history`
+    /// (`latest` = `oldest` = its ts, inclusive), writes it, and re-reads the thread when its
+    /// `latest_reply` or `reply_count` moved.
+    async fn recheck_old_threads(
+        &self,
+        ctx: &ChannelContext,
+        window_start: &Ts,
+        handled: &HashSet<Ts>,
+        names: &NameBook,
+        report: &mut BackfillReport,
+        prog: &mut Progressing,
+    ) -> Result<()> {
+        if self.options.thread_horizon.is_zero() || !self.options.include_threads {
+            return Ok(());
+        }
+        let horizon = chrono::Duration::from_std(self.options.thread_horizon)
+            .unwrap_or(chrono::Duration::MAX);
+        let since = chrono::Utc::now()
+            .checked_sub_signed(horizon)
+            .map(Ts::from_datetime)
+            .unwrap_or_else(|| Ts::from_micros(0));
+        let filter = MessageFilter {
+            channels: Some(vec![ctx.channel.clone()]),
+            time: TimeRange {
+                start: Some(since.to_datetime()),
+                end: None,
+            },
+            thread: Some(ThreadFilter::Replies),
+            ..Default::default()
+        };
+        let keys = self
+            .meta
+            .filter_messages(
+                &self.workspace,
+                &filter,
+                &PageRequest::first(STORED_WINDOW_MAX),
+            )
+            .await?;
+        let mut parents: Vec<Ts> = self
+            .meta
+            .get_messages(&self.workspace, &keys)
+            .await?
+            .into_iter()
+            .filter_map(|d| d.meta.thread_ts)
+            .filter(|t| t < window_start && !handled.contains(t))
+            .collect();
+        parents.sort();
+        parents.dedup();
+        if parents.is_empty() {
+            return Ok(());
+        }
+        let parent_keys: Vec<chatvault_core::MessageKey> = parents
+            .iter()
+            .map(|t| {
+                chatvault_core::MessageKey::new(
+                    self.workspace.clone(),
+                    ctx.channel.clone(),
+                    t.clone(),
+                )
+            })
+            .collect();
+        let stored: HashMap<Ts, MessageDetails> = self
+            .meta
+            .get_messages(&self.workspace, &parent_keys)
+            .await?
+            .into_iter()
+            .map(|d| (d.meta.key.ts.clone(), d))
+            .collect();
+        for parent in parents {
+            let params = [
+                ("channel", ctx.channel.to_string()),
+                ("latest", parent.to_string()),
+                ("oldest", parent.to_string()),
+                ("inclusive", "true".to_string()),
+                ("limit", "1".to_string()),
+            ];
+            let page = self
+                .call("conversations.history", &params, report, prog)
+                .await?;
+            let Some(m) = page
+                .get("messages")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|m| m.get("ts").and_then(Value::as_str) == Some(parent.as_str()))
+            else {
+                // Gone: a deleted parent with replies stays as a tombstone in Slack, so this
+                // is rare; its replies are left as stored.
+                continue;
+            };
+            let mut batch = WriteBatch::new(self.workspace.clone());
+            let Some(record) = self.add(ctx, m, names, &mut batch, report) else {
+                continue;
+            };
+            let before = stored.get(&parent);
+            report.late.count(before, &record);
+            report.messages += 1;
+            let moved = before.is_none_or(|b| {
+                b.meta.latest_reply != record.meta.latest_reply
+                    || b.meta.reply_count != record.meta.reply_count
+            });
+            if moved {
+                let replies = self
+                    .sync_thread(ctx, &parent, names, &mut batch, report, prog, true)
+                    .await?;
+                report.messages += replies;
+                report.replies += replies;
+            }
+            self.apply(batch, report).await?;
+        }
+        Ok(())
     }
 
     /// The page size to ask `method` for: the option, or what the reduced limits allow.

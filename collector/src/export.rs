@@ -66,9 +66,31 @@ fn not_an_export(path: &Path, zip: bool, nested: Option<&Path>) -> Error {
     Error::invalid_input(message).with_context("file", path.display())
 }
 
+/// The files that mark an export's top level: a conversation listing, or the org-level users of
+/// an Enterprise Grid org export.
+const TOP_LEVEL_MARKERS: [&str; 5] = [
+    "channels.json",
+    "groups.json",
+    "dms.json",
+    "mpims.json",
+    "org_users.json",
+];
+
+/// Where an Enterprise Grid org export keeps its workspaces, one folder each.
+pub(crate) const GRID_TEAMS_FOLDER: &str = "teams";
+
+/// The listings one of whose presence makes a folder under `teams/` a workspace of a Grid export.
+const WORKSPACE_MARKERS: [&str; 5] = [
+    "channels.json",
+    "groups.json",
+    "dms.json",
+    "mpims.json",
+    "users.json",
+];
+
 /// Whether the folder `dir` holds a conversation listing: an export's top level.
 fn holds_listing(dir: &Path) -> bool {
-    CONVERSATION_LISTINGS.iter().any(|f| dir.join(f).is_file())
+    TOP_LEVEL_MARKERS.iter().any(|f| dir.join(f).is_file())
 }
 
 /// A sub-folder of `dir` that holds an export, to point a user who chose the folder above it.
@@ -115,7 +137,7 @@ impl ExportArchive {
                 continue;
             }
             let base = name.rsplit('/').next().unwrap_or(name);
-            if CONVERSATION_LISTINGS.contains(&base) {
+            if TOP_LEVEL_MARKERS.contains(&base) {
                 let p = &name[..name.len() - base.len()];
                 if prefix.as_ref().is_none_or(|q| p.len() < q.len()) {
                     prefix = Some(p.to_string());
@@ -134,6 +156,30 @@ impl ExportArchive {
         })
     }
 
+    /// The workspaces of an Enterprise Grid org export: the folders under `teams/` that hold a
+    /// listing (`channels.json`, `groups.json`, `dms.json`, `mpims.json` or `users.json`), by
+    /// folder name, sorted. Empty for a workspace export (a conversation folder named `teams`
+    /// holds day files, not listings). Links under `teams/` are listed in the second vector,
+    /// refused.
+    ///
+    /// # Errors
+    /// As [`entries_at`](Self::entries_at).
+    pub fn grid_workspaces(&mut self) -> Result<(Vec<String>, Vec<String>)> {
+        let base = format!("{GRID_TEAMS_FOLDER}/");
+        let entries = self.entries_at(&base)?;
+        let folders = entries
+            .folders
+            .iter()
+            .filter(|f| {
+                WORKSPACE_MARKERS
+                    .iter()
+                    .any(|m| entries.json.binary_search(&format!("{f}/{m}")).is_ok())
+            })
+            .filter_map(|f| f.strip_prefix(&base).map(str::to_string))
+            .collect();
+        Ok((folders, entries.links))
+    }
+
     /// Caps the bytes read from any one file at `max` (default [`MAX_EXPORT_FILE_BYTES`]).
     pub fn with_max_file_bytes(mut self, max: u64) -> Self {
         self.max_file_bytes = max;
@@ -147,12 +193,40 @@ impl ExportArchive {
     /// # Errors
     /// `InvalidInput` when a directory cannot be listed or a zip entry cannot be read.
     pub fn entries(&mut self) -> Result<ExportEntries> {
+        self.entries_at("")
+    }
+
+    /// [`entries`](Self::entries) of the folder `base` of the export (`"teams/acme/"`, ending
+    /// in `/`; `""` for the top level): its `.json` files and those one folder further down, its
+    /// folders and its refused links, all named from the export's top level
+    /// (`"teams/acme/general/2016-01-02.json"`). A `base` that is absent lists nothing.
+    ///
+    /// # Errors
+    /// `InvalidInput` when a directory cannot be listed, a zip entry cannot be read, or `base`
+    /// (or a folder on the way to it) is a symbolic link.
+    pub fn entries_at(&mut self, base: &str) -> Result<ExportEntries> {
         let mut out = ExportEntries::default();
         match &mut self.inner {
             Inner::Dir(root) => {
-                for entry in std::fs::read_dir(&*root).map_err(|e| io_err(root, e))? {
-                    let entry = entry.map_err(|e| io_err(root, e))?;
-                    let name = entry.file_name().to_string_lossy().to_string();
+                let mut here = root.clone();
+                for part in base.split('/').filter(|p| !p.is_empty()) {
+                    here.push(part);
+                    match std::fs::symlink_metadata(&here) {
+                        Ok(m) if m.file_type().is_symlink() => {
+                            return Err(Error::invalid_input(format!(
+                                "{base} is a symbolic link: links are not followed, so nothing outside the export is read"
+                            ))
+                            .with_context("file", base));
+                        }
+                        Ok(m) if m.is_dir() => {}
+                        Ok(_) => return Ok(out),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                        Err(e) => return Err(io_err(&here, e)),
+                    }
+                }
+                for entry in std::fs::read_dir(&here).map_err(|e| io_err(&here, e))? {
+                    let entry = entry.map_err(|e| io_err(&here, e))?;
+                    let name = format!("{base}{}", entry.file_name().to_string_lossy());
                     let ft = entry.file_type().map_err(|e| io_err(&entry.path(), e))?;
                     if ft.is_symlink() {
                         out.links.push(name);
@@ -178,11 +252,12 @@ impl ExportArchive {
                 }
             }
             Inner::Zip { archive, prefix } => {
+                let start = format!("{prefix}{base}");
                 for i in 0..archive.len() {
                     let entry = archive.by_index_raw(i).map_err(|e| {
                         Error::invalid_input(format!("cannot read entry {i} of the zip: {e}"))
                     })?;
-                    let Some(rel) = entry.name().strip_prefix(prefix.as_str()) else {
+                    let Some(rel) = entry.name().strip_prefix(start.as_str()) else {
                         continue;
                     };
                     if rel.starts_with("__MACOSX") || rel.is_empty() {
@@ -191,14 +266,14 @@ impl ExportArchive {
                     let rel = rel.trim_end_matches('/').to_string();
                     let depth = rel.matches('/').count();
                     if let Some((folder, _)) = rel.split_once('/') {
-                        out.folders.push(folder.to_string());
+                        out.folders.push(format!("{base}{folder}"));
                     } else if entry.is_dir() {
-                        out.folders.push(rel.clone());
+                        out.folders.push(format!("{base}{rel}"));
                     }
                     if entry.is_symlink() {
-                        out.links.push(rel);
+                        out.links.push(format!("{base}{rel}"));
                     } else if !entry.is_dir() && rel.ends_with(".json") && depth <= 1 {
-                        out.json.push(rel);
+                        out.json.push(format!("{base}{rel}"));
                     }
                 }
             }

@@ -15,7 +15,7 @@ use chatvault_core::{
 };
 
 use crate::export::{parse_json, ExportArchive, MAX_EXPORT_FILE_BYTES};
-use crate::listing::Listings;
+use crate::listing::{ConversationListing, Listings, UsersListing};
 use crate::markup::NameBook;
 use crate::processor::{process_message, ChannelContext, Processed, UnknownSubtype};
 use crate::progress::{NoProgress, Progress, ProgressUpdate, Stage};
@@ -189,6 +189,8 @@ pub struct Collector {
 struct Conversation {
     id: ChannelId,
     kind: ChannelKind,
+    /// Its folder's own name (`general`), without the folder it sits in.
+    name: String,
     /// Where it is listed (`channels.json, conversation 3`).
     listed_at: String,
 }
@@ -336,15 +338,56 @@ impl Collector {
 
     async fn import_inner(&self, path: &Path, options: ImportOptions) -> Result<ImportSummary> {
         let start = Instant::now();
-        let mut summary = ImportSummary::default();
         let mut archive = ExportArchive::open(path)?.with_max_file_bytes(options.max_file_bytes);
+        let (grid, _) = archive.grid_workspaces()?;
+        if !grid.is_empty() {
+            return Err(Error::invalid_input(format!(
+                "{} is an Enterprise Grid org export holding {} workspaces ({}): each must become its own workspace, so import it with `import_grid` (`chatvault ingest-export` does); nothing was written",
+                path.display(),
+                grid.len(),
+                grid.join(", ")
+            ))
+            .with_context("file", path.display()));
+        }
         let entries = archive.entries()?;
         // Every listing is read and checked before anything is written.
-        let listings = Listings::read(&mut archive, &mut summary.warnings)?;
-        summary.files_read += listings.files();
+        let mut warnings = Vec::new();
+        let listings = Listings::read(&mut archive, "", &mut warnings)?;
+        let layout = Layout {
+            files_read: listings.files(),
+            users: listings.users.into_iter().collect(),
+            conversations: listings.conversations,
+            day_files: entries
+                .json
+                .into_iter()
+                .filter(|f| f.contains('/'))
+                .collect(),
+            folders: entries.folders,
+            links: entries.links,
+            warnings,
+            skipped: Vec::new(),
+        };
+        self.import_layout(&mut archive, layout, &options, start)
+            .await
+    }
+
+    /// Imports what `layout` lists from `archive`: users, conversations, then day files.
+    pub(crate) async fn import_layout(
+        &self,
+        archive: &mut ExportArchive,
+        layout: Layout,
+        options: &ImportOptions,
+        start: Instant,
+    ) -> Result<ImportSummary> {
+        let mut summary = ImportSummary {
+            files_read: layout.files_read,
+            warnings: layout.warnings,
+            skipped: layout.skipped,
+            ..Default::default()
+        };
         self.ensure_workspace(options.workspace_name.as_deref())
             .await?;
-        for link in &entries.links {
+        for link in &layout.links {
             summary.skipped.push(ImportIssue {
                 file: link.clone(),
                 position: None,
@@ -352,7 +395,7 @@ impl Collector {
             });
         }
         let mut run = ImportRun {
-            options: &options,
+            options,
             summary,
             start,
             // Names already stored first: an export without users.json (or missing some users)
@@ -360,17 +403,17 @@ impl Collector {
             names: self.stored_names().await?,
             domain: None,
         };
-        self.import_users(listings.users, &mut run).await?;
+        self.import_users(layout.users, &mut run).await?;
         let conversations = self
-            .import_conversations(listings.conversations, &entries.folders, &mut run)
+            .import_conversations(layout.conversations, &layout.folders, &mut run)
             .await?;
-        self.import_day_files(&mut archive, &entries.json, &conversations, &mut run)
+        self.import_day_files(archive, &layout.day_files, &conversations, &mut run)
             .await?;
         if let Some(only) = &options.only_channels {
             for wanted in only {
                 let found = conversations
-                    .iter()
-                    .any(|(folder, c)| folder == wanted || c.id.as_str() == wanted);
+                    .values()
+                    .any(|c| &c.name == wanted || c.id.as_str() == wanted);
                 if !found {
                     run.summary.missing.push(format!(
                         "conversation {wanted} was asked for but is not in the export"
@@ -408,10 +451,10 @@ impl Collector {
 
     async fn import_users(
         &self,
-        users: Option<(&'static str, Vec<Value>)>,
+        listings: Vec<UsersListing>,
         run: &mut ImportRun<'_>,
     ) -> Result<()> {
-        let Some((file, users)) = users else {
+        if listings.is_empty() {
             run.summary.warnings.push(ImportIssue {
                 file: "users.json".into(),
                 position: None,
@@ -421,40 +464,49 @@ impl Collector {
                 ),
             });
             return Ok(());
-        };
+        }
         let batch_size = run.options.batch_size.max(1);
-        let mut first_at: HashMap<UserId, usize> = HashMap::new();
+        // id → (file, position) where first listed. A user listed again in the same file is
+        // reported; one listed in a second file (a Grid workspace's users.json and the org's
+        // org_users.json) is the same person seen twice, and kept once.
+        let mut first_at: HashMap<UserId, (usize, usize)> = HashMap::new();
         let mut batch = WriteBatch::new(self.workspace.clone());
-        for (i, u) in users.iter().enumerate() {
-            match parse_user(u) {
-                Ok(u) => {
-                    if let Some(first) = first_at.get(&u.id) {
-                        run.summary.skipped.push(ImportIssue {
-                            file: file.into(),
-                            position: Some(format!("user {i}")),
-                            reason: format!(
-                                "duplicate user id {} (first at user {first}); the first was kept",
-                                u.id
-                            ),
-                        });
-                        continue;
+        for (n, listing) in listings.iter().enumerate() {
+            let file = listing.file.as_str();
+            for (i, u) in &listing.entries {
+                match parse_user(u) {
+                    Ok(u) => {
+                        if let Some((first_file, first)) = first_at.get(&u.id) {
+                            if *first_file == n {
+                                run.summary.skipped.push(ImportIssue {
+                                    file: file.into(),
+                                    position: Some(format!("user {i}")),
+                                    reason: format!(
+                                        "duplicate user id {} (first at user {first}); the first was kept",
+                                        u.id
+                                    ),
+                                });
+                            }
+                            continue;
+                        }
+                        first_at.insert(u.id.clone(), (n, *i));
+                        run.names
+                            .users
+                            .insert(u.id.to_string(), u.best_name().to_string());
+                        batch.users.push(u);
                     }
-                    first_at.insert(u.id.clone(), i);
-                    run.names
-                        .users
-                        .insert(u.id.to_string(), u.best_name().to_string());
-                    batch.users.push(u);
+                    Err(e) => run.summary.skipped.push(ImportIssue {
+                        file: file.into(),
+                        position: Some(format!("user {i}")),
+                        reason: e.to_string(),
+                    }),
                 }
-                Err(e) => run.summary.skipped.push(ImportIssue {
-                    file: file.into(),
-                    position: Some(format!("user {i}")),
-                    reason: e.to_string(),
-                }),
-            }
-            if batch.users.len() >= batch_size {
-                let full = std::mem::replace(&mut batch, WriteBatch::new(self.workspace.clone()));
-                run.summary.users += full.users.len() as u64;
-                self.apply(full, run.options, &mut run.summary).await?;
+                if batch.users.len() >= batch_size {
+                    let full =
+                        std::mem::replace(&mut batch, WriteBatch::new(self.workspace.clone()));
+                    run.summary.users += full.users.len() as u64;
+                    self.apply(full, run.options, &mut run.summary).await?;
+                }
             }
         }
         run.summary.users += batch.users.len() as u64;
@@ -463,19 +515,21 @@ impl Collector {
         Ok(())
     }
 
-    /// Writes the conversations listed; returns folder name → conversation.
+    /// Writes the conversations listed; returns folder (from the export's top level) →
+    /// conversation.
     async fn import_conversations(
         &self,
-        listings: Vec<(&'static str, ChannelKind, Vec<Value>)>,
+        listings: Vec<ConversationListing>,
         present_folders: &[String],
         run: &mut ImportRun<'_>,
     ) -> Result<BTreeMap<String, Conversation>> {
         let mut folders: BTreeMap<String, Conversation> = BTreeMap::new();
         // id → where it was first listed
         let mut first_at: HashMap<ChannelId, String> = HashMap::new();
-        for (file, kind, items) in listings {
+        for listing in listings {
+            let (file, kind) = (listing.file.as_str(), listing.kind);
             let mut batch = WriteBatch::new(self.workspace.clone());
-            for (i, v) in items.iter().enumerate() {
+            for (i, v) in &listing.entries {
                 let here = format!("{file}, conversation {i}");
                 let skip = |reason: String| ImportIssue {
                     file: file.into(),
@@ -502,11 +556,12 @@ impl Collector {
                     c.kind = kind;
                 }
                 // DMs are stored in folders named by id, the others by name.
-                let folder = if c.kind == ChannelKind::Im {
+                let name = if c.kind == ChannelKind::Im {
                     c.id.to_string()
                 } else {
                     str_field(v, "name").unwrap_or_else(|| c.id.to_string())
                 };
+                let folder = format!("{}{name}", listing.base);
                 if let Some(other) = folders.get(&folder) {
                     run.summary.skipped.push(skip(format!(
                         "conversation {} has the folder {folder}/ of {} (first at {}): its messages could not be told apart; not imported",
@@ -516,7 +571,7 @@ impl Collector {
                 }
                 first_at.insert(c.id.clone(), here.clone());
                 run.names.add_channel(&c);
-                let wanted = run.options.wants(&folder, &c.id);
+                let wanted = run.options.wants(&name, &c.id);
                 if wanted && !present_folders.contains(&folder) {
                     run.summary.warnings.push(ImportIssue {
                         file: file.into(),
@@ -532,6 +587,7 @@ impl Collector {
                     Conversation {
                         id: c.id.clone(),
                         kind: c.kind,
+                        name,
                         listed_at: here,
                     },
                 );
@@ -559,7 +615,7 @@ impl Collector {
     ) -> Result<()> {
         let mut by_folder: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for f in files {
-            if let Some((folder, _)) = f.split_once('/') {
+            if let Some((folder, _)) = f.rsplit_once('/') {
                 by_folder.entry(folder).or_default().push(f.as_str());
             }
         }
@@ -575,7 +631,7 @@ impl Collector {
                 day_files_done += day_files.len() as u64;
                 continue;
             };
-            if !run.options.wants(folder, &conv.id) {
+            if !run.options.wants(&conv.name, &conv.id) {
                 day_files_done += day_files.len() as u64;
                 continue;
             }
@@ -895,6 +951,29 @@ impl Collector {
             Err(e) => Err(e),
         }
     }
+}
+
+/// What one workspace's import reads: its listings, the folders present and the day files, all
+/// named from the archive's top level. A workspace export's layout is its whole archive; a
+/// Grid workspace's is its `teams/<folder>/` plus the org-level conversations it is in.
+#[derive(Debug, Default)]
+pub(crate) struct Layout {
+    /// Users listings, in the order they are read (the first mention of an id wins).
+    pub(crate) users: Vec<UsersListing>,
+    /// Conversation listings.
+    pub(crate) conversations: Vec<ConversationListing>,
+    /// Folders present (`general`, `teams/acme/general`).
+    pub(crate) folders: Vec<String>,
+    /// Day files (`teams/acme/general/2016-01-02.json`).
+    pub(crate) day_files: Vec<String>,
+    /// Symbolic links found and refused.
+    pub(crate) links: Vec<String>,
+    /// Listing files read.
+    pub(crate) files_read: u64,
+    /// Warnings from reading the listings.
+    pub(crate) warnings: Vec<ImportIssue>,
+    /// Items already known to be skipped.
+    pub(crate) skipped: Vec<ImportIssue>,
 }
 
 /// One import's options, running summary and names.

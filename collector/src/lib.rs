@@ -4,6 +4,7 @@ mod backfill;
 mod domain;
 mod events;
 mod export;
+mod grid;
 mod import;
 mod listing;
 mod markup;
@@ -18,6 +19,10 @@ mod write;
 pub use backfill::{Backfill, BackfillOptions, BackfillReport, LateActivity, WEB_API_SOURCE};
 pub use events::{EventHandler, EventOutcome};
 pub use export::{ExportArchive, ExportEntries, MAX_EXPORT_FILE_BYTES};
+pub use grid::{
+    grid_workspaces, is_grid_export, GridImport, GridImportOptions, GridImportSummary,
+    GridWorkspace,
+};
 pub use import::{
     ChannelCounts, Collector, ImportIssue, ImportOptions, ImportSummary, EXPORT_SOURCE,
 };

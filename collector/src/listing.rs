@@ -13,14 +13,31 @@ use chatvault_core::{ChannelKind, Error, Result};
 use crate::export::{parse_json, ExportArchive, CONVERSATION_LISTINGS};
 use crate::import::ImportIssue;
 
+/// A users listing: its file (from the export's top level) and its entries with their positions.
+#[derive(Debug)]
+pub(crate) struct UsersListing {
+    pub(crate) file: String,
+    pub(crate) entries: Vec<(usize, Value)>,
+}
+
+/// A conversation listing: its file, the kind it lists, the folder its conversations' folders
+/// sit in (`""`, or `"teams/acme/"` in a Grid export), its entries with their positions.
+#[derive(Debug)]
+pub(crate) struct ConversationListing {
+    pub(crate) file: String,
+    pub(crate) kind: ChannelKind,
+    pub(crate) base: String,
+    pub(crate) entries: Vec<(usize, Value)>,
+}
+
 /// The listings of one export, parsed.
 #[derive(Debug, Default)]
 pub(crate) struct Listings {
-    /// The users file (`users.json`, or an Enterprise Grid org export's `org_users.json`) and its
-    /// entries, `None` when the export has neither.
-    pub(crate) users: Option<(&'static str, Vec<Value>)>,
-    /// Each conversation listing present: its file name, the kind it lists, its entries.
-    pub(crate) conversations: Vec<(&'static str, ChannelKind, Vec<Value>)>,
+    /// The users file (`users.json`, or an Enterprise Grid org export's `org_users.json`),
+    /// `None` when the export has neither.
+    pub(crate) users: Option<UsersListing>,
+    /// Each conversation listing present.
+    pub(crate) conversations: Vec<ConversationListing>,
 }
 
 /// The kind of conversation each listing holds.
@@ -89,24 +106,49 @@ fn read_listing(
     }
 }
 
+/// Reads a users listing (`None` when absent).
+///
+/// # Errors
+/// As [`read_listing`].
+pub(crate) fn read_users(
+    archive: &mut ExportArchive,
+    file: &str,
+    warnings: &mut Vec<ImportIssue>,
+) -> Result<Option<UsersListing>> {
+    Ok(
+        read_listing(archive, file, "users", warnings)?.map(|items| UsersListing {
+            file: file.to_string(),
+            entries: items.into_iter().enumerate().collect(),
+        }),
+    )
+}
+
 impl Listings {
-    /// Reads and checks every listing the export has.
+    /// Reads and checks every listing of the export whose top level is the folder `base` (`""`
+    /// for the archive's own top level, `"teams/acme/"` for a workspace of a Grid export).
     ///
     /// # Errors
     /// `InvalidInput` naming the first listing that is unreadable, not JSON or not an array.
     pub(crate) fn read(
         archive: &mut ExportArchive,
+        base: &str,
         warnings: &mut Vec<ImportIssue>,
     ) -> Result<Listings> {
-        let users = match read_listing(archive, "users.json", "users", warnings)? {
-            Some(u) => Some(("users.json", u)),
-            None => read_listing(archive, "org_users.json", "users", warnings)?
-                .map(|u| ("org_users.json", u)),
+        let users = match read_users(archive, &format!("{base}users.json"), warnings)? {
+            Some(u) => Some(u),
+            None if base.is_empty() => read_users(archive, "org_users.json", warnings)?,
+            None => None,
         };
         let mut conversations = Vec::new();
         for file in CONVERSATION_LISTINGS {
-            if let Some(items) = read_listing(archive, file, "conversations", warnings)? {
-                conversations.push((file, listing_kind(file), items));
+            let path = format!("{base}{file}");
+            if let Some(items) = read_listing(archive, &path, "conversations", warnings)? {
+                conversations.push(ConversationListing {
+                    file: path,
+                    kind: listing_kind(file),
+                    base: base.to_string(),
+                    entries: items.into_iter().enumerate().collect(),
+                });
             }
         }
         Ok(Listings {

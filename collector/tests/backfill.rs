@@ -139,12 +139,16 @@ async fn api(
                 f.fail_history_page_with_cursor = None;
                 return Json(json!({"ok": false, "error": "internal_error"})).into_response();
             }
-            let oldest: Option<f64> = params.get("oldest").and_then(|o| o.parse().ok());
+            let bound = |name: &str| params.get(name).and_then(|o| o.parse::<f64>().ok());
+            let (oldest, latest) = (bound("oldest"), bound("latest"));
+            let inclusive = params.get("inclusive").map(String::as_str) == Some("true");
             let msgs: Vec<Value> = f
                 .history
                 .iter()
                 .filter(|m| {
-                    oldest.is_none_or(|o| m["ts"].as_str().unwrap().parse::<f64>().unwrap() > o)
+                    let t: f64 = m["ts"].as_str().unwrap().parse().unwrap();
+                    oldest.is_none_or(|o| t > o || (inclusive && t == o))
+                        && latest.is_none_or(|l| t < l || (inclusive && t == l))
                 })
                 .cloned()
                 .collect();
@@ -174,6 +178,62 @@ async fn serve(fake: Shared) -> String {
     format!("http://{addr}/api")
 }
 
+/// The token the fake server accepts.
+const TOKEN: &str = "xoxb-test-secret";
+
+/// A fake Slack server answering from its `Fake`, and a fresh memory store for workspace T1:
+/// what every test starts from.
+struct Slack {
+    fake: Shared,
+    url: String,
+    meta: Arc<dyn MetadataStore>,
+    ws: WorkspaceId,
+}
+
+impl Slack {
+    /// Serves `fake` on 127.0.0.1.
+    async fn start(fake: Fake) -> Slack {
+        let fake: Shared = Arc::new(Mutex::new(fake));
+        let url = serve(fake.clone()).await;
+        Slack::at(fake, url)
+    }
+
+    /// `fake`, already served (or not) at `url`.
+    fn at(fake: Shared, url: String) -> Slack {
+        Slack {
+            fake,
+            url,
+            meta: Arc::new(MemoryMetadataStore::new()),
+            ws: WorkspaceId::new("T1").unwrap(),
+        }
+    }
+
+    /// Options for this server, Slack's pacing scaled away.
+    fn options(&self) -> BackfillOptions {
+        BackfillOptions {
+            api_url: self.url.clone(),
+            rate_scale: 1000.0,
+            ..Default::default()
+        }
+    }
+
+    /// A backfill of T1 into the store with `options`, authenticated as the server expects.
+    fn backfill(&self, options: BackfillOptions) -> Backfill {
+        Backfill::new(
+            self.meta.clone(),
+            self.ws.clone(),
+            SecretString::new(TOKEN),
+            options,
+        )
+        .unwrap()
+    }
+
+    /// How many requests the server has answered.
+    fn logged(&self) -> usize {
+        self.fake.lock().unwrap().log.len()
+    }
+}
+
 fn m(ts: &str, text: &str) -> Value {
     json!({"type":"message","user":"U1","ts":ts,"text":text})
 }
@@ -183,7 +243,7 @@ async fn backfill_paginates_retries_resumes_and_continues_incrementally() {
     let parent = json!({"type":"message","user":"U1","ts":"1600000500.000100","text":"thread start <https://example.com/a>",
         "thread_ts":"1600000500.000100","reply_count":2,"reply_users":["U2"],"latest_reply":"1600000520.000100",
         "reactions":[{"name":"+1","users":["U2"],"count":1}]});
-    let fake: Shared = Arc::new(Mutex::new(Fake {
+    let slack = Slack::start(Fake {
         history: vec![
             parent.clone(),
             m("1600000400.000100", "four"),
@@ -203,25 +263,14 @@ async fn backfill_paginates_retries_resumes_and_continues_incrementally() {
         fail_next_replies_500: true,
         fail_history_page_with_cursor: Some("off:2".into()),
         ..Default::default()
-    }));
-    let url = serve(fake.clone()).await;
-    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
-    let ws = WorkspaceId::new("T1").unwrap();
+    })
+    .await;
+    let (fake, meta, ws) = (slack.fake.clone(), slack.meta.clone(), slack.ws.clone());
     let options = BackfillOptions {
-        api_url: url.clone(),
         page_size: 2,
-        rate_scale: 1000.0,
-        ..Default::default()
+        ..slack.options()
     };
-    let backfill = || {
-        Backfill::new(
-            meta.clone(),
-            ws.clone(),
-            SecretString::new("xoxb-test-secret"),
-            options.clone(),
-        )
-        .unwrap()
-    };
+    let backfill = || slack.backfill(options.clone());
     let c1 = ChannelId::new("C1").unwrap();
     assert!(meta.list_workspaces().await.unwrap().is_empty());
 
@@ -256,7 +305,7 @@ async fn backfill_paginates_retries_resumes_and_continues_incrementally() {
     assert!(s.cursor.as_deref().unwrap().ends_with("off:2"));
 
     // run 2 resumes C1 from its cursor: page 1 is not fetched again
-    let before = fake.lock().unwrap().log.len();
+    let before = slack.logged();
     let r2 = backfill().run().await.unwrap();
     {
         let f = fake.lock().unwrap();
@@ -284,7 +333,7 @@ async fn backfill_paginates_retries_resumes_and_continues_incrementally() {
         .unwrap()
         .history
         .insert(0, m("1600000600.000100", "brand new"));
-    let before = fake.lock().unwrap().log.len();
+    let before = slack.logged();
     let r3 = backfill().run().await.unwrap();
     assert_eq!(r3.messages, 1);
     assert_eq!(r3.outbox_enqueued, 1);
@@ -307,16 +356,13 @@ async fn backfill_paginates_retries_resumes_and_continues_incrementally() {
 
 #[tokio::test]
 async fn bad_token_stops_the_run_without_leaking_it_or_storing_anything() {
-    let url = serve(Arc::new(Mutex::new(Fake::default()))).await;
-    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let slack = Slack::start(Fake::default()).await;
+    let meta = slack.meta.clone();
     let b = Backfill::new(
         meta.clone(),
-        WorkspaceId::new("T1").unwrap(),
+        slack.ws.clone(),
         SecretString::new("xoxb-wrong-token"),
-        BackfillOptions {
-            api_url: url,
-            ..Default::default()
-        },
+        slack.options(),
     )
     .unwrap();
     assert!(!format!("{b:?}").contains("xoxb-wrong"));
@@ -330,40 +376,30 @@ async fn bad_token_stops_the_run_without_leaking_it_or_storing_anything() {
     assert!(!e.to_string().contains("wrong-token") && !format!("{e:?}").contains("wrong-token"));
 }
 
-/// Runs a backfill of workspace T1 into a fresh memory store with `options`, expecting it to
-/// fail, and checks the token appears nowhere in the error.
+/// Runs a backfill of `slack` with `options`, expecting it to fail, and checks the token
+/// appears nowhere in the error.
 async fn failing_backfill(
+    slack: &Slack,
     options: BackfillOptions,
 ) -> (chatvault_core::Error, Arc<dyn MetadataStore>) {
-    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
-    let e = Backfill::new(
-        meta.clone(),
-        WorkspaceId::new("T1").unwrap(),
-        SecretString::new("xoxb-test-secret"),
-        options,
-    )
-    .unwrap()
-    .run()
-    .await
-    .unwrap_err();
+    let e = slack.backfill(options).run().await.unwrap_err();
     assert!(!e.to_string().contains("test-secret"), "{e}");
     assert!(!format!("{e:?}").contains("test-secret"), "{e:?}");
-    (e, meta)
+    (e, slack.meta.clone())
 }
 
 /// Runs a backfill whose `users.list` answers `answer`, expecting it to fail.
 async fn first_call_fails_with(answer: Value) -> (chatvault_core::Error, Arc<dyn MetadataStore>) {
-    let url = serve(Arc::new(Mutex::new(Fake {
+    let slack = Slack::start(Fake {
         users_list_answer: Some(answer),
         ..Default::default()
-    })))
-    .await;
-    failing_backfill(BackfillOptions {
-        api_url: url,
-        max_rate_limit_waits: 0,
-        ..Default::default()
     })
-    .await
+    .await;
+    let options = BackfillOptions {
+        max_rate_limit_waits: 0,
+        ..slack.options()
+    };
+    failing_backfill(&slack, options).await
 }
 
 #[tokio::test]
@@ -406,12 +442,15 @@ async fn an_unreachable_api_says_why_and_stores_nothing() {
         .unwrap()
         .port();
     // `failing_backfill` checks the token is in neither the message nor the Debug form
-    let (e, meta) = failing_backfill(BackfillOptions {
-        api_url: format!("http://127.0.0.1:{port}/api"),
+    let slack = Slack::at(
+        Arc::new(Mutex::new(Fake::default())),
+        format!("http://127.0.0.1:{port}/api"),
+    );
+    let options = BackfillOptions {
         max_retries: 0,
-        ..Default::default()
-    })
-    .await;
+        ..slack.options()
+    };
+    let (e, meta) = failing_backfill(&slack, options).await;
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
     // the cause, not just reqwest's "error sending request"
     assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
@@ -451,7 +490,7 @@ async fn pineapple_channels(
 
 #[tokio::test]
 async fn members_of_private_conversations_come_from_conversations_members_every_run() {
-    let fake: Shared = Arc::new(Mutex::new(Fake {
+    let slack = Slack::start(Fake {
         channels: Some(vec![
             json!({"id":"C1","name":"general","is_channel":true}),
             json!({"id":"G1","name":"secret-plans","is_channel":true,"is_private":true}),
@@ -482,27 +521,18 @@ async fn members_of_private_conversations_come_from_conversations_members_every_
             ),
         ]),
         ..Default::default()
-    }));
-    let url = serve(fake.clone()).await;
-    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    })
+    .await;
+    let (fake, meta, ws) = (slack.fake.clone(), slack.meta.clone(), slack.ws.clone());
     let content: Arc<dyn chatvault_core::ContentStore> =
         Arc::new(chatvault_core::testing::MemoryContentStore::new());
     let embedder = CountingEmbedder::new();
-    let ws = WorkspaceId::new("T1").unwrap();
+    // one member per page: the members are paged through
     let backfill = || {
-        Backfill::new(
-            meta.clone(),
-            ws.clone(),
-            SecretString::new("xoxb-test-secret"),
-            BackfillOptions {
-                api_url: url.clone(),
-                // one member per page: the members are paged through
-                page_size: 1,
-                rate_scale: 1000.0,
-                ..Default::default()
-            },
-        )
-        .unwrap()
+        slack.backfill(BackfillOptions {
+            page_size: 1,
+            ..slack.options()
+        })
     };
     let relay = chatvault_collector::Relay::new(
         meta.clone(),
@@ -583,20 +613,8 @@ async fn a_token_without_the_members_scope_says_so_once_and_the_rest_is_fetched(
     }));
     // conversations.members answers missing_scope for everything
     let url = serve_with_members_refused(fake.clone()).await;
-    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
-    let r = Backfill::new(
-        meta.clone(),
-        WorkspaceId::new("T1").unwrap(),
-        SecretString::new("xoxb-test-secret"),
-        BackfillOptions {
-            api_url: url,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-    .run()
-    .await
-    .unwrap();
+    let slack = Slack::at(fake.clone(), url);
+    let r = slack.backfill(slack.options()).run().await.unwrap();
     assert_eq!(r.memberships_refreshed, 0);
     assert_eq!(r.messages, 3);
     assert_eq!(r.skipped.len(), 1, "{:?}", r.skipped);
@@ -667,7 +685,7 @@ async fn an_incremental_run_picks_up_late_replies_edits_deletes_and_reactions() 
         json!({"type":"message","user":"U2","ts":reacted,"text":"react to me",
             "reactions":[{"name":name,"users":["U1"],"count":1}]})
     };
-    let fake: Shared = Arc::new(Mutex::new(Fake {
+    let slack = Slack::start(Fake {
         channels: Some(vec![json!({"id":"C1","name":"general","is_channel":true})]),
         history: vec![
             m(&doomed, "to be deleted"),
@@ -681,9 +699,9 @@ async fn an_incremental_run_picks_up_late_replies_edits_deletes_and_reactions() 
             vec![thread(&[&reply1]), reply(&reply1, "reply one")],
         )]),
         ..Default::default()
-    }));
-    let url = serve(fake.clone()).await;
-    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    })
+    .await;
+    let (fake, meta, ws) = (slack.fake.clone(), slack.meta.clone(), slack.ws.clone());
     let content: Arc<dyn chatvault_core::ContentStore> =
         Arc::new(chatvault_core::testing::MemoryContentStore::new());
     let relay = chatvault_collector::Relay::new(
@@ -692,21 +710,12 @@ async fn an_incremental_run_picks_up_late_replies_edits_deletes_and_reactions() 
         CountingEmbedder::new(),
         chatvault_collector::RelayOptions::default(),
     );
-    let ws = WorkspaceId::new("T1").unwrap();
     let c1 = ChannelId::new("C1").unwrap();
     let backfill = || {
-        Backfill::new(
-            meta.clone(),
-            ws.clone(),
-            SecretString::new("xoxb-test-secret"),
-            BackfillOptions {
-                api_url: url.clone(),
-                page_size: 2,
-                rate_scale: 1000.0,
-                ..Default::default()
-            },
-        )
-        .unwrap()
+        slack.backfill(BackfillOptions {
+            page_size: 2,
+            ..slack.options()
+        })
     };
     let r1 = backfill().run().await.unwrap();
     assert_eq!((r1.messages, r1.replies), (6, 1));
@@ -731,7 +740,7 @@ async fn an_incremental_run_picks_up_late_replies_edits_deletes_and_reactions() 
             ],
         );
     }
-    let before = fake.lock().unwrap().log.len();
+    let before = slack.logged();
     let r2 = backfill().run().await.unwrap();
     assert_eq!(
         r2.late,
@@ -780,12 +789,126 @@ async fn an_incremental_run_picks_up_late_replies_edits_deletes_and_reactions() 
     assert_eq!(text(&doomed).await, None);
 
     // nothing changed since: the window is read, no thread is, nothing is counted
-    let before = fake.lock().unwrap().log.len();
+    let before = slack.logged();
     let r3 = backfill().run().await.unwrap();
     assert_eq!(r3.late, chatvault_collector::LateActivity::default());
     assert!(!fake.lock().unwrap().log[before..]
         .iter()
         .any(|(m, _)| m == "conversations.replies"));
+}
+
+#[tokio::test]
+async fn threads_older_than_the_window_are_checked_and_reread_when_their_latest_reply_moved() {
+    use chrono::Duration as D;
+    let parent = ago(D::days(20));
+    let reply1 = ago(D::days(10));
+    let broadcast = ago(D::days(2));
+    // quiet for longer than the thread horizon (30 days): not checked
+    let quiet = ago(D::days(60));
+    let quiet_reply = ago(D::days(50));
+    let thread = |ts: &str, replies: &[&str]| {
+        json!({"type":"message","user":"U1","ts":ts,"text":"a thread about mangos",
+            "thread_ts":ts,"reply_count":replies.len(),"reply_users":["U2"],
+            "latest_reply":replies.last().unwrap()})
+    };
+    let reply = |thread_ts: &str, ts: &str, text: &str| json!({"type":"message","user":"U2","ts":ts,"thread_ts":thread_ts,"text":text});
+    // a reply also sent to the channel: in the history and in the thread
+    let mut sent_too = reply(&parent, &broadcast, "also sent to the channel");
+    sent_too["subtype"] = json!("thread_broadcast");
+    let slack = Slack::start(Fake {
+        channels: Some(vec![json!({"id":"C1","name":"general","is_channel":true})]),
+        history: vec![
+            sent_too.clone(),
+            thread(&parent, &[&reply1, &broadcast]),
+            thread(&quiet, &[&quiet_reply]),
+        ],
+        replies: HashMap::from([
+            (
+                parent.clone(),
+                vec![
+                    thread(&parent, &[&reply1, &broadcast]),
+                    reply(&parent, &reply1, "first reply"),
+                    sent_too.clone(),
+                ],
+            ),
+            (
+                quiet.clone(),
+                vec![
+                    thread(&quiet, &[&quiet_reply]),
+                    reply(&quiet, &quiet_reply, "old news"),
+                ],
+            ),
+        ]),
+        ..Default::default()
+    })
+    .await;
+    let (fake, meta, ws) = (slack.fake.clone(), slack.meta.clone(), slack.ws.clone());
+    let c1 = ChannelId::new("C1").unwrap();
+    slack.backfill(slack.options()).run().await.unwrap();
+    let stored = |ts: String| {
+        let (meta, ws, c1) = (meta.clone(), ws.clone(), c1.clone());
+        async move {
+            channel_messages(meta.as_ref(), &ws, &c1)
+                .await
+                .into_iter()
+                .any(|d| d.meta.key.ts.as_str() == ts)
+        }
+    };
+    assert!(stored(broadcast.clone()).await);
+
+    // Twenty days after it started, the thread gets a reply, and the broadcast reply is deleted.
+    let reply2 = ago(D::hours(1));
+    {
+        let mut f = fake.lock().unwrap();
+        f.history = vec![
+            thread(&parent, &[&reply1, &reply2]),
+            thread(&quiet, &[&quiet_reply]),
+        ];
+        f.replies.insert(
+            parent.clone(),
+            vec![
+                thread(&parent, &[&reply1, &reply2]),
+                reply(&parent, &reply1, "first reply"),
+                reply(&parent, &reply2, "a reply three weeks on"),
+            ],
+        );
+    }
+    let before = slack.logged();
+    let r2 = slack.backfill(slack.options()).run().await.unwrap();
+    assert_eq!(r2.late.threads_reread, 1, "{:?}", r2.late);
+    assert_eq!(r2.late.new, 1, "{:?}", r2.late);
+    assert!(r2.late.deleted >= 1, "{:?}", r2.late);
+    assert!(stored(reply2.clone()).await, "the late reply is stored");
+    assert!(
+        !stored(broadcast.clone()).await,
+        "the deleted broadcast is a tombstone"
+    );
+    let asked_for = |from: usize, method: &str, param: &str| -> Vec<String> {
+        fake.lock().unwrap().log[from..]
+            .iter()
+            .filter(|(m, _)| m == method)
+            .filter_map(|(_, p)| p.get(param).cloned())
+            .collect()
+    };
+    // the parent was read on its own; the quiet thread was not looked at
+    assert_eq!(
+        asked_for(before, "conversations.history", "latest"),
+        [parent.as_str()]
+    );
+    assert_eq!(
+        asked_for(before, "conversations.replies", "ts"),
+        [parent.as_str()]
+    );
+
+    // Nothing moved since: the parent is checked, its thread is not read again.
+    let before = slack.logged();
+    let r3 = slack.backfill(slack.options()).run().await.unwrap();
+    assert_eq!(r3.late, chatvault_collector::LateActivity::default());
+    assert_eq!(
+        asked_for(before, "conversations.history", "latest"),
+        [parent.as_str()]
+    );
+    assert!(asked_for(before, "conversations.replies", "ts").is_empty());
 }
 
 /// When each `method` request arrived, in order.
@@ -808,29 +931,23 @@ fn numbered(n: usize) -> Vec<Value> {
 
 #[tokio::test]
 async fn calls_are_paced_by_their_tier_not_failed() {
-    let fake: Shared = Arc::new(Mutex::new(Fake {
+    let slack = Slack::start(Fake {
         channels: Some(vec![json!({"id":"C1","name":"general","is_channel":true})]),
         history: numbered(30),
         ..Default::default()
-    }));
-    let url = serve(fake.clone()).await;
-    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
-    let r = Backfill::new(
-        meta.clone(),
-        WorkspaceId::new("T1").unwrap(),
-        SecretString::new("xoxb-test-secret"),
-        BackfillOptions {
-            api_url: url,
+    })
+    .await;
+    let fake = slack.fake.clone();
+    let r = slack
+        .backfill(BackfillOptions {
             page_size: 2,
             // Tier 3 (50 a minute, a burst of 8) sixty times faster: one call per 20 ms
             rate_scale: 60.0,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-    .run()
-    .await
-    .unwrap();
+            ..slack.options()
+        })
+        .run()
+        .await
+        .unwrap();
     assert_eq!(r.messages, 30);
     assert_eq!(r.rate_limited, 0);
     let history = arrivals(&fake, "conversations.history");
@@ -845,30 +962,24 @@ async fn calls_are_paced_by_their_tier_not_failed() {
 
 #[tokio::test]
 async fn the_reduced_limits_are_detected_paced_to_and_explained() {
-    let fake: Shared = Arc::new(Mutex::new(Fake {
+    let slack = Slack::start(Fake {
         channels: Some(vec![json!({"id":"C1","name":"general","is_channel":true})]),
         history: numbered(40),
         reduced: true,
         ..Default::default()
-    }));
-    let url = serve(fake.clone()).await;
-    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
-    let r = Backfill::new(
-        meta.clone(),
-        WorkspaceId::new("T1").unwrap(),
-        SecretString::new("xoxb-test-secret"),
-        BackfillOptions {
-            api_url: url,
+    })
+    .await;
+    let fake = slack.fake.clone();
+    let r = slack
+        .backfill(BackfillOptions {
             page_size: 200,
             // 1 a minute, 120 times faster: one call per 500 ms
             rate_scale: 120.0,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-    .run()
-    .await
-    .unwrap();
+            ..slack.options()
+        })
+        .run()
+        .await
+        .unwrap();
     assert_eq!(r.messages, 40);
     assert_eq!(r.notices.len(), 1, "{:?}", r.notices);
     assert!(
@@ -897,7 +1008,7 @@ async fn the_reduced_limits_are_detected_paced_to_and_explained() {
 
 #[tokio::test]
 async fn channel_filters_choose_what_is_fetched_and_name_what_is_missing() {
-    let fake: Shared = Arc::new(Mutex::new(Fake {
+    let slack = Slack::start(Fake {
         channels: Some(vec![
             json!({"id":"C1","name":"general","is_channel":true}),
             json!({"id":"C3","name":"random","is_channel":true}),
@@ -915,30 +1026,19 @@ async fn channel_filters_choose_what_is_fetched_and_name_what_is_missing() {
             ),
         ]),
         ..Default::default()
-    }));
-    let url = serve(fake.clone()).await;
+    })
+    .await;
+    let fake = slack.fake.clone();
+    // each run into a fresh store
     let run = |only: Option<Vec<String>>, exclude: Vec<String>, types: &str| {
-        let url = url.clone();
-        let types = types.to_string();
-        async move {
-            Backfill::new(
-                Arc::new(MemoryMetadataStore::new()),
-                WorkspaceId::new("T1").unwrap(),
-                SecretString::new("xoxb-test-secret"),
-                BackfillOptions {
-                    api_url: url,
-                    only_channels: only,
-                    exclude_channels: exclude,
-                    channel_types: types,
-                    rate_scale: 1000.0,
-                    ..Default::default()
-                },
-            )
-            .unwrap()
-            .run()
-            .await
-            .unwrap()
-        }
+        let fresh = Slack::at(slack.fake.clone(), slack.url.clone());
+        let options = BackfillOptions {
+            only_channels: only,
+            exclude_channels: exclude,
+            channel_types: types.to_string(),
+            ..fresh.options()
+        };
+        async move { fresh.backfill(options).run().await.unwrap() }
     };
     let fetched = |from: usize| -> Vec<String> {
         let f = fake.lock().unwrap();
@@ -952,7 +1052,7 @@ async fn channel_filters_choose_what_is_fetched_and_name_what_is_missing() {
     };
 
     // by name (with or without #) and by id; one that does not exist is missing
-    let from = fake.lock().unwrap().log.len();
+    let from = slack.logged();
     let r = run(
         Some(vec!["#general".into(), "C3".into(), "nope".into()]),
         vec![],
@@ -966,7 +1066,7 @@ async fn channel_filters_choose_what_is_fetched_and_name_what_is_missing() {
     );
 
     // excluded by name
-    let from = fake.lock().unwrap().log.len();
+    let from = slack.logged();
     let r = run(None, vec!["noise".into()], "public_channel").await;
     assert_eq!(fetched(from), ["C1", "C3"]);
     assert!(r.missing.is_empty());
@@ -984,31 +1084,24 @@ async fn channel_filters_choose_what_is_fetched_and_name_what_is_missing() {
 
 #[tokio::test]
 async fn since_bounds_a_first_run() {
-    let fake: Shared = Arc::new(Mutex::new(Fake {
+    let slack = Slack::start(Fake {
         channels: Some(vec![json!({"id":"C1","name":"general","is_channel":true})]),
         history: vec![
             said("U1", "1600000300.000100", "new enough"),
             said("U1", "1600000100.000100", "too old"),
         ],
         ..Default::default()
-    }));
-    let url = serve(fake.clone()).await;
-    let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
-    let r = Backfill::new(
-        meta.clone(),
-        WorkspaceId::new("T1").unwrap(),
-        SecretString::new("xoxb-test-secret"),
-        BackfillOptions {
-            api_url: url,
+    })
+    .await;
+    let fake = slack.fake.clone();
+    let r = slack
+        .backfill(BackfillOptions {
             since: Some(chatvault_core::Ts::new("1600000200.000000").unwrap()),
-            rate_scale: 1000.0,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-    .run()
-    .await
-    .unwrap();
+            ..slack.options()
+        })
+        .run()
+        .await
+        .unwrap();
     assert_eq!(r.messages, 1);
     let f = fake.lock().unwrap();
     let (_, p) = f
