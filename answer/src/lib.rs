@@ -4,6 +4,8 @@ mod citations;
 mod grounded;
 mod http;
 mod sse;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use citations::{check_citations, CitationCheck};
 pub use grounded::{

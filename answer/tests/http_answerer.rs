@@ -4,16 +4,11 @@
 //! passages come from the bundled houstondatavis export, imported into the in-memory stores with
 //! the hashing embedder.
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use chatvault_answer::testing::{completion, FakeModel, Reply};
 use chatvault_answer::{
     answer_grounded, GroundedAnswer, HttpAnswerer, HttpAnswererConfig, Outcome, RelevanceGate,
     NOT_FOUND,
@@ -28,77 +23,13 @@ use serde_json::{json, Value};
 
 const KEY: &str = "sk-test-0123456789-secret";
 
-/// What the fake server answers to its next request.
-#[derive(Clone)]
-enum Reply {
-    /// A status and a JSON body, with an optional `Retry-After`.
-    Json(u16, Value, Option<&'static str>),
-    /// A chat-completion stream of these pieces.
-    Stream(Vec<&'static str>),
-    /// Waits this long, then answers with a completion.
-    Slow(Duration),
-}
-
-#[derive(Default)]
-struct Fake {
-    replies: Mutex<VecDeque<Reply>>,
-    /// Every request body received, with its Authorization header.
-    seen: Mutex<Vec<(Value, Option<String>)>>,
-}
-
-fn completion(text: &str) -> Value {
-    json!({"id": "x", "object": "chat.completion", "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]})
-}
-
-async fn chat(
-    State(fake): State<Arc<Fake>>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    fake.seen.lock().unwrap().push((body, auth));
-    let reply = fake.replies.lock().unwrap().pop_front();
-    match reply {
-        None => (StatusCode::INTERNAL_SERVER_ERROR, "no reply scripted").into_response(),
-        Some(Reply::Json(status, body, retry_after)) => {
-            let mut r = (StatusCode::from_u16(status).unwrap(), Json(body)).into_response();
-            if let Some(s) = retry_after {
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, s.parse().unwrap());
-            }
-            r
-        }
-        Some(Reply::Stream(pieces)) => {
-            let mut sse = String::new();
-            for p in pieces {
-                let chunk = json!({"choices": [{"index": 0, "delta": {"content": p}}]});
-                sse.push_str(&format!("data: {chunk}\n\n"));
-            }
-            sse.push_str("data: [DONE]\n\n");
-            ([(header::CONTENT_TYPE, "text/event-stream")], sse).into_response()
-        }
-        Some(Reply::Slow(d)) => {
-            tokio::time::sleep(d).await;
-            Json(completion("late [1]")).into_response()
-        }
-    }
-}
-
-/// Starts the fake server with these replies; returns its base URL.
-async fn fake(replies: Vec<Reply>) -> (Arc<Fake>, String) {
-    let fake = Arc::new(Fake::default());
-    fake.replies.lock().unwrap().extend(replies);
-    let app = Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (fake, format!("http://{addr}/v1"))
+/// Starts the fake model with these replies; returns it and its base URL.
+async fn fake(replies: Vec<Reply>) -> (FakeModel, String) {
+    let model = FakeModel::start(replies)
+        .await
+        .expect("the fake model starts");
+    let url = model.url().to_string();
+    (model, url)
 }
 
 fn answerer(url: &str, tune: impl FnOnce(&mut HttpAnswererConfig)) -> HttpAnswerer {
@@ -172,7 +103,7 @@ fn engine_model() -> &'static str {
 
 #[tokio::test]
 async fn streams_tokens_and_checks_citations() {
-    let (fake, url) = fake(vec![Reply::Stream(vec![
+    let (fake, url) = fake(vec![Reply::answer([
         "It was published ",
         "on GitHub [1]",
         ".",
@@ -188,9 +119,9 @@ async fn streams_tokens_and_checks_citations() {
     assert_eq!(answer.sources[0].key, answer.passages[0].hit.message.key);
     assert!(answer.checks.model_called && answer.checks.removed_citations.is_empty());
 
-    let seen = fake.seen.lock().unwrap();
+    let seen = fake.requests();
     assert_eq!(seen.len(), 1);
-    let (body, auth) = &seen[0];
+    let (body, auth) = (&seen[0].body, &seen[0].authorization);
     assert_eq!(body["stream"], json!(true));
     assert_eq!(body["model"], json!("test-model"));
     assert_eq!(auth.as_deref(), Some(format!("Bearer {KEY}").as_str()));
@@ -204,7 +135,7 @@ async fn streams_tokens_and_checks_citations() {
 
 #[tokio::test]
 async fn answers_without_streaming() {
-    let (fake, url) = fake(vec![Reply::Json(200, completion("See [2] and [1]."), None)]).await;
+    let (fake, url) = fake(vec![Reply::status(200, completion("See [2] and [1]."))]).await;
     let a = answerer(&url, |c| c.stream = false);
     let (answer, pieces) = ask(&a, QUESTION).await;
     assert_eq!(pieces, vec!["See [2] and [1]."]);
@@ -217,19 +148,18 @@ async fn answers_without_streaming() {
             .collect::<Vec<_>>(),
         vec![2, 1]
     );
-    assert_eq!(fake.seen.lock().unwrap()[0].0["stream"], json!(false));
+    assert_eq!(fake.requests()[0].body["stream"], json!(false));
 }
 
 #[tokio::test]
 async fn a_refused_stream_falls_back_to_one_response() {
     let (fake, url) = fake(vec![
-        Reply::Json(
+        Reply::status(
             400,
             json!({"error": {"message": "stream is not supported"}}),
-            None,
         ),
-        Reply::Json(200, completion("Here [1]."), None),
-        Reply::Json(200, completion("Again [1]."), None),
+        Reply::status(200, completion("Here [1].")),
+        Reply::status(200, completion("Again [1].")),
     ])
     .await;
     let a = answerer(&url, |_| {});
@@ -243,16 +173,20 @@ async fn a_refused_stream_falls_back_to_one_response() {
         .await
         .expect("no stream asked");
     assert_eq!(second.text, "Again [1].");
-    let seen = fake.seen.lock().unwrap();
-    let streams: Vec<&Value> = seen.iter().map(|(b, _)| &b["stream"]).collect();
+    let seen = fake.requests();
+    let streams: Vec<&Value> = seen.iter().map(|r| &r.body["stream"]).collect();
     assert_eq!(streams, vec![&json!(true), &json!(false), &json!(false)]);
 }
 
 #[tokio::test]
 async fn retries_after_429_honouring_retry_after() {
     let (fake, url) = fake(vec![
-        Reply::Json(429, json!({"error": {"message": "slow down"}}), Some("1")),
-        Reply::Stream(vec!["Answer [1]."]),
+        Reply::Status {
+            status: 429,
+            body: json!({"error": {"message": "slow down"}}),
+            retry_after: Some("1".into()),
+        },
+        Reply::answer(["Answer [1]."]),
     ])
     .await;
     let a = answerer(&url, |_| {});
@@ -267,19 +201,19 @@ async fn retries_after_429_honouring_retry_after() {
         started.elapsed()
     );
     assert_eq!(answer.text, "Answer [1].");
-    assert_eq!(fake.seen.lock().unwrap().len(), 2);
+    assert_eq!(fake.request_count(), 2);
 }
 
 #[tokio::test]
 async fn failing_model_names_the_endpoint_never_the_key_and_keeps_the_passages() {
     let echo = format!("internal error for key {KEY}");
     let replies = (0..3)
-        .map(|_| Reply::Json(500, json!({"error": {"message": echo}}), None))
+        .map(|_| Reply::status(500, json!({"error": {"message": echo}})))
         .collect();
     let (fake, url) = fake(replies).await;
     let a = answerer(&url, |c| c.max_retries = 2);
     let (answer, _) = ask(&a, QUESTION).await;
-    assert_eq!(fake.seen.lock().unwrap().len(), 3, "1 attempt + 2 retries");
+    assert_eq!(fake.request_count(), 3, "1 attempt + 2 retries");
     assert_eq!(answer.outcome, Outcome::ModelFailed);
     let error = answer.error.as_deref().expect("error");
     assert!(
@@ -325,16 +259,12 @@ async fn a_slow_model_times_out() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(e.kind(), ErrorKind::Unavailable);
     assert!(e.to_string().contains("no response within 300ms"), "{e}");
-    assert_eq!(fake.seen.lock().unwrap().len(), 1);
+    assert_eq!(fake.request_count(), 1);
 }
 
 #[tokio::test]
 async fn citations_of_missing_passages_are_removed_and_reported() {
-    let (_fake, url) = fake(vec![Reply::Stream(vec![
-        "On GitHub [1]",
-        ", see also [7].",
-    ])])
-    .await;
+    let (_fake, url) = fake(vec![Reply::answer(["On GitHub [1]", ", see also [7]."])]).await;
     let a = answerer(&url, |_| {});
     let (answer, _) = ask(&a, QUESTION).await;
     assert_eq!(answer.passages.len(), 5);
@@ -346,7 +276,7 @@ async fn citations_of_missing_passages_are_removed_and_reported() {
 
 #[tokio::test]
 async fn an_answer_without_citations_is_flagged_unsupported() {
-    let (_fake, url) = fake(vec![Reply::Stream(vec!["Probably on GitHub [9]."])]).await;
+    let (_fake, url) = fake(vec![Reply::answer(["Probably on GitHub [9]."])]).await;
     let a = answerer(&url, |_| {});
     let (answer, _) = ask(&a, QUESTION).await;
     assert_eq!(answer.outcome, Outcome::Unsupported);
@@ -360,17 +290,14 @@ async fn an_answer_without_citations_is_flagged_unsupported() {
 
 #[tokio::test]
 async fn nothing_relevant_never_calls_the_model() {
-    let (fake, url) = fake(vec![Reply::Stream(vec!["must not be asked [1]"])]).await;
+    let (fake, url) = fake(vec![Reply::answer(["must not be asked [1]"])]).await;
     let a = answerer(&url, |_| {});
     let (answer, pieces) = ask(&a, "xylophone zebra quagmire").await;
     assert_eq!(answer.outcome, Outcome::NotFound, "{:?}", answer.checks);
     assert_eq!(answer.answer, NOT_FOUND);
     assert!(!answer.checks.model_called);
     assert!(pieces.is_empty());
-    assert!(
-        fake.seen.lock().unwrap().is_empty(),
-        "the model saw no request"
-    );
+    assert!(fake.request_count() == 0, "the model saw no request");
 }
 
 #[tokio::test]
@@ -395,5 +322,5 @@ async fn an_overlong_question_is_refused_naming_the_limit() {
         e.to_string().contains(&MAX_QUESTION_CHARS.to_string()),
         "{e}"
     );
-    assert!(fake.seen.lock().unwrap().is_empty());
+    assert!(fake.request_count() == 0);
 }

@@ -31,17 +31,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chatvault_benches::{
-    channel, env_usize, message_batch, sqlite_store, user, workspace, workspace_batch, Vocabulary,
-    CHANNELS, PRIVATE_CHANNELS, USERS,
-};
-use chatvault_collector::{Relay, RelayOptions};
-use chatvault_core::{
-    CollectionSpec, ContentStore, Embedder, HashingEmbedder, MessageKey, MetadataStore,
-    SecretString, Ts, Workspace, WorkspaceId,
-};
+use chatvault_benches::preload::{self, bench_embedders, Preloaded};
+use chatvault_benches::{channel, env_usize, user, Vocabulary, CHANNELS, PRIVATE_CHANNELS, USERS};
+use chatvault_collector::RelayOptions;
+use chatvault_core::{ContentStore, MessageKey, SecretString, Ts, WorkspaceId};
 use chatvault_server::{serve, AppState, ServerConfig};
-use chatvault_storage_vector::{VectorStore, VectorStoreOptions};
 use hmac::{Hmac, Mac};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -50,69 +44,11 @@ use sha2::Sha256;
 const SIGNING_SECRET: &str = "serve-load-bench-signing-secret";
 /// Every search client asks for this many hits.
 const SEARCH_LIMIT: usize = 10;
-const APPLY_BATCH: usize = 5_000;
 const MAX_IN_FLIGHT: usize = 64;
 /// Event timestamps start here, after every preloaded message (2027-01-15).
 const EVENT_START_SECS: i64 = 1_800_000_000;
 
 type Fallible<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-/// The hashing embedder under another model's name: preloads a collection the model's
-/// embedder will accept, without spending minutes embedding synthetic text (see the module
-/// documentation).
-#[derive(Debug)]
-struct Relabelled {
-    inner: HashingEmbedder,
-    model_id: String,
-}
-
-#[async_trait::async_trait]
-impl Embedder for Relabelled {
-    fn model_id(&self) -> &str {
-        &self.model_id
-    }
-
-    fn dimension(&self) -> usize {
-        self.inner.dimension()
-    }
-
-    async fn embed(&self, texts: &[String]) -> chatvault_core::Result<Vec<Vec<f32>>> {
-        self.inner.embed(texts).await
-    }
-}
-
-/// The server's embedder, the one the preload writes with, and the model's name.
-type Embedders = (Arc<dyn Embedder>, Arc<dyn Embedder>, String);
-
-/// The server's embedder, and the one the preload writes with.
-fn embedders() -> Fallible<Embedders> {
-    let hashing = HashingEmbedder::new(384)?;
-    match std::env::var("CHATVAULT_BENCH_EMBEDDER").as_deref() {
-        Ok("minilm") => {
-            let dir = std::env::var(chatvault_embed::MODEL_DIR_ENV).map_err(|_| {
-                format!(
-                    "CHATVAULT_BENCH_EMBEDDER=minilm needs {} (scripts/fetch-model.sh)",
-                    chatvault_embed::MODEL_DIR_ENV
-                )
-            })?;
-            let model = chatvault_embed::MiniLmEmbedder::from_dir(&dir)?;
-            let name = model.model_id().to_string();
-            let preload = Relabelled {
-                inner: hashing,
-                model_id: name.clone(),
-            };
-            Ok((Arc::new(model), Arc::new(preload), name))
-        }
-        Ok("hashing") | Err(_) => {
-            let name = hashing.model_id().to_string();
-            let e: Arc<dyn Embedder> = Arc::new(hashing);
-            Ok((e.clone(), e, name))
-        }
-        Ok(other) => {
-            Err(format!("CHATVAULT_BENCH_EMBEDDER={other:?}: use hashing or minilm").into())
-        }
-    }
-}
 
 /// Slack's request signature: `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{body}`.
 fn sign(secret: &str, timestamp: i64, body: &str) -> String {
@@ -148,54 +84,22 @@ struct EventStats {
 async fn preload(
     n: usize,
 ) -> Fallible<(tempfile::TempDir, Bench, tokio::sync::oneshot::Sender<()>)> {
-    let ws = workspace();
     let dir = tempfile::tempdir()?;
-    let (embedder, preload_embedder, name) = embedders()?;
-    eprintln!("serve_load: the server embeds with {name}");
-    let store = VectorStore::open(dir.path().join("vectors"), VectorStoreOptions::default())?;
-    let content: Arc<dyn ContentStore> = Arc::new(store.clone());
-    let meta: Arc<dyn MetadataStore> = Arc::new(sqlite_store(dir.path()).await?);
-    let started = Instant::now();
-    meta.upsert_workspace(&Workspace::new(ws.clone(), "bench"))
-        .await?;
-    meta.apply(workspace_batch(&ws)).await?;
-    content
-        .create_collection(
-            &ws,
-            &CollectionSpec {
-                dimension: embedder.dimension(),
-                model_id: embedder.model_id().to_string(),
-            },
-        )
-        .await?;
-    let vocab = Vocabulary::new(1);
-    let mut from = 0;
-    while from < n {
-        let count = APPLY_BATCH.min(n - from);
-        meta.apply(message_batch(&ws, &vocab, from, count)).await?;
-        from += count;
-    }
-    // the real write path: the relay embeds and delivers what the batches enqueued
-    Relay::new(
-        meta.clone(),
-        content.clone(),
-        preload_embedder,
-        RelayOptions::default(),
-    )
-    .drain()
-    .await?;
-    store.wait_for_graph(&ws)?;
-    eprintln!(
-        "serve_load: {n} messages loaded, delivered and indexed in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    let embedders = bench_embedders()?;
+    eprintln!("serve_load: the server embeds with {}", embedders.name);
+    let Preloaded {
+        ws,
+        meta,
+        content,
+        vocab,
+    } = preload::preload(dir.path(), "serve_load", n, embedders.preload, Vec::new()).await?;
 
     let config = ServerConfig {
         signing_secret: Some(SecretString::new(SIGNING_SECRET)),
         relay: Some(RelayOptions::default()),
         ..ServerConfig::default()
     };
-    let state = AppState::new(meta, content.clone(), embedder, config);
+    let state = AppState::new(meta, content.clone(), embedders.query, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let url = format!("{base}/slack/events");

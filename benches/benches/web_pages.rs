@@ -17,23 +17,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatvault_benches::{
-    env_usize, message_batch, sqlite_store, user, workspace, workspace_batch, Vocabulary, USERS,
-};
-use chatvault_collector::{Relay, RelayOptions};
+use chatvault_benches::preload::{preload, Preloaded};
+use chatvault_benches::{env_usize, user, workspace, Vocabulary, USERS};
 use chatvault_core::{
-    Channel, ChannelId, ChannelKind, CollectionSpec, ContentAttributes, ContentStore, Embedder,
-    HashingEmbedder, MessageContent, MessageKey, MessageMeta, MessageRecord, MetadataStore,
-    Reaction, Ts, Workspace, WorkspaceId, WriteBatch,
+    Channel, ChannelId, ChannelKind, ContentAttributes, Embedder, HashingEmbedder, MessageContent,
+    MessageKey, MessageMeta, MessageRecord, Reaction, Ts, WorkspaceId, WriteBatch,
 };
 use chatvault_server::{AppState, ServerConfig};
-use chatvault_storage_vector::{VectorStore, VectorStoreOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 type Fallible<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-const APPLY_BATCH: usize = 5_000;
 /// The day of the 500-message channel: 2024-03-01 (after every synthetic message).
 const DAY: &str = "2024-03-01";
 const DAY_START_SECS: i64 = 1_709_251_200;
@@ -99,47 +94,14 @@ fn day_batch(ws: &WorkspaceId, vocab: &Vocabulary) -> WriteBatch {
 }
 
 async fn load(dir: &std::path::Path, n: usize) -> Fallible<(String, String)> {
-    let ws = workspace();
     let embedder: Arc<dyn Embedder> = Arc::new(HashingEmbedder::new(384)?);
-    let store = VectorStore::open(dir.join("vectors"), VectorStoreOptions::default())?;
-    let content: Arc<dyn ContentStore> = Arc::new(store.clone());
-    let meta: Arc<dyn MetadataStore> = Arc::new(sqlite_store(dir).await?);
-    let started = Instant::now();
-    let mut w = Workspace::new(ws.clone(), "bench");
-    w.domain = Some("bench".into());
-    meta.upsert_workspace(&w).await?;
-    meta.apply(workspace_batch(&ws)).await?;
-    content
-        .create_collection(
-            &ws,
-            &CollectionSpec {
-                dimension: embedder.dimension(),
-                model_id: embedder.model_id().to_string(),
-            },
-        )
-        .await?;
-    let vocab = Vocabulary::new(1);
-    let mut from = 0;
-    while from < n {
-        let count = APPLY_BATCH.min(n - from);
-        meta.apply(message_batch(&ws, &vocab, from, count)).await?;
-        from += count;
-    }
-    meta.apply(day_batch(&ws, &vocab)).await?;
-    Relay::new(
-        meta.clone(),
-        content.clone(),
-        embedder.clone(),
-        RelayOptions::default(),
-    )
-    .drain()
-    .await?;
-    store.wait_for_graph(&ws)?;
-    eprintln!(
-        "web_pages: {} messages loaded, delivered and indexed in {:.1} s",
-        n + DAY_MESSAGES,
-        started.elapsed().as_secs_f64()
-    );
+    let day = day_batch(&workspace(), &Vocabulary::new(1));
+    let Preloaded {
+        meta,
+        content,
+        vocab,
+        ..
+    } = preload(dir, "web_pages", n, embedder.clone(), vec![day]).await?;
     let mut rng = StdRng::seed_from_u64(7);
     let query = format!("{} {}", vocab.word(&mut rng), vocab.word(&mut rng));
     let state = AppState::new(

@@ -7,9 +7,12 @@
 //!   threads and the text), from a Zipf-skewed vocabulary so that BM25 has common and rare words;
 //! - [`documents`]: the content-store documents of those messages, embedded;
 //! - [`synthetic_export`]: a Slack export folder of any size, for the end-to-end import;
+//! - [`preload`]: a synthetic archive loaded through the real write path, for the benches that
+//!   run the server or the query engine over it;
 //! - [`quality`]: the search-quality harness (labelled sets, nDCG/MRR/recall per mode), run by
 //!   the `quality` binary.
 
+pub mod preload;
 pub mod quality;
 
 use std::path::Path;

@@ -420,7 +420,7 @@ pub(crate) async fn ask(
         return Ok((status, Json(answer)).into_response());
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    tokio::spawn(async move {
+    let generation = tokio::spawn(async move {
         let tokens = tx.clone();
         let on_token = move |t: &str| {
             let _ = tokens.send(
@@ -436,10 +436,26 @@ pub(crate) async fn ask(
         });
         let _ = tx.send(Event::default().event("answer").data(data));
     });
-    let events = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(Ok::<_, Infallible>);
+    // The stream owns the generation: when the client goes away, axum drops the stream, the
+    // guard aborts the task, and the request to the model is dropped (its connection closed).
+    let guard = AbortOnDrop(generation);
+    let events = futures::stream::poll_fn(move |cx| {
+        let _owned = &guard;
+        rx.poll_recv(cx)
+    })
+    .map(Ok::<_, Infallible>);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The archive's counts. Everyone sees how many channels and messages they may read; an admin

@@ -33,6 +33,7 @@ mod catchup;
 mod error;
 mod events;
 pub mod mcp;
+mod mcp_http;
 mod metrics;
 mod openapi;
 mod ops;
@@ -60,7 +61,8 @@ pub use state::{AppState, ServerConfig};
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The server's routes: `POST /slack/events`, the JSON API under `/api/v1/`, `/healthz`,
-/// `/readyz`, `/metrics`, and the web archive's pages (`/`, `/w/{workspace}/…`, `/login`).
+/// `/readyz`, `/metrics`, the web archive's pages (`/`, `/w/{workspace}/…`, `/login`), and MCP
+/// over streamable HTTP (`/mcp`, `/mcp/{workspace}`).
 /// Nest it under a prefix or merge it into a larger app.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -68,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(ops::routes())
         .merge(web::routes())
+        .merge(mcp_http::routes())
         .fallback(no_route)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,

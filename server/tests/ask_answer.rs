@@ -4,14 +4,10 @@
 //! question; without a model, passages and a prompt as before.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::post;
-use axum::Router;
+use chatvault_answer::testing::{FakeModel, Reply};
 use chatvault_answer::{HttpAnswerer, HttpAnswererConfig};
 use chatvault_collector::{Collector, ImportOptions, Relay, RelayOptions};
 use chatvault_core::testing::{MemoryContentStore, MemoryMetadataStore};
@@ -21,39 +17,15 @@ use chatvault_server::{router, AppState, ServerConfig};
 use serde_json::{json, Value};
 
 /// A fake model: streams `[1]`-citing pieces, or answers 500 when `fail` is set.
-async fn fake_model(fail: bool) -> (String, Arc<AtomicUsize>) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let app = Router::new().route(
-        "/v1/chat/completions",
-        post(move |body: axum::Json<Value>| {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                if fail {
-                    return (StatusCode::INTERNAL_SERVER_ERROR, "model crashed").into_response();
-                }
-                if body["stream"] == json!(true) {
-                    let mut sse = String::new();
-                    for p in ["Published ", "on GitHub [1]."] {
-                        let chunk = json!({"choices": [{"delta": {"content": p}}]});
-                        sse.push_str(&format!("data: {chunk}\n\n"));
-                    }
-                    sse.push_str("data: [DONE]\n\n");
-                    ([(header::CONTENT_TYPE, "text/event-stream")], sse).into_response()
-                } else {
-                    axum::Json(
-                        json!({"choices": [{"message": {"content": "Published on GitHub [1]."}}]}),
-                    )
-                    .into_response()
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/v1"), calls)
+async fn fake_model(fail: bool) -> FakeModel {
+    let reply = if fail {
+        Reply::status(500, json!({"error": {"message": "model crashed"}}))
+    } else {
+        Reply::answer(["Published ", "on GitHub [1]."])
+    };
+    FakeModel::always(reply)
+        .await
+        .expect("the fake model starts")
 }
 
 /// The houstondatavis export behind the API, with this answerer; returns the ask URL.
@@ -100,8 +72,8 @@ const QUESTION: &str = "Where was the cleaned-up data from the data jam publishe
 
 #[tokio::test]
 async fn ask_streams_server_sent_events_then_the_checked_answer() {
-    let (model, calls) = fake_model(false).await;
-    let url = server(Some(answerer(&model))).await;
+    let model = fake_model(false).await;
+    let url = server(Some(answerer(model.url()))).await;
     let response = reqwest::Client::new()
         .post(&url)
         .header("accept", "text/event-stream")
@@ -138,13 +110,13 @@ async fn ask_streams_server_sent_events_then_the_checked_answer() {
     assert_eq!(answer["outcome"], "answered");
     assert_eq!(answer["sources"][0]["citation"], 1);
     assert!(answer["sources"][0]["key"].is_object() || answer["sources"][0]["key"].is_string());
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(model.request_count(), 1);
 }
 
 #[tokio::test]
 async fn ask_answers_json_without_event_stream_and_passages_without_a_model() {
-    let (model, _) = fake_model(false).await;
-    let url = server(Some(answerer(&model))).await;
+    let model = fake_model(false).await;
+    let url = server(Some(answerer(model.url()))).await;
     let client = reqwest::Client::new();
     let r = client
         .post(&url)
@@ -175,8 +147,8 @@ async fn ask_answers_json_without_event_stream_and_passages_without_a_model() {
 
 #[tokio::test]
 async fn a_failing_model_is_a_502_naming_the_endpoint_with_the_passages() {
-    let (model, calls) = fake_model(true).await;
-    let url = server(Some(answerer(&model))).await;
+    let model = fake_model(true).await;
+    let url = server(Some(answerer(model.url()))).await;
     let client = reqwest::Client::new();
     let r = client
         .post(&url)
@@ -189,11 +161,11 @@ async fn a_failing_model_is_a_502_naming_the_endpoint_with_the_passages() {
     assert_eq!(body["outcome"], "model_failed");
     let error = body["error"].as_str().unwrap();
     assert!(
-        error.contains(&format!("{model}/chat/completions")) && error.contains("HTTP 500"),
+        error.contains(&format!("{}/chat/completions", model.url())) && error.contains("HTTP 500"),
         "{error}"
     );
     assert!(!body["passages"].as_array().unwrap().is_empty());
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "one retry");
+    assert_eq!(model.request_count(), 2, "one retry");
 
     let r = client
         .post(&url)
@@ -208,4 +180,85 @@ async fn a_failing_model_is_a_502_naming_the_endpoint_with_the_passages() {
         body["error"]["message"].as_str().unwrap().contains("4000"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_stops_the_generation() {
+    // A model writing one piece every 100 ms for 6 s.
+    let pieces: Vec<String> = (0..60).map(|i| format!("piece {i} [1] ")).collect();
+    let model = FakeModel::always(Reply::Trickle {
+        pieces,
+        every: Duration::from_millis(100),
+    })
+    .await
+    .expect("the fake model starts");
+    let url = server(Some(answerer(model.url()))).await;
+    let mut response = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "text/event-stream")
+        .json(&json!({"question": QUESTION}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Read until the first token arrives: the model is streaming.
+    let mut seen = String::new();
+    while !seen.contains("event: token") {
+        let chunk = response.chunk().await.unwrap().expect("the stream goes on");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(model.abandoned_streams(), 0);
+    // The client goes away (its connection closes with the unread response).
+    drop(response);
+    assert!(
+        model.wait_abandoned(1, Duration::from_secs(3)).await,
+        "the model's stream was closed long before its 6 s end"
+    );
+    assert_eq!(model.request_count(), 1, "and not asked again");
+}
+
+/// The web archive's Q&A page, as a browser asks for it.
+async fn ask_page(ask_url: &str) -> (reqwest::StatusCode, String) {
+    let base = ask_url
+        .split("/api/")
+        .next()
+        .expect("the ask URL has a base");
+    let response = reqwest::Client::new()
+        .get(format!("{base}/w/houston/ask"))
+        .query(&[("q", QUESTION)])
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_web_qa_page_shows_the_grounded_answer_with_linked_citations() {
+    let model = fake_model(false).await;
+    let (status, page) = ask_page(&server(Some(answerer(model.url()))).await).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(r##"Published on GitHub <a class="cite" href="#passage-1">[1]</a>."##),
+        "{page}"
+    );
+    assert!(page.contains("<h2>Sources</h2>"), "{page}");
+    assert!(page.contains(r#"id="passage-1""#), "{page}");
+    assert!(!page.contains("No language model is configured"), "{page}");
+    assert_eq!(model.request_count(), 1);
+
+    let failing = fake_model(true).await;
+    let (status, page) = ask_page(&server(Some(answerer(failing.url()))).await).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("The language model failed"), "{page}");
+    assert!(page.contains("HTTP 500"), "{page}");
+    assert!(
+        page.contains(r#"id="passage-1""#),
+        "the passages are still shown: {page}"
+    );
+
+    let (_, page) = ask_page(&server(None).await).await;
+    assert!(page.contains("No language model is configured"), "{page}");
+    assert!(page.contains("The prompt"), "{page}");
 }

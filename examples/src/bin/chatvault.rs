@@ -317,8 +317,8 @@ enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
-    /// Run the service: Slack events over HTTP in, the JSON API out, the relay in between.
-    /// The server is the writer of the workspaces it serves (--workspace, else every stored
+    /// Run the service: Slack events over HTTP in; the JSON API, the web archive and MCP for AI
+    /// assistants (/mcp) out; the relay in between. The server is the writer of the workspaces it serves (--workspace, else every stored
     /// one); other commands read beside it. Stops on SIGTERM or SIGINT.
     Serve(ServeArgs),
     /// Serve the archive to an AI assistant over MCP (the Model Context Protocol) on standard

@@ -213,8 +213,17 @@ pub(crate) struct AskQuery {
     q: Option<String>,
 }
 
-/// `/w/{ws}/ask?q=…`: the passages that answer a question, with their citations and the prompt
-/// a language model would be given.
+/// What the Q&A page shows for a question.
+enum Asked {
+    /// Passages and the prompt (no language model configured).
+    Passages(Retrieval),
+    /// A grounded answer, its sources, and the passages.
+    Answer(Box<chatvault_answer::GroundedAnswer>),
+}
+
+/// `/w/{ws}/ask?q=…`: with a language model configured, a grounded answer whose `[n]`
+/// citations link to the passages below it; without one, the passages that answer a question,
+/// with their citations and the prompt a language model would be given.
 pub(crate) async fn ask(
     State(state): State<AppState>,
     Path(ws): Path<String>,
@@ -224,13 +233,21 @@ pub(crate) async fn ask(
     let w = workspace(&state, &ws).await?;
     let visible = channels(&state, &w.id, &reader.scope).await?;
     let question = q.q.unwrap_or_default().trim().to_string();
-    let (status, result): (StatusCode, Option<Result<Retrieval, String>>) = if question.is_empty() {
+    let (status, result): (StatusCode, Option<Result<Asked, String>>) = if question.is_empty() {
         (StatusCode::OK, None)
     } else {
         let mut request = AskRequest::new(question.clone());
         request.scope = reader.scope.clone();
         match state.engine().ask(&w.id, request).await {
-            Ok(r) => (StatusCode::OK, Some(Ok(r))),
+            Ok(r) => match state.config().answerer.clone() {
+                None => (StatusCode::OK, Some(Ok(Asked::Passages(r)))),
+                Some(answerer) => {
+                    let gate = state.inner.relevance;
+                    let noop = |_: &str| {};
+                    let a = chatvault_answer::generate(r, answerer.as_ref(), &gate, &noop).await;
+                    (StatusCode::OK, Some(Ok(Asked::Answer(Box::new(a)))))
+                }
+            },
             Err(e) if e.kind() == chatvault_core::ErrorKind::InvalidInput => {
                 (StatusCode::BAD_REQUEST, Some(Err(e.message().to_string())))
             }
@@ -253,20 +270,119 @@ pub(crate) async fn ask(
         @match &result {
             None => p.notice { "Ask in your own words. The archive finds the messages that answer it and shows them with their context, numbered for citation." },
             Some(Err(m)) => div.error role="alert" { strong { "Cannot ask: " } (m) },
-            Some(Ok(r)) => {
+            Some(Ok(Asked::Passages(r))) => {
                 p.muted { "No language model is configured on this server: these are the passages an answer would cite." }
                 @if let Some(why) = &r.degraded { p.notice { (why) } }
-                @if r.passages.is_empty() { p.notice { "No message in the channels you can read answers this." } }
-                @for p in &r.passages {
-                    section.passage aria-label=(format!("Passage {}", p.citation)) {
-                        h3 { "[" (p.citation) "] " (p.hit.message.channel_label()) " · "
-                            a href=(ctx.message_url(&p.hit.message.key)) { (p.hit.message.time.format("%Y-%m-%d %H:%M")) } }
-                        (render::messages(&p.context, &ctx, Some(&p.hit.message.key)))
-                    }
-                }
+                (passages(&r.passages, &ctx))
                 details { summary { "The prompt" } pre.prompt { (r.prompt) } }
+            }
+            Some(Ok(Asked::Answer(a))) => {
+                (answer(a))
+                @if let Some(why) = &a.degraded { p.notice { (why) } }
+                @if !a.passages.is_empty() { h2 { "Passages" } }
+                (passages(&a.passages, &ctx))
             }
         }
     };
     Ok(html_response(status, page.render(body)))
+}
+
+fn passages(passages: &[chatvault_query::Passage], ctx: &Ctx) -> Markup {
+    html! {
+        @if passages.is_empty() { p.notice { "No message in the channels you can read answers this." } }
+        @for p in passages {
+            section.passage id=(format!("passage-{}", p.citation)) aria-label=(format!("Passage {}", p.citation)) {
+                h3 { "[" (p.citation) "] " (p.hit.message.channel_label()) " · "
+                    a href=(ctx.message_url(&p.hit.message.key)) { (p.hit.message.time.format("%Y-%m-%d %H:%M")) } }
+                (render::messages(&p.context, ctx, Some(&p.hit.message.key)))
+            }
+        }
+    }
+}
+
+/// The grounded answer, what its checks found, and its sources.
+fn answer(a: &chatvault_answer::GroundedAnswer) -> Markup {
+    use chatvault_answer::Outcome;
+    let removed = a
+        .checks
+        .removed_citations
+        .iter()
+        .map(|n| format!("[{n}]"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    html! {
+        section.answer aria-label="Answer" {
+            @match a.outcome {
+                Outcome::NotFound => p.notice { "Not found in the archive: no message in the channels you can read is close enough to the question, so no model was asked." },
+                Outcome::ModelFailed => div.error role="alert" {
+                    strong { "The language model failed: " } (a.error.as_deref().unwrap_or("no reason given"))
+                    " The passages it would have been given are below."
+                },
+                _ => {
+                    p { (cited(&a.answer, a.passages.len())) }
+                    @if a.outcome == Outcome::Unsupported {
+                        p.notice { "Unsupported: this answer cites none of the passages, so nothing in the archive backs it." }
+                    }
+                    @if !removed.is_empty() {
+                        p.muted { "Removed citations of passages that do not exist: " (removed) "." }
+                    }
+                    @if !a.sources.is_empty() {
+                        h2 { "Sources" }
+                        ol.sources { @for s in &a.sources {
+                            li { a href=(format!("#passage-{}", s.citation)) { "[" (s.citation) "]" } " " (s.channel) ", " (s.author) ", " (s.time.format("%Y-%m-%d %H:%M"))
+                                @if let Some(p) = &s.permalink { " · " a href=(safe_url(p)) rel="nofollow noopener noreferrer" { "in Slack" } } }
+                        } }
+                    }
+                    @if let Some(m) = &a.answerer { p.muted { "Generated by " (m) " from the passages below; check what matters against them." } }
+                }
+            }
+        }
+    }
+}
+
+/// `text` with every `[n]` of an existing passage (1..=`passages`) a link to it; the rest is
+/// escaped text.
+fn cited(text: &str, passages: usize) -> Markup {
+    let mut parts: Vec<(String, Option<usize>)> = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let n = after[..digits].parse::<usize>().ok();
+        match n {
+            Some(n) if after[digits..].starts_with(']') && (1..=passages).contains(&n) => {
+                parts.push((rest[..open].to_string(), None));
+                parts.push((format!("[{n}]"), Some(n)));
+                rest = &after[digits + 1..];
+            }
+            _ => {
+                parts.push((rest[..=open].to_string(), None));
+                rest = after;
+            }
+        }
+    }
+    parts.push((rest.to_string(), None));
+    html! {
+        @for (t, n) in &parts {
+            @match n {
+                Some(n) => a.cite href=(format!("#passage-{n}")) { (t) },
+                None => (t),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cited;
+
+    #[test]
+    fn citations_of_passages_become_links_and_everything_is_escaped() {
+        let html = cited("<b>On GitHub</b> [1][2], not [7] nor [x] [", 2).into_string();
+        assert_eq!(
+            html,
+            "&lt;b&gt;On GitHub&lt;/b&gt; <a class=\"cite\" href=\"#passage-1\">[1]</a>\
+             <a class=\"cite\" href=\"#passage-2\">[2]</a>, not [7] nor [x] ["
+        );
+    }
 }
