@@ -67,7 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(api::routes())
         .merge(ops::routes())
-        .merge(web::routes())
+        .merge(web::routes(&state))
         .fallback(no_route)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
