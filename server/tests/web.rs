@@ -461,7 +461,10 @@ async fn error_pages_show_who_is_signed_in() {
         assert!(body.contains(r#"action="/logout""#), "{path}: {body}");
         assert!(!body.contains(r#"href="/login""#), "{path}: {body}");
         let (_, body) = page_as(path, None).await;
-        assert!(body.contains(r#"href="/login""#), "{path}, anonymous: {body}");
+        assert!(
+            body.contains(r#"href="/login""#),
+            "{path}, anonymous: {body}"
+        );
     }
     // A page under a workspace names the member.
     let (_, body) = page_as("/w/hdv/c/nochannel", Some(MEMBER_TOKEN)).await;

@@ -2138,7 +2138,6 @@ pub async fn activity_counts_only_real_messages(store: Store) {
     );
 }
 
-/// `list_links`: (ts, channel, position) order, range, channel and domain filters, limit.
 /// `channel_latest`: each listed channel's newest stored message (by time, not by the ts
 /// string), with counts when asked, within a range; channels not listed, deleted messages and
 /// other workspaces never show.
@@ -2276,6 +2275,7 @@ pub async fn channel_latest_per_channel(store: Store) {
     );
 }
 
+/// `list_links`: (ts, channel, position) order, range, channel and domain filters, limit.
 pub async fn list_links(store: Store) {
     let ws = create_workspace(store.as_ref(), "T1").await;
     let d = seed_dataset(&store, &ws).await;

@@ -211,11 +211,10 @@ pub(crate) async fn channel_day(
     let mut replies: HashMap<Ts, Vec<MessageView>> = HashMap::new();
     let mut top = Vec::new();
     for m in list {
-        match &m.thread_parent {
-            Some(p) if parents.contains(&p.ts) => {
-                replies.entry(p.ts.clone()).or_default().push(m)
-            }
-            _ => top.push(m),
+        let parent = m.thread_parent.as_ref().map(|p| &p.ts);
+        match parent.filter(|p| parents.contains(*p)).cloned() {
+            Some(p) => replies.entry(p).or_default().push(m),
+            None => top.push(m),
         }
     }
     // Threads that go on past this day are loaded whole, all in one call (up to a limit;

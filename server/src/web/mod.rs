@@ -103,11 +103,11 @@ pub(crate) fn wants_html(parts: &Parts) -> bool {
 /// The router's fallback for a page request: the 404 page.
 pub(crate) async fn not_found_page(reader: Option<Reader>) -> Response {
     let page = PageError::not_found("There is no page at this address.");
-    match reader {
+    let page = match reader {
         Some(r) => page.with_reader(r),
         None => page,
-    }
-    .into_response()
+    };
+    page.into_response()
 }
 
 /// The viewer of a page: [`Viewer`], with its refusals shown as a page (a cookie whose token

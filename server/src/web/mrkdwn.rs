@@ -104,7 +104,10 @@ fn is_word(c: char) -> bool {
 
 /// Bytes at which something may start: everything else is plain text, skipped at once.
 fn may_start(b: u8) -> bool {
-    matches!(b, b'`' | b'*' | b'_' | b'~' | b'h' | b'H' | b'm' | b'M' | b':' | b'@' | b'#')
+    matches!(
+        b,
+        b'`' | b'*' | b'_' | b'~' | b'h' | b'H' | b'm' | b'M' | b':' | b'@' | b'#'
+    )
 }
 
 /// One line: code spans, URLs, emoji, mentions and the three emphases (nested as Slack nests).
@@ -120,7 +123,7 @@ fn inline(s: &str, links: &Links, out: &mut String) {
         }
         let at_start = s[..i].chars().next_back().is_none_or(|p| !is_word(p));
         // Where the piece starting at `i` ends, once written out.
-        let mut piece = |out: &mut String| -> Option<usize> {
+        let piece = |out: &mut String| -> Option<usize> {
             match c {
                 b'`' => {
                     let len = s[i + 1..].find('`').filter(|l| *l > 0)?;
