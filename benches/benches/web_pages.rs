@@ -8,11 +8,15 @@
 //!
 //! - the 500-message day of that channel;
 //! - the search page for two words of the vocabulary (20 hits, hybrid);
-//! - the workspace's home page (100 channels with counts and last days, 200 people).
+//! - the workspace's home page (100 channels with counts and last days, 200 people);
+//! - a thread page (a parent and its reply).
 //!
 //! It prints p50/p99/max per page — measured at the client over loopback HTTP, so the figures
-//! include the HTTP round trip (a fraction of a millisecond) besides rendering — and each page's
-//! weight: HTML, CSS and JS bytes.
+//! include the HTTP round trip (a fraction of a millisecond) besides rendering — each page's
+//! weight (HTML, CSS and JS bytes), and where the server's time went: the handler's fetch and
+//! render times from the page's `Server-Timing` header, p50 and the fastest of the run (which
+//! depends least on what else the machine is doing). The load average is printed before and
+//! after, since the figures mean little without it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,13 +132,40 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn measure(
-    http: &reqwest::Client,
-    url: &str,
-    reps: usize,
-) -> Fallible<(Vec<Duration>, usize)> {
+/// One page's run: client-side times (sorted), the body's size, and the server's fetch and
+/// render times (each sorted).
+struct Run {
+    times: Vec<Duration>,
+    bytes: usize,
+    fetch: Vec<f64>,
+    render: Vec<f64>,
+}
+
+/// `fetch;dur=1.2, render;dur=3.4` → (1.2, 3.4).
+fn server_timing(resp: &reqwest::Response) -> Option<(f64, f64)> {
+    let v = resp.headers().get("server-timing")?.to_str().ok()?;
+    let dur = |name: &str| -> Option<f64> {
+        v.split(',')
+            .map(str::trim)
+            .find(|p| p.starts_with(name))?
+            .split_once("dur=")?
+            .1
+            .parse()
+            .ok()
+    };
+    Some((dur("fetch;")?, dur("render;")?))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+async fn measure(http: &reqwest::Client, url: &str, reps: usize) -> Fallible<Run> {
     let mut times = Vec::with_capacity(reps);
     let mut bytes = 0;
+    let (mut fetch, mut render) = (Vec::new(), Vec::new());
     // One warm-up request fills caches as a running server's would be.
     let warm = http.get(url).send().await?;
     if !warm.status().is_success() {
@@ -144,12 +175,32 @@ async fn measure(
     for _ in 0..reps {
         let t = Instant::now();
         let resp = http.get(url).send().await?;
+        let split = server_timing(&resp);
         let body = resp.bytes().await?;
         times.push(t.elapsed());
         bytes = body.len();
+        if let Some((f, r)) = split {
+            fetch.push(f);
+            render.push(r);
+        }
     }
     times.sort();
-    Ok((times, bytes))
+    fetch.sort_by(f64::total_cmp);
+    render.sort_by(f64::total_cmp);
+    Ok(Run {
+        times,
+        bytes,
+        fetch,
+        render,
+    })
+}
+
+/// p50 and min of server-side milliseconds, or dashes.
+fn split(v: &[f64]) -> (String, String) {
+    match v.first() {
+        Some(min) => (format!("{:.2}", v[v.len() / 2]), format!("{min:.2}")),
+        None => ("-".into(), "-".into()),
+    }
 }
 
 fn main() -> Fallible<()> {
@@ -193,9 +244,20 @@ fn main() -> Fallible<()> {
             asset_bytes += bytes;
         }
         let q = query.replace(' ', "+");
+        let thread_ts = Ts::from_micros(DAY_START_SECS * 1_000_000 + 100);
+        println!("load average before: {}", load_average());
         println!(
-            "{:<34} {:>9} {:>9} {:>9} {:>10} {:>12}",
-            "page", "p50 ms", "p99 ms", "max ms", "HTML B", "+CSS+JS B"
+            "{:<30} {:>8} {:>8} {:>8} {:>9} {:>10} | {:>9} {:>9} {:>10} {:>10}",
+            "page",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "HTML B",
+            "+CSS+JS B",
+            "fetch p50",
+            "fetch min",
+            "render p50",
+            "render min"
         );
         for (name, path) in [
             (
@@ -203,19 +265,35 @@ fn main() -> Fallible<()> {
                 format!("/w/{ws}/c/day-500/{DAY}"),
             ),
             ("search (20 hits, hybrid)", format!("/w/{ws}/search?q={q}")),
-            ("home (100 channels, 200 people)", format!("/w/{ws}/")),
+            ("home (100 ch., 200 people)", format!("/w/{ws}/")),
+            (
+                "thread (parent + reply)",
+                format!("/w/{ws}/t/CDAY500/{}", thread_ts.as_str()),
+            ),
         ] {
-            let (times, bytes) = measure(&http, &format!("{base}{path}"), reps).await?;
+            let run = measure(&http, &format!("{base}{path}"), reps).await?;
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            let (fetch50, fetch_min) = split(&run.fetch);
+            let (render50, render_min) = split(&run.render);
             println!(
-                "{:<34} {:>9.2} {:>9.2} {:>9.2} {:>10} {:>12}",
+                "{:<30} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>10} | {:>9} {:>9} {:>10} {:>10}",
                 name,
-                percentile(&times, 0.5).as_secs_f64() * 1e3,
-                percentile(&times, 0.99).as_secs_f64() * 1e3,
-                times.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-                bytes,
-                bytes + asset_bytes
+                ms(percentile(&run.times, 0.5)),
+                ms(percentile(&run.times, 0.99)),
+                ms(run.times.last().copied().unwrap_or_default()),
+                run.bytes,
+                run.bytes + asset_bytes,
+                fetch50,
+                fetch_min,
+                render50,
+                render_min
             );
         }
+        println!("load average after: {}", load_average());
+        println!(
+            "({reps} requests per page, one at a time; p50/p99/max at the client over loopback; \
+             fetch/render: the handler's Server-Timing, ms)"
+        );
         Ok(())
     })
 }

@@ -105,6 +105,33 @@ pub struct ChannelActivity {
     pub users: u64,
 }
 
+/// Which channels' latest messages [`MetadataStore::channel_latest`](crate::MetadataStore::channel_latest)
+/// finds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatestOptions {
+    /// Messages posted in this range (`end` set: the latest before a day, say).
+    pub range: TimeRange,
+    /// Only these channels (`None`: every channel with a message): how permission scopes reach
+    /// it. Callers pass the channels a viewer may read.
+    pub channels: Option<Vec<ChannelId>>,
+    /// Also count each channel's messages in the range (costs a scan of the channels' index
+    /// entries in the range; finding the latest alone costs one index probe per channel).
+    pub with_counts: bool,
+}
+
+/// A channel's latest stored message in a range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelLatest {
+    /// The channel.
+    pub channel: ChannelId,
+    /// The newest stored message's ts (any subtype, thread replies included: what a day of
+    /// the channel shows).
+    pub latest: Ts,
+    /// Stored messages in the range (any subtype), when
+    /// [`with_counts`](LatestOptions::with_counts) asked for them.
+    pub messages: Option<u64>,
+}
+
 /// A person's activity in a range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserActivity {

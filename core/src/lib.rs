@@ -35,9 +35,9 @@ mod workspace;
 pub mod testing;
 
 pub use aggregate::{
-    counts_as_activity, AggregateOptions, ChannelActivity, ContentIndexEntry, DomainCount,
-    LinkCount, LinkQuery, ReactedMessage, SharedLink, ThreadActivity, UserActivity, WorkspaceStats,
-    ACTIVITY_SUBTYPES,
+    counts_as_activity, AggregateOptions, ChannelActivity, ChannelLatest, ContentIndexEntry,
+    DomainCount, LatestOptions, LinkCount, LinkQuery, ReactedMessage, SharedLink, ThreadActivity,
+    UserActivity, WorkspaceStats, ACTIVITY_SUBTYPES,
 };
 pub use batch::{ApplyReport, ChannelScope, WriteBatch};
 pub use channel::{Bookmark, Channel, ChannelKind, MembershipChange};

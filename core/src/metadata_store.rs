@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 
 use crate::aggregate::{
-    AggregateOptions, ChannelActivity, ContentIndexEntry, DomainCount, LinkCount, LinkQuery,
-    ReactedMessage, SharedLink, ThreadActivity, UserActivity, WorkspaceStats,
+    AggregateOptions, ChannelActivity, ChannelLatest, ContentIndexEntry, DomainCount,
+    LatestOptions, LinkCount, LinkQuery, ReactedMessage, SharedLink, ThreadActivity, UserActivity,
+    WorkspaceStats,
 };
 use crate::batch::{ApplyReport, WriteBatch};
 use crate::channel::{Bookmark, Channel};
@@ -319,6 +320,20 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
         workspace: &WorkspaceId,
         options: &AggregateOptions,
     ) -> Result<Vec<ChannelActivity>>;
+
+    /// Each channel's newest stored message in `options.range` (any subtype, replies included),
+    /// and with [`with_counts`](LatestOptions::with_counts) how many it stored in the range, for
+    /// the channels `options.channels` names (all with `None`), ordered by channel id. A channel
+    /// with no message in the range is not listed. One query, not one per channel: a web
+    /// archive's channel list, and its day navigation, are built on it.
+    ///
+    /// # Errors
+    /// `Unavailable`/`Backend` when the store fails.
+    async fn channel_latest(
+        &self,
+        workspace: &WorkspaceId,
+        options: &LatestOptions,
+    ) -> Result<Vec<ChannelLatest>>;
 
     /// The busiest people, most messages first (ties: user id order). Counts only messages with
     /// an author that count as activity ([`counts_as_activity`](crate::counts_as_activity): no

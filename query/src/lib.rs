@@ -14,7 +14,7 @@ mod search;
 mod snippet;
 mod view;
 
-pub use browse::MAX_BROWSE;
+pub use browse::{MAX_BROWSE, MAX_THREADS};
 pub use digest::{
     Digest, DigestChannel, DigestMessage, DigestPerson, DigestRequest, DigestThread, NewChannel,
 };

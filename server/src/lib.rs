@@ -69,7 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(api::routes())
         .merge(ops::routes())
-        .merge(web::routes())
+        .merge(web::routes(&state))
         .merge(mcp_http::routes())
         .fallback(no_route)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(

@@ -57,16 +57,6 @@ async fn redirect_of(path: &str) -> String {
         .to_string()
 }
 
-/// What must never reach someone who may not read the private channel.
-fn assert_no_secret(what: &str, text: &str) {
-    for s in [SECRET_WORD, SECRET_NAME, SECRET_ID] {
-        assert!(
-            !text.to_lowercase().contains(&s.to_lowercase()),
-            "{what} leaks {s}: {text}"
-        );
-    }
-}
-
 #[tokio::test]
 async fn the_root_opens_the_only_workspace() {
     assert_eq!(redirect_of("/").await, "/w/hdv/");
@@ -454,6 +444,49 @@ async fn unknown_pages_are_a_404_page_and_the_api_stays_json() {
             .expect("ascii")
             .starts_with("application/json"));
     }
+}
+
+#[tokio::test]
+async fn error_pages_show_who_is_signed_in() {
+    for path in [
+        "/no/such/page",
+        "/w/hdv/c/nochannel/2016-07-28",
+        "/w/hdv/t/C061A2UGJ/1.000001",
+        "/w/hdv/c/general/2016-13-45",
+        "/static/nothing.css",
+    ] {
+        let (status, body) = page_as(path, Some(MEMBER_TOKEN)).await;
+        assert!(status.is_client_error(), "{path}: {status}");
+        assert!(body.contains("Signed in: "), "{path}: {body}");
+        assert!(body.contains(r#"action="/logout""#), "{path}: {body}");
+        assert!(!body.contains(r#"href="/login""#), "{path}: {body}");
+        let (_, body) = page_as(path, None).await;
+        assert!(
+            body.contains(r#"href="/login""#),
+            "{path}, anonymous: {body}"
+        );
+    }
+    // A page under a workspace names the member.
+    let (_, body) = page_as("/w/hdv/c/nochannel", Some(MEMBER_TOKEN)).await;
+    assert!(body.contains("Signed in: Micah Stubbs"), "{body}");
+}
+
+#[tokio::test]
+async fn pages_say_where_their_time_went() {
+    let resp = client()
+        .get(format!("{}/w/hdv/c/general/{FORMATTED_DAY}", fixture().url))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .expect("request");
+    let timing = resp.headers()["server-timing"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        timing.starts_with("fetch;dur=") && timing.contains(", render;dur="),
+        "{timing}"
+    );
 }
 
 #[tokio::test]

@@ -5,17 +5,17 @@ use std::collections::HashMap;
 
 use chatvault_core::{
     AggregateOptions, Bookmark, BotConfig, Channel, ChannelActivity, ChannelId, ChannelKind,
-    ContentIndexEntry, DomainCount, Error, FileRef, Link, LinkCount, LinkQuery, LinkSource,
-    MessageDetails, MessageFilter, MessageKey, MessageMeta, PageRequest, ProcessingQueueEntry,
-    ReactedMessage, Reaction, Result, SharedLink, SyncState, SyncStatus, Team, TeamId,
-    ThreadActivity, ThreadFilter, TimeRange, Ts, User, UserActivity, UserId, WorkspaceId,
-    WorkspaceStats, ACTIVITY_SUBTYPES,
+    ChannelLatest, ContentIndexEntry, DomainCount, Error, FileRef, LatestOptions, Link, LinkCount,
+    LinkQuery, LinkSource, MessageDetails, MessageFilter, MessageKey, MessageMeta, PageRequest,
+    ProcessingQueueEntry, ReactedMessage, Reaction, Result, SharedLink, SyncState, SyncStatus,
+    Team, TeamId, ThreadActivity, ThreadFilter, TimeRange, Ts, User, UserActivity, UserId,
+    WorkspaceId, WorkspaceStats, ACTIVITY_SUBTYPES,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::{ConnectionTrait, DbErr, QueryResult};
 
 use crate::error::DbResultExt;
-use crate::sql::{key_chunk, Cols, Sql};
+use crate::sql::{key_chunk, max_params, Cols, Sql};
 
 type Key = (ChannelId, Ts);
 
@@ -1066,6 +1066,85 @@ pub(crate) async fn channel_activity<C: ConnectionTrait>(
         })())
     })
     .await
+}
+
+/// One row per channel, each answered by probes of `message_metadata_by_channel_time`: the
+/// newest message is the first entry of a backward index walk (not a scan of the channel), and
+/// the count, when asked for, reads only the channel's index entries in the range. The channels
+/// come from the list given (a `VALUES` table) or, without one, from the messages themselves.
+pub(crate) async fn channel_latest<C: ConnectionTrait>(
+    conn: &C,
+    be: &'static str,
+    ws: &WorkspaceId,
+    o: &LatestOptions,
+) -> Result<Vec<ChannelLatest>> {
+    let in_channel = |q: &mut Sql| {
+        q.push(" FROM message_metadata m WHERE m.workspace_id = ")
+            .bind(ws.as_str())
+            .push(" AND m.channel_id = v.column1");
+        push_range(q, "m.ts_micros", &o.range);
+    };
+    let query = |channels: Option<&[ChannelId]>| {
+        let mut q = Sql::new("SELECT v.column1, (SELECT m.ts");
+        in_channel(&mut q);
+        q.push(" ORDER BY m.ts_micros DESC, m.ts DESC LIMIT 1)");
+        if o.with_counts {
+            q.push(", (SELECT COUNT(*)");
+            in_channel(&mut q);
+            q.push(")");
+        }
+        match channels {
+            Some(cs) => {
+                q.push(" FROM (VALUES ");
+                for (i, c) in cs.iter().enumerate() {
+                    q.push(if i == 0 { "(" } else { ", (" })
+                        .bind(c.as_str())
+                        .push(")");
+                }
+                q.push(") v");
+            }
+            None => {
+                q.push(" FROM (SELECT m.channel_id AS column1 FROM message_metadata m WHERE m.workspace_id = ")
+                    .bind(ws.as_str());
+                push_range(&mut q, "m.ts_micros", &o.range);
+                q.push(" GROUP BY m.channel_id) v");
+            }
+        }
+        q
+    };
+    let statements = match &o.channels {
+        None => vec![query(None)],
+        Some(cs) => {
+            let mut cs = cs.clone();
+            cs.sort();
+            cs.dedup();
+            cs.chunks(max_params(conn.get_database_backend()) - 8)
+                .map(|chunk| query(Some(chunk)))
+                .collect()
+        }
+    };
+    let mut out = Vec::new();
+    for q in statements {
+        let found = rows(conn, be, "finding channels' latest messages", q, |c| {
+            let ch: String = c.next()?;
+            let latest: Option<String> = c.next()?;
+            let messages: Option<i64> = if o.with_counts { c.next()? } else { None };
+            Ok((|| {
+                let Some(latest) = latest else {
+                    return Ok(None);
+                };
+                Ok(Some(ChannelLatest {
+                    channel: parse_channel(&ch)?,
+                    latest: parse_ts(&latest)?,
+                    messages: messages.map(u64_of),
+                }))
+            })())
+        })
+        .await?;
+        out.extend(found.into_iter().flatten());
+    }
+    out.sort_by(|a, b| a.channel.cmp(&b.channel));
+    Ok(out)
 }
 
 pub(crate) async fn user_activity<C: ConnectionTrait>(

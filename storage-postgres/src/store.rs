@@ -7,11 +7,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chatvault_core::{
     redact_url, AggregateOptions, ApplyReport, Bookmark, BotConfig, Channel, ChannelActivity,
-    ChannelId, ClaimRequest, ContentIndexEntry, DomainCount, Error, FailOutcome, Installation,
-    LinkCount, LinkQuery, MessageDetails, MessageFilter, MessageKey, MetadataStore, OutboxEntry,
-    OutboxFailure, OutboxId, OutboxStats, PageRequest, ProcessingQueueEntry, ReactedMessage,
-    Result, RetryPolicy, SharedLink, SyncStatus, Team, TeamId, ThreadActivity, User, UserActivity,
-    UserId, Workspace, WorkspaceId, WorkspaceStats, WriteBatch,
+    ChannelId, ChannelLatest, ClaimRequest, ContentIndexEntry, DomainCount, Error, FailOutcome,
+    Installation, LatestOptions, LinkCount, LinkQuery, MessageDetails, MessageFilter, MessageKey,
+    MetadataStore, OutboxEntry, OutboxFailure, OutboxId, OutboxStats, PageRequest,
+    ProcessingQueueEntry, ReactedMessage, Result, RetryPolicy, SharedLink, SyncStatus, Team,
+    TeamId, ThreadActivity, User, UserActivity, UserId, Workspace, WorkspaceId, WorkspaceStats,
+    WriteBatch,
 };
 use chrono::Utc;
 use sea_orm::sqlx::sqlite::{
@@ -986,6 +987,14 @@ impl MetadataStore for SqlMetadataStore {
         options: &AggregateOptions,
     ) -> Result<Vec<ChannelActivity>> {
         read::channel_activity(&self.db, self.backend, workspace, options).await
+    }
+
+    async fn channel_latest(
+        &self,
+        workspace: &WorkspaceId,
+        options: &LatestOptions,
+    ) -> Result<Vec<ChannelLatest>> {
+        read::channel_latest(&self.db, self.backend, workspace, options).await
     }
 
     async fn user_activity(

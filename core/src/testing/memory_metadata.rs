@@ -9,13 +9,13 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     counts_as_activity, AggregateOptions, ApplyReport, Bookmark, BotConfig, Channel,
-    ChannelActivity, ChannelId, ChannelKind, ClaimRequest, ContentAttributes, ContentIndexEntry,
-    DomainCount, Error, FailOutcome, FileRef, Installation, LeaseOwner, Link, LinkCount, LinkQuery,
-    MembershipChange, MessageDetails, MessageFilter, MessageKey, MessageMeta, MetadataStore,
-    OutboxEntry, OutboxFailure, OutboxId, OutboxOp, OutboxStats, PageRequest, ProcessingQueueEntry,
-    ReactedMessage, Reaction, Result, RetryPolicy, SharedLink, SyncStatus, Team, TeamId,
-    ThreadActivity, TimeRange, Ts, User, UserActivity, UserId, Workspace, WorkspaceId,
-    WorkspaceStats, WriteBatch,
+    ChannelActivity, ChannelId, ChannelKind, ChannelLatest, ClaimRequest, ContentAttributes,
+    ContentIndexEntry, DomainCount, Error, FailOutcome, FileRef, Installation, LatestOptions,
+    LeaseOwner, Link, LinkCount, LinkQuery, MembershipChange, MessageDetails, MessageFilter,
+    MessageKey, MessageMeta, MetadataStore, OutboxEntry, OutboxFailure, OutboxId, OutboxOp,
+    OutboxStats, PageRequest, ProcessingQueueEntry, ReactedMessage, Reaction, Result, RetryPolicy,
+    SharedLink, SyncStatus, Team, TeamId, ThreadActivity, TimeRange, Ts, User, UserActivity,
+    UserId, Workspace, WorkspaceId, WorkspaceStats, WriteBatch,
 };
 
 const BACKEND: &str = "memory";
@@ -883,6 +883,31 @@ impl MetadataStore for MemoryMetadataStore {
                     .cmp(&a.messages)
                     .then_with(|| a.channel.cmp(&b.channel))
             })
+        }))
+    }
+
+    async fn channel_latest(
+        &self,
+        workspace: &WorkspaceId,
+        options: &LatestOptions,
+    ) -> Result<Vec<ChannelLatest>> {
+        Ok(self.read(workspace, Vec::new(), |d| {
+            let mut chans: BTreeMap<&ChannelId, (&Ts, u64)> = BTreeMap::new();
+            for m in d.messages_in(&options.range, &options.channels) {
+                let c = chans
+                    .entry(&m.meta.key.channel)
+                    .or_insert((&m.meta.key.ts, 0));
+                c.0 = c.0.max(&m.meta.key.ts);
+                c.1 += 1;
+            }
+            chans
+                .into_iter()
+                .map(|(channel, (latest, n))| ChannelLatest {
+                    channel: channel.clone(),
+                    latest: latest.clone(),
+                    messages: options.with_counts.then_some(n),
+                })
+                .collect()
         }))
     }
 

@@ -27,11 +27,12 @@ use chrono::Utc;
 use super::fixtures::{at, content, create_workspace, key, meta, record, ts, unicode_texts, user};
 use crate::{
     AggregateOptions, Bookmark, BotConfig, Channel, ChannelId, ChannelKind, ClaimRequest,
-    ErrorKind, FailOutcome, FileRef, Installation, LeaseOwner, Link, LinkQuery, LinkSource,
-    MembershipChange, MessageDetails, MessageFilter, MessageKey, MessageRecord, MetadataStore,
-    OutboxEntry, OutboxFailure, OutboxOp, OutboxStats, PageRequest, ProcessingQueueEntry, Reaction,
-    ReactionChange, Result, RetryPolicy, SecretString, SyncState, SyncStatus, Team, TeamId,
-    ThreadFilter, ThreadParticipant, TimeRange, User, WorkspaceId, WriteBatch,
+    ErrorKind, FailOutcome, FileRef, Installation, LatestOptions, LeaseOwner, Link, LinkQuery,
+    LinkSource, MembershipChange, MessageDetails, MessageFilter, MessageKey, MessageRecord,
+    MetadataStore, OutboxEntry, OutboxFailure, OutboxOp, OutboxStats, PageRequest,
+    ProcessingQueueEntry, Reaction, ReactionChange, Result, RetryPolicy, SecretString, SyncState,
+    SyncStatus, Team, TeamId, ThreadFilter, ThreadParticipant, TimeRange, User, WorkspaceId,
+    WriteBatch,
 };
 
 type Store = Arc<dyn MetadataStore>;
@@ -58,6 +59,7 @@ pub const CASES: &[&str] = &[
     "workspaces_are_isolated",
     "aggregates",
     "activity_counts_only_real_messages",
+    "channel_latest_per_channel",
     "list_links",
     "stats_content_index_and_forget",
     "outbox_claim_and_ack",
@@ -109,6 +111,7 @@ where
         workspaces_are_isolated,
         aggregates,
         activity_counts_only_real_messages,
+        channel_latest_per_channel,
         list_links,
         stats_content_index_and_forget,
         outbox_claim_and_ack,
@@ -2132,6 +2135,143 @@ pub async fn activity_counts_only_real_messages(store: Store) {
         th,
         [(key(w, "C1", "13.0"), 2, 2, Some(ts("15.0")))],
         "a pin in the thread is not a reply; the broadcast reply is"
+    );
+}
+
+/// `channel_latest`: each listed channel's newest stored message (by time, not by the ts
+/// string), with counts when asked, within a range; channels not listed, deleted messages and
+/// other workspaces never show.
+pub async fn channel_latest_per_channel(store: Store) {
+    let ws = create_workspace(store.as_ref(), "T1").await;
+    let other = create_workspace(store.as_ref(), "T2").await;
+    let mut b = WriteBatch::new(ws.clone());
+    b.channels = vec![
+        Channel::new(chan("C1"), "general", ChannelKind::Public),
+        Channel::new(chan("C2"), "secret", ChannelKind::Private),
+        Channel::new(chan("C3"), "empty", ChannelKind::Public),
+    ];
+    // (channel, ts, subtype, thread_ts)
+    let rows: &[(&str, &str, Option<&str>, Option<&str>)] = &[
+        ("C1", "10.0", None, Some("10.0")),
+        ("C1", "12.5", None, Some("10.0")),
+        ("C1", "20.0", Some("channel_join"), None),
+        ("C1", "30.0", None, None),
+        // "9.9" sorts after "10.0" as a string: the newest is found by time.
+        ("C2", "9.9", None, None),
+        ("C2", "10.0", None, None),
+    ];
+    for &(c, t, subtype, thread) in rows {
+        let mut m = meta(&key(ws.as_str(), c, t), Some("U1"));
+        m.subtype = subtype.map(str::to_string);
+        m.thread_ts = thread.map(ts);
+        b.messages
+            .push(record(m, Some("said"), ChannelKind::Public));
+    }
+    apply(&store, b, "write messages").await;
+    let mut del = WriteBatch::new(ws.clone());
+    del.message_deletes.push(key(ws.as_str(), "C1", "30.0"));
+    apply(&store, del, "delete C1's newest message").await;
+    let mut b = WriteBatch::new(other.clone());
+    b.channels = vec![Channel::new(chan("C1"), "general", ChannelKind::Public)];
+    b.messages.push(record(
+        meta(&key(other.as_str(), "C1", "500.0"), Some("U1")),
+        Some("elsewhere"),
+        ChannelKind::Public,
+    ));
+    apply(&store, b, "write another workspace").await;
+
+    let latest = |options: LatestOptions, what: &'static str| {
+        let store = store.clone();
+        let ws = ws.clone();
+        async move {
+            ok(store.channel_latest(&ws, &options).await, what)
+                .into_iter()
+                .map(|l| (l.channel, l.latest, l.messages))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        latest(LatestOptions::default(), "channel_latest(all)").await,
+        [
+            (chan("C1"), ts("20.0"), None),
+            (chan("C2"), ts("10.0"), None)
+        ],
+        "every channel with a message, by id: any subtype counts, the deleted message does \
+         not, the newest is found by time, C3 (empty) and the other workspace are not listed"
+    );
+    assert_eq!(
+        latest(
+            LatestOptions {
+                channels: Some(vec![chan("C1"), chan("C3"), chan("C9"), chan("C1")]),
+                with_counts: true,
+                ..LatestOptions::default()
+            },
+            "channel_latest(C1, C3, C9, C1)"
+        )
+        .await,
+        [(chan("C1"), ts("20.0"), Some(3))],
+        "only the channels asked for (C2 is never named), each once; replies count"
+    );
+    assert_eq!(
+        latest(
+            LatestOptions {
+                range: TimeRange {
+                    start: None,
+                    end: Some(at("20.0")),
+                },
+                channels: Some(vec![chan("C1"), chan("C2")]),
+                with_counts: true,
+            },
+            "channel_latest before 20.0"
+        )
+        .await,
+        [
+            (chan("C1"), ts("12.5"), Some(2)),
+            (chan("C2"), ts("10.0"), Some(2))
+        ],
+        "the range's end is exclusive"
+    );
+    assert_eq!(
+        latest(
+            LatestOptions {
+                range: TimeRange {
+                    start: Some(at("10.5")),
+                    end: None,
+                },
+                with_counts: true,
+                ..LatestOptions::default()
+            },
+            "channel_latest from 10.5"
+        )
+        .await,
+        [(chan("C1"), ts("20.0"), Some(2))],
+        "a channel with nothing in the range is not listed"
+    );
+    assert!(
+        latest(
+            LatestOptions {
+                channels: Some(Vec::new()),
+                ..LatestOptions::default()
+            },
+            "channel_latest(no channel)"
+        )
+        .await
+        .is_empty(),
+        "an empty channel list lists nothing"
+    );
+    let there = ok(
+        store
+            .channel_latest(&other, &LatestOptions::default())
+            .await,
+        "channel_latest(T2)",
+    );
+    assert_eq!(
+        there
+            .into_iter()
+            .map(|l| (l.channel, l.latest))
+            .collect::<Vec<_>>(),
+        [(chan("C1"), ts("500.0"))],
+        "each workspace sees its own messages only"
     );
 }
 

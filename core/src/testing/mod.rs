@@ -68,6 +68,7 @@ macro_rules! metadata_suite_tests {
             workspaces_are_isolated,
             aggregates,
             activity_counts_only_real_messages,
+            channel_latest_per_channel,
             list_links,
             stats_content_index_and_forget,
             outbox_claim_and_ack,

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect};
-use chatvault_core::{AggregateOptions, ChannelKind, MessageKey, TimeRange, Ts, WorkspaceId};
+use chatvault_core::{ChannelKind, LatestOptions, MessageKey, TimeRange, Ts, WorkspaceId};
 use chatvault_query::MessageView;
 use chrono::NaiveDate;
 use maud::{html, Markup};
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::days::{day_start, first_day_from, last_day_before};
 use super::layout::Page;
 use super::render::{self, anchor, avatar, Ctx};
+use super::timing::Timing;
 use super::{
     channel_url, channels, find_channel, html_response, workspace, PageError, PageResult, Reader,
 };
@@ -22,7 +23,7 @@ use crate::state::AppState;
 
 /// Threads opened in place on a day page whose replies are not all on that day are loaded
 /// whole, up to this many; beyond, their link opens the thread page.
-const MAX_THREADS_LOADED: usize = 50;
+const MAX_THREADS_LOADED: usize = chatvault_query::MAX_THREADS;
 /// People listed on a workspace's page.
 const MAX_PEOPLE: usize = 300;
 
@@ -54,61 +55,36 @@ pub(crate) async fn home(
     Path(ws): Path<String>,
     reader: Reader,
 ) -> PageResult {
+    let mut timing = Timing::start();
     let w = workspace(&state, &ws).await?;
     let meta = state.meta().as_ref();
     let visible = channels(&state, &w.id, &reader.scope).await?;
-    let ids: Vec<_> = visible.iter().map(|c| c.id.clone()).collect();
-    let options = AggregateOptions {
-        range: TimeRange::all(),
-        channels: Some(ids.clone()),
-        limit: ids.len().max(1),
-    };
-    let (counts, people_counts) = if ids.is_empty() {
-        (HashMap::new(), HashMap::new())
-    } else {
-        let counts: HashMap<_, _> = meta
-            .channel_activity(&w.id, &options)
-            .await?
-            .into_iter()
-            .map(|a| (a.channel, a.messages))
-            .collect();
-        let people = AggregateOptions {
-            limit: 100_000,
-            ..options
-        };
-        let people: HashMap<_, _> = meta
-            .user_activity(&w.id, &people)
-            .await?
-            .into_iter()
-            .map(|a| (a.user, a.messages))
-            .collect();
-        (counts, people)
-    };
-    let hints: HashMap<_, _> = meta
-        .list_sync_status(&w.id)
+    // Each readable channel's message count and last day, in one query.
+    let latest: HashMap<_, _> = meta
+        .channel_latest(
+            &w.id,
+            &LatestOptions {
+                range: TimeRange::all(),
+                channels: Some(visible.iter().map(|c| c.id.clone()).collect()),
+                with_counts: true,
+            },
+        )
         .await?
         .into_iter()
-        .filter_map(|s| Some((s.channel, s.latest_ts?.to_datetime().date_naive())))
+        .map(|l| {
+            let day = l.latest.to_datetime().date_naive();
+            (l.channel, (l.messages.unwrap_or(0), day))
+        })
         .collect();
-    let mut last = HashMap::new();
-    for c in &visible {
-        let day = last_day_before(meta, &w.id, &c.id, None, hints.get(&c.id).copied()).await?;
-        last.insert(c.id.clone(), day);
-    }
+    // People by name, people before bots. (Not by message count: counting each person's
+    // messages in the channels a viewer may read is a scan of the whole archive.)
     let mut users = meta.list_users(&w.id).await?;
     users.retain(|u| !u.is_deleted);
-    users.sort_by(|a, b| {
-        let ca = people_counts.get(&a.id).copied().unwrap_or(0);
-        let cb = people_counts.get(&b.id).copied().unwrap_or(0);
-        cb.cmp(&ca).then_with(|| {
-            a.best_name()
-                .to_lowercase()
-                .cmp(&b.best_name().to_lowercase())
-        })
-    });
+    users.sort_by_cached_key(|u| (u.is_bot, u.best_name().to_lowercase()));
     let more_people = users.len().saturating_sub(MAX_PEOPLE);
     users.truncate(MAX_PEOPLE);
 
+    timing.fetched();
     let page = Page::new(w.name.clone(), Some(&w), &reader.scope).named(reader.name.as_deref());
     let body = html! {
         h1 { (w.name) }
@@ -121,7 +97,7 @@ pub(crate) async fn home(
                 a href="/login" { "log in" } " as one of their members." }
         } @else {
             table.channels {
-                thead { tr { th scope="col" { "Channel" } th.num scope="col" { "Messages" } th scope="col" { "About" } th scope="col" { "Last activity" } } }
+                thead { tr { th scope="col" { "Channel" } th.num scope="col" { "Messages" } th scope="col" { "About" } th scope="col" { "Last message" } } }
                 tbody {
                     @for c in &visible {
                         tr {
@@ -130,10 +106,10 @@ pub(crate) async fn home(
                                 @if !c.kind.is_public() { " " span.badge title="Private channel" { "private" } }
                                 @if c.is_archived { " " span.badge { "archived" } }
                             }
-                            td.num { (counts.get(&c.id).copied().unwrap_or(0)) }
+                            td.num { (latest.get(&c.id).map_or(0, |l| l.0)) }
                             td.muted { (c.purpose.as_deref().or(c.topic.as_deref()).unwrap_or("")) }
                             td {
-                                @match last.get(&c.id).copied().flatten() {
+                                @match latest.get(&c.id).map(|l| l.1) {
                                     Some(d) => a href=(format!("{}/{d}", channel_url(&w.id, c))) { (d) },
                                     None => span.muted { "—" },
                                 }
@@ -149,16 +125,16 @@ pub(crate) async fn home(
                 li {
                     (avatar(u.best_name(), u.id.as_str()))
                     span {
-                        a href=(format!("/w/{}/search?user={}", w.id, u.id)) { (u.best_name()) }
+                        a href=(format!("/w/{}/search?user={}", w.id, u.id)) title="Their messages" { (u.best_name()) }
                         br;
-                        span.muted { "@" (u.name) " · " (people_counts.get(&u.id).copied().unwrap_or(0)) " messages" }
+                        span.muted { "@" (u.name) }
                     }
                 }
             }
         }
         @if more_people > 0 { p.muted { "and " (more_people) " more" } }
     };
-    Ok(html_response(StatusCode::OK, page.render(body)))
+    Ok(timing.finish(html_response(StatusCode::OK, page.render(body))))
 }
 
 /// `?day=` from the "go to day" form.
@@ -179,7 +155,7 @@ pub(crate) async fn channel_latest(
     let c = find_channel(&visible, &ch)?;
     let day = match q.day.as_deref().filter(|d| !d.is_empty()) {
         Some(d) => Some(parse_day(d).map_err(|e| e.with_viewer(reader.scope.clone()))?),
-        None => last_day_before(state.meta().as_ref(), &w.id, &c.id, None, None).await?,
+        None => last_day_before(state.meta().as_ref(), &w.id, &c.id, None).await?,
     };
     match day {
         Some(d) => Ok(Redirect::to(&format!("{}/{d}", channel_url(&w.id, c))).into_response()),
@@ -211,6 +187,7 @@ pub(crate) async fn channel_day(
     Path((ws, ch, day)): Path<(String, String, String)>,
     reader: Reader,
 ) -> PageResult {
+    let mut timing = Timing::start();
     let w = workspace(&state, &ws).await?;
     let visible = channels(&state, &w.id, &reader.scope).await?;
     let c = find_channel(&visible, &ch)?;
@@ -222,41 +199,40 @@ pub(crate) async fn channel_day(
     let list = engine
         .channel_messages(&w.id, &c.id, &TimeRange::between(start, end), &reader.scope)
         .await?;
-    let prev = last_day_before(meta, &w.id, &c.id, Some(start), None).await?;
+    let prev = last_day_before(meta, &w.id, &c.id, Some(start)).await?;
     let next = first_day_from(meta, &w.id, &c.id, Some(end)).await?;
 
     // Replies of the day go under their parent when the parent is on this day too.
-    let parents: HashSet<&Ts> = list
+    let parents: HashSet<Ts> = list
         .iter()
         .filter(|m| m.thread_parent.is_none())
-        .map(|m| &m.key.ts)
+        .map(|m| m.key.ts.clone())
         .collect();
     let mut replies: HashMap<Ts, Vec<MessageView>> = HashMap::new();
     let mut top = Vec::new();
-    for m in &list {
-        match &m.thread_parent {
-            Some(p) if parents.contains(&p.ts) => {
-                replies.entry(p.ts.clone()).or_default().push(m.clone())
-            }
-            _ => top.push(m),
+    for m in list {
+        let parent = m.thread_parent.as_ref().map(|p| &p.ts);
+        match parent.filter(|p| parents.contains(*p)).cloned() {
+            Some(p) => replies.entry(p).or_default().push(m),
+            None => top.push(m),
         }
     }
-    // Threads that go on past this day are loaded whole (a few per page).
-    let mut loaded = 0;
-    for m in &top {
-        let have = replies.get(&m.key.ts).map_or(0, Vec::len);
-        if m.reply_count as usize > have && loaded < MAX_THREADS_LOADED {
-            loaded += 1;
-            let thread = engine.thread(&m.key, &reader.scope).await?;
-            let rest: Vec<MessageView> = thread
-                .messages
-                .into_iter()
-                .filter(|r| r.key != m.key)
-                .collect();
-            replies.insert(m.key.ts.clone(), rest);
-        }
+    // Threads that go on past this day are loaded whole, all in one call (up to a limit;
+    // beyond it, their link opens the thread page).
+    let unfinished: Vec<Ts> = top
+        .iter()
+        .filter(|m| m.reply_count as usize > replies.get(&m.key.ts).map_or(0, Vec::len))
+        .take(MAX_THREADS_LOADED)
+        .map(|m| m.key.ts.clone())
+        .collect();
+    if !unfinished.is_empty() {
+        let whole = engine
+            .thread_replies(&w.id, &c.id, &unfinished, &reader.scope)
+            .await?;
+        replies.extend(whole);
     }
 
+    timing.fetched();
     let ctx = Ctx::new(&w.id, &visible);
     let base = channel_url(&w.id, c);
     let page = Page::new(format!("#{} · {d}", c.name), Some(&w), &reader.scope)
@@ -296,7 +272,7 @@ pub(crate) async fn channel_day(
             }
         }
     };
-    Ok(html_response(StatusCode::OK, page.render(body)))
+    Ok(timing.finish(html_response(StatusCode::OK, page.render(body))))
 }
 
 fn channel_header(c: &chatvault_core::Channel) -> Markup {
@@ -342,11 +318,13 @@ pub(crate) async fn thread(
     Path((ws, ch, ts)): Path<(String, String, String)>,
     reader: Reader,
 ) -> PageResult {
+    let mut timing = Timing::start();
     let w = workspace(&state, &ws).await?;
     let visible = channels(&state, &w.id, &reader.scope).await?;
     let c = find_channel(&visible, &ch)?;
     let key = message_key(&w.id, c, &ts)?;
     let thread = state.engine().thread(&key, &reader.scope).await?;
+    timing.fetched();
     let ctx = Ctx::new(&w.id, &visible);
     let target = (key != thread.parent).then_some(&key);
     let page = Page::new(format!("Thread in #{}", c.name), Some(&w), &reader.scope)
@@ -357,7 +335,7 @@ pub(crate) async fn thread(
         p { a href=(ctx.day_url(&thread.parent)) { "See it in the channel" } }
         (render::messages(&thread.messages, &ctx, target))
     };
-    Ok(html_response(StatusCode::OK, page.render(body)))
+    Ok(timing.finish(html_response(StatusCode::OK, page.render(body))))
 }
 
 /// `/w/{ws}/m/{channel}/{ts}`: a message in its context (its thread, or its neighbours).

@@ -17,6 +17,7 @@ mod render;
 mod reports;
 mod search;
 mod session;
+mod timing;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
@@ -34,7 +35,8 @@ use crate::state::AppState;
 pub(crate) use layout::Page;
 pub(crate) use session::cookie_token;
 
-pub(crate) fn routes() -> Router<AppState> {
+/// The pages, with [`signed_in_errors`] around them.
+pub(crate) fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(browse::index))
         .route("/static/{file}", get(assets::serve))
@@ -51,6 +53,37 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/w/{ws}/digest", get(reports::digest))
         .route("/w/{ws}/prs", get(reports::prs))
         .route("/w/{ws}/ask", get(reports::ask))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            signed_in_errors,
+        ))
+}
+
+/// An error page rendered without knowing who asked (a `?` in a handler): the response
+/// carries it so that [`signed_in_errors`] can render it again for a signed-in visitor.
+#[derive(Debug, Clone)]
+struct Unsigned(PageError);
+
+/// Error pages show who is signed in, as every other page does: a page that fails with `?`
+/// before it knew its viewer is rendered again here, with the viewer read from the request's
+/// headers (only on that path: a page that succeeds costs a copy of its headers).
+async fn signed_in_errors(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut asked = axum::http::Request::new(());
+    *asked.uri_mut() = request.uri().clone();
+    *asked.headers_mut() = request.headers().clone();
+    let mut response = next.run(request).await;
+    let Some(Unsigned(error)) = response.extensions_mut().remove::<Unsigned>() else {
+        return response;
+    };
+    let (mut parts, ()) = asked.into_parts();
+    match <Reader as FromRequestParts<AppState>>::from_request_parts(&mut parts, &state).await {
+        Ok(reader) if reader.scope != Scope::Public => error.with_reader(reader).into_response(),
+        _ => response,
+    }
 }
 
 /// Whether a request wants a page rather than JSON (browsers ask for `text/html`); such
@@ -69,10 +102,12 @@ pub(crate) fn wants_html(parts: &Parts) -> bool {
 
 /// The router's fallback for a page request: the 404 page.
 pub(crate) async fn not_found_page(reader: Option<Reader>) -> Response {
-    let viewer = reader.map_or(Scope::Public, |r| r.scope);
-    PageError::not_found("There is no page at this address.")
-        .with_viewer(viewer)
-        .into_response()
+    let page = PageError::not_found("There is no page at this address.");
+    let page = match reader {
+        Some(r) => page.with_reader(r),
+        None => page,
+    };
+    page.into_response()
 }
 
 /// The viewer of a page: [`Viewer`], with its refusals shown as a page (a cookie whose token
@@ -148,12 +183,16 @@ impl OptionalFromRequestParts<AppState> for Reader {
 
 /// An error answered as a page: 404 for anything not there (or not the viewer's to see), 400
 /// with the reason for bad input, 500 with no detail (the detail goes to the log).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PageError {
     status: StatusCode,
     title: &'static str,
     message: String,
     viewer: Scope,
+    /// The signed-in member's name, when known.
+    name: Option<String>,
+    /// Whether the viewer was set (else [`signed_in_errors`] may render it again).
+    told: bool,
 }
 
 impl PageError {
@@ -163,6 +202,8 @@ impl PageError {
             title,
             message: message.into(),
             viewer: Scope::Public,
+            name: None,
+            told: false,
         }
     }
 
@@ -172,7 +213,14 @@ impl PageError {
 
     pub(crate) fn with_viewer(mut self, viewer: Scope) -> Self {
         self.viewer = viewer;
+        self.told = true;
         self
+    }
+
+    /// The page as `reader` sees it (signed in, by name).
+    pub(crate) fn with_reader(mut self, reader: Reader) -> Self {
+        self.name = reader.name;
+        self.with_viewer(reader.scope)
     }
 }
 
@@ -207,7 +255,7 @@ impl From<Error> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let page = Page::new(self.title, None, &self.viewer);
+        let page = Page::new(self.title, None, &self.viewer).named(self.name.as_deref());
         let body = maud::html! {
             section.error-page {
                 h1 { (self.title) }
@@ -215,7 +263,11 @@ impl IntoResponse for PageError {
                 p { a href="/" { "Back to the archive" } }
             }
         };
-        html_response(self.status, page.render(body))
+        let mut response = html_response(self.status, page.render(body));
+        if !self.told {
+            response.extensions_mut().insert(Unsigned(self));
+        }
+        response
     }
 }
 

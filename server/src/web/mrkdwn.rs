@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use maud::{html, Markup, PreEscaped};
+use maud::Render;
 
 /// What the renderer links to: the channels the viewer may open (name → page URL).
 #[derive(Debug, Default)]
@@ -16,22 +16,47 @@ pub(crate) struct Links {
     pub(crate) channels: HashMap<String, String>,
 }
 
-/// Renders a message's text.
-pub(crate) fn render(text: &str, links: &Links) -> Markup {
-    let mut out = String::with_capacity(text.len() + text.len() / 4);
-    let mut rest = text;
-    while let Some(open) = rest.find("```") {
-        let after = &rest[open + 3..];
-        let Some(close) = after.find("```") else {
-            break;
-        };
-        lines(&rest[..open], links, &mut out);
-        let code = after[..close].trim_matches('\n');
-        out.push_str(&html! { pre.code { code { (code) } } }.into_string());
-        rest = &after[close + 3..];
+/// A message's text as HTML, written straight into the page being built (no intermediate
+/// strings per piece: a day page renders hundreds).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mrkdwn<'a> {
+    text: &'a str,
+    links: &'a Links,
+}
+
+/// A message's text, to interpolate into a page.
+pub(crate) fn mrkdwn<'a>(text: &'a str, links: &'a Links) -> Mrkdwn<'a> {
+    Mrkdwn { text, links }
+}
+
+impl Render for Mrkdwn<'_> {
+    fn render_to(&self, out: &mut String) {
+        out.reserve(self.text.len() + self.text.len() / 4);
+        let mut rest = self.text;
+        while let Some(open) = rest.find("```") {
+            let after = &rest[open + 3..];
+            let Some(close) = after.find("```") else {
+                break;
+            };
+            lines(&rest[..open], self.links, out);
+            out.push_str("<pre class=\"code\"><code>");
+            escape(after[..close].trim_matches('\n'), out);
+            out.push_str("</code></pre>");
+            rest = &after[close + 3..];
+        }
+        lines(rest, self.links, out);
     }
-    lines(rest, links, &mut out);
-    PreEscaped(out)
+}
+
+/// Renders a message's text.
+#[cfg(test)]
+fn render(text: &str, links: &Links) -> maud::Markup {
+    mrkdwn(text, links).render()
+}
+
+/// Escapes `s` as maud escapes what pages interpolate.
+fn escape(s: &str, out: &mut String) {
+    s.render_to(out);
 }
 
 /// Lines outside code blocks: runs of `>` lines become quotes, the others keep their breaks.
@@ -51,7 +76,7 @@ fn lines(text: &str, links: &Links, out: &mut String) {
             if i > 0 {
                 out.push_str("<br>");
             }
-            out.push_str(&inline(q, links).into_string());
+            inline(q, links, out);
         }
         out.push_str("</blockquote>");
         quote.clear();
@@ -67,7 +92,7 @@ fn lines(text: &str, links: &Links, out: &mut String) {
         if !first && !had_quote {
             out.push_str("<br>");
         }
-        out.push_str(&inline(line, links).into_string());
+        inline(line, links, out);
         first = false;
     }
     flush(&mut quote, out);
@@ -77,78 +102,116 @@ fn is_word(c: char) -> bool {
     c.is_alphanumeric()
 }
 
+/// Bytes at which something may start: everything else is plain text, skipped at once.
+fn may_start(b: u8) -> bool {
+    matches!(
+        b,
+        b'`' | b'*' | b'_' | b'~' | b'h' | b'H' | b'm' | b'M' | b':' | b'@' | b'#'
+    )
+}
+
 /// One line: code spans, URLs, emoji, mentions and the three emphases (nested as Slack nests).
-fn inline(s: &str, links: &Links) -> Markup {
-    let mut out = String::with_capacity(s.len() + 16);
+fn inline(s: &str, links: &Links, out: &mut String) {
     let mut plain_from = 0;
     let mut i = 0;
     let bytes = s.as_bytes();
-    let prev_char = |i: usize| s[..i].chars().next_back();
     while i < s.len() {
         let c = bytes[i];
-        let at_start = prev_char(i).is_none_or(|p| !is_word(p));
-        let mut emitted: Option<(Markup, usize)> = None;
-        match c {
-            b'`' => {
-                if let Some(len) = s[i + 1..].find('`').filter(|l| *l > 0) {
-                    let code = &s[i + 1..i + 1 + len];
-                    emitted = Some((html! { code { (code) } }, i + len + 2));
-                }
-            }
-            b'*' | b'_' | b'~' if at_start => {
-                if let Some(end) = closing(s, i, c) {
-                    let inner = inline(&s[i + 1..end], links);
-                    let m = match c {
-                        b'*' => html! { strong { (inner) } },
-                        b'_' => html! { em { (inner) } },
-                        _ => html! { del { (inner) } },
-                    };
-                    emitted = Some((m, end + 1));
-                }
-            }
-            b'h' | b'm' if at_start => {
-                if let Some(end) = url_end(s, i) {
-                    let url = &s[i..end];
-                    emitted = Some((
-                        html! { a href=(url) rel="nofollow noopener noreferrer" { (url) } },
-                        end,
-                    ));
-                }
-            }
-            b':' => {
-                if let Some((emoji, end)) = emoji_at(s, i) {
-                    let name = &s[i..end];
-                    emitted = Some((html! { span.emoji title=(name) { (emoji) } }, end));
-                }
-            }
-            b'@' if at_start => {
-                let end = name_end(s, i + 1);
-                if end > i + 1 {
-                    emitted = Some((html! { span.mention { (&s[i..end]) } }, end));
-                }
-            }
-            b'#' if at_start => {
-                let end = name_end(s, i + 1);
-                if let Some(url) = links.channels.get(&s[i + 1..end].to_lowercase()) {
-                    emitted = Some((html! { a.mention href=(url) { (&s[i..end]) } }, end));
-                }
-            }
-            _ => {}
+        if !may_start(c) {
+            i += 1;
+            continue;
         }
-        match emitted {
-            Some((m, next)) => {
-                out.push_str(&html! { (&s[plain_from..i]) }.into_string());
-                out.push_str(&m.into_string());
+        let at_start = s[..i].chars().next_back().is_none_or(|p| !is_word(p));
+        // Where the piece starting at `i` ends, once written out.
+        let piece = |out: &mut String| -> Option<usize> {
+            match c {
+                b'`' => {
+                    let len = s[i + 1..].find('`').filter(|l| *l > 0)?;
+                    flush_plain(s, plain_from, i, out);
+                    out.push_str("<code>");
+                    escape(&s[i + 1..i + 1 + len], out);
+                    out.push_str("</code>");
+                    Some(i + len + 2)
+                }
+                b'*' | b'_' | b'~' if at_start => {
+                    let end = closing(s, i, c)?;
+                    let tag = match c {
+                        b'*' => "strong",
+                        b'_' => "em",
+                        _ => "del",
+                    };
+                    flush_plain(s, plain_from, i, out);
+                    out.push('<');
+                    out.push_str(tag);
+                    out.push('>');
+                    inline(&s[i + 1..end], links, out);
+                    out.push_str("</");
+                    out.push_str(tag);
+                    out.push('>');
+                    Some(end + 1)
+                }
+                b'h' | b'H' | b'm' | b'M' if at_start => {
+                    let end = url_end(s, i)?;
+                    let url = &s[i..end];
+                    flush_plain(s, plain_from, i, out);
+                    out.push_str("<a href=\"");
+                    escape(url, out);
+                    out.push_str("\" rel=\"nofollow noopener noreferrer\">");
+                    escape(url, out);
+                    out.push_str("</a>");
+                    Some(end)
+                }
+                b':' => {
+                    let (emoji, end) = emoji_at(s, i)?;
+                    flush_plain(s, plain_from, i, out);
+                    out.push_str("<span class=\"emoji\" title=\"");
+                    escape(&s[i..end], out);
+                    out.push_str("\">");
+                    out.push_str(&emoji);
+                    out.push_str("</span>");
+                    Some(end)
+                }
+                b'@' if at_start => {
+                    let end = name_end(s, i + 1);
+                    if end == i + 1 {
+                        return None;
+                    }
+                    flush_plain(s, plain_from, i, out);
+                    out.push_str("<span class=\"mention\">");
+                    escape(&s[i..end], out);
+                    out.push_str("</span>");
+                    Some(end)
+                }
+                b'#' if at_start => {
+                    let end = name_end(s, i + 1);
+                    let url = links.channels.get(&s[i + 1..end].to_lowercase())?;
+                    flush_plain(s, plain_from, i, out);
+                    out.push_str("<a class=\"mention\" href=\"");
+                    escape(url, out);
+                    out.push_str("\">");
+                    escape(&s[i..end], out);
+                    out.push_str("</a>");
+                    Some(end)
+                }
+                _ => None,
+            }
+        };
+        match piece(out) {
+            Some(next) => {
                 i = next;
                 plain_from = next;
             }
-            None => {
-                i += s[i..].chars().next().map_or(1, char::len_utf8);
-            }
+            None => i += 1,
         }
     }
-    out.push_str(&html! { (&s[plain_from..]) }.into_string());
-    PreEscaped(out)
+    flush_plain(s, plain_from, s.len(), out);
+}
+
+/// Writes the plain text between the last piece and the next one.
+fn flush_plain(s: &str, from: usize, to: usize, out: &mut String) {
+    if from < to {
+        escape(&s[from..to], out);
+    }
 }
 
 /// Where the emphasis opened by `delim` at `open` closes on this line: the next `delim` that

@@ -101,13 +101,14 @@ pub(crate) fn message(m: &MessageView, ctx: &Ctx, target: bool, after: Markup) -
                     a.time href=(ctx.message_url(&m.key)) title=(m.time.format("%Y-%m-%d %H:%M:%S UTC")) {
                         time datetime=(m.time.to_rfc3339()) { (m.time.format("%H:%M")) }
                     }
-                    @if let Some(link) = &m.permalink {
+                    // On the message a page is about; the others' time links lead to theirs.
+                    @if let Some(link) = m.permalink.as_ref().filter(|_| target) {
                         a.slack href=(link) rel="noopener noreferrer" { "Open in Slack" }
                     }
                 }
                 div.text {
                     @match &m.text {
-                        Some(t) => (mrkdwn::render(t, &ctx.links)),
+                        Some(t) => (mrkdwn::mrkdwn(t, &ctx.links)),
                         None => span.muted { "(no text stored)" },
                     }
                 }

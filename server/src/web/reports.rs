@@ -8,7 +8,7 @@ use chrono::{Datelike, Days, NaiveDate};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::days::{day_start, last_day_before};
+use super::days::day_start;
 use super::layout::{Page, Section};
 use super::render::{self, Ctx};
 use super::{channels, html_response, workspace, PageError, PageResult, Reader};
@@ -35,18 +35,17 @@ async fn latest_day(
     w: &Workspace,
     visible: &[chatvault_core::Channel],
 ) -> Result<Option<NaiveDate>, PageError> {
-    let meta = state.meta().as_ref();
-    let hints: std::collections::HashMap<_, _> = meta
-        .list_sync_status(&w.id)
+    let options = chatvault_core::LatestOptions {
+        channels: Some(visible.iter().map(|c| c.id.clone()).collect()),
+        ..chatvault_core::LatestOptions::default()
+    };
+    let latest = state
+        .meta()
+        .channel_latest(&w.id, &options)
         .await?
         .into_iter()
-        .filter_map(|s| Some((s.channel, s.latest_ts?.to_datetime().date_naive())))
-        .collect();
-    let mut latest = None;
-    for c in visible {
-        let d = last_day_before(meta, &w.id, &c.id, None, hints.get(&c.id).copied()).await?;
-        latest = latest.max(d);
-    }
+        .map(|l| l.latest.to_datetime().date_naive())
+        .max();
     Ok(latest)
 }
 

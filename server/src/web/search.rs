@@ -13,6 +13,7 @@ use maud::{html, Markup};
 use super::days::day_start;
 use super::layout::{Page, Section};
 use super::render::{avatar, Ctx};
+use super::timing::Timing;
 use super::{channels, find_channel, html_response, workspace, PageResult, Reader};
 use crate::state::AppState;
 
@@ -163,11 +164,13 @@ pub(crate) async fn page(
     Query(pairs): Query<Vec<(String, String)>>,
     reader: Reader,
 ) -> PageResult {
+    let mut timing = Timing::start();
     let w = workspace(&state, &ws).await?;
     let visible = channels(&state, &w.id, &reader.scope).await?;
     let f = Form::parse(pairs);
     let result = run(&state, &w.id, &visible, &f, &reader).await;
     let people = state.meta().list_users(&w.id).await?;
+    timing.fetched();
     let ctx = Ctx::new(&w.id, &visible);
     let status = if result.is_err() {
         StatusCode::BAD_REQUEST
@@ -222,7 +225,7 @@ pub(crate) async fn page(
             Ok(Some(r)) => (results(r, &f, &ctx)),
         }
     };
-    Ok(html_response(status, page.render(body)))
+    Ok(timing.finish(html_response(status, page.render(body))))
 }
 
 fn option(value: &str, label: &str, selected: bool) -> Markup {

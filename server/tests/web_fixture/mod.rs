@@ -1,28 +1,22 @@
-//! The web archive's test server: the bundled houstondatavis export plus a private channel and a
-//! day of formatted (and hostile) messages, on the embedded default's real stores (SQLite +
-//! tantivy/HNSW), served over real HTTP on 127.0.0.1.
+//! The web archive's test server: the shared test archive (`archive`: the bundled
+//! houstondatavis export plus a private channel) and a day of formatted (and hostile) messages,
+//! on the embedded default's real stores (SQLite + tantivy/HNSW), served over real HTTP on
+//! 127.0.0.1.
 //!
 //! One server per test binary: built once, on a runtime of its own (a background thread).
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use chatvault_collector::{Collector, ImportOptions, Relay, RelayOptions};
-use chatvault_core::{ContentStore, Embedder, HashingEmbedder, MetadataStore, WorkspaceId};
 use chatvault_query::Scope;
 use chatvault_server::{router, ApiToken, AppState, AuthConfig, ServerConfig};
 use serde_json::json;
 
-pub const WS: &str = "hdv";
-/// A member of the private channel (micahstubbs).
-pub const MEMBER: &str = "U061A1R2R";
-/// A workspace member who is not in the private channel (javier).
-pub const OUTSIDER: &str = "U061A3E0G";
-pub const SECRET_ID: &str = "G0SECRET1";
-pub const SECRET_NAME: &str = "secret-plans";
-/// A word only the private channel's messages contain.
-pub const SECRET_WORD: &str = "zanzibar";
+#[path = "../archive/mod.rs"]
+mod archive;
+pub use archive::*;
+
 pub const ADMIN_TOKEN: &str = "admin-token";
 pub const MEMBER_TOKEN: &str = "member-token";
 pub const OUTSIDER_TOKEN: &str = "outsider-token";
@@ -61,29 +55,9 @@ pub fn fixture() -> &'static Fixture {
     })
 }
 
-/// The export with a private channel and a day of formatted messages in #general.
+/// The shared archive (`archive`) with a day of formatted messages in #general.
 fn export(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/slack-export-houstondatavis");
-    let dst = dir.join("export");
-    copy_dir(&src, &dst);
-    let groups = json!([{
-        "id": SECRET_ID, "name": SECRET_NAME, "created": "1433558319", "creator": MEMBER,
-        "is_archived": false, "is_private": true, "members": [MEMBER],
-        "purpose": {"value": "nobody outside may know"}
-    }]);
-    std::fs::write(dst.join("groups.json"), groups.to_string()).expect("groups.json");
-    std::fs::create_dir_all(dst.join(SECRET_NAME)).expect("private folder");
-    let secret = json!([
-        {"type": "message", "user": MEMBER, "ts": "1433900000.000100", "thread_ts": "1433900000.000100",
-         "reply_count": 1, "text": "zanzibar launch plan, keep it quiet"},
-        {"type": "message", "user": MEMBER, "ts": "1433900100.000200", "thread_ts": "1433900000.000100",
-         "parent_user_id": MEMBER, "text": "zanzibar looks good to me"}
-    ]);
-    std::fs::write(
-        dst.join(SECRET_NAME).join("2015-06-10.json"),
-        secret.to_string(),
-    )
-    .expect("private day");
+    let dst = export_with_private_channel(dir);
     // Slack escapes <, > and & in text; the rest is mrkdwn.
     let formatted = json!([
         {"type": "message", "user": MEMBER, "ts": FORMATTED_TS, "thread_ts": FORMATTED_TS,
@@ -110,50 +84,12 @@ fn export(dir: &Path) -> PathBuf {
     dst
 }
 
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).expect("mkdir");
-    for e in std::fs::read_dir(src).expect("read export") {
-        let e = e.expect("entry");
-        let to = dst.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), to).expect("copy");
-        }
-    }
-}
-
 async fn setup(dir: &Path) -> Fixture {
-    let meta: Arc<dyn MetadataStore> = Arc::new(
-        chatvault_storage_postgres::SqlMetadataStore::open_sqlite(
-            dir.join("chatvault.sqlite"),
-            chatvault_storage_postgres::ConnectOptions::default(),
-        )
-        .await
-        .expect("SQLite metadata store"),
-    );
-    let content: Arc<dyn ContentStore> = Arc::new(
-        chatvault_storage_vector::VectorStore::open(
-            dir.join("vectors"),
-            chatvault_storage_vector::VectorStoreOptions::default(),
-        )
-        .expect("vector store"),
-    );
-    let embedder: Arc<dyn Embedder> = Arc::new(HashingEmbedder::new(384).expect("embedder"));
-    let ws = WorkspaceId::new(WS).expect("id");
-    Collector::new(meta.clone(), ws)
-        .import_export(export(dir), ImportOptions::default())
-        .await
-        .expect("import");
-    Relay::new(
-        meta.clone(),
-        content.clone(),
-        embedder.clone(),
-        RelayOptions::default(),
-    )
-    .drain()
-    .await
-    .expect("relay");
+    let Stores {
+        meta,
+        content,
+        embedder,
+    } = import(dir, export(dir)).await;
     let auth = AuthConfig {
         tokens: vec![
             ApiToken::from_secret(ADMIN_TOKEN, Scope::Admin),
