@@ -512,8 +512,8 @@ mod tests {
 
 /// Lowers the CPU priority of the calling thread, and of the threads it starts afterwards, to
 /// `nice` (a nice value, 1–19) unless it is already lower. The CLI's read-only commands call it
-/// before starting their runtime: a reader then takes only the CPU a writer beside it leaves
-/// idle, so any number of readers cannot slow an import (measured by
+/// before starting their runtime when `--read-nice` is set: a reader then takes mostly the CPU a
+/// writer beside it leaves idle — the writer keeps its pace, the reader waits (measured by
 /// `cargo bench -p chatvault-storage-vector --bench readers`). Failure (a platform without
 /// priorities) is logged and ignored.
 pub fn lower_cpu_priority(nice: u8) {

@@ -5,6 +5,11 @@
 //! `cargo bench -p chatvault-storage-vector --bench readers` runs 20,000 vectors;
 //! `CHATVAULT_BENCH_N=100000` scales it up. `CHATVAULT_BENCH_SECS` sets each measurement's
 //! length (default 5 s). A query is one vector search (top 10) and one lexical search (top 10).
+//!
+//! Each row with readers beside the writer runs twice: readers at normal CPU priority, and at
+//! nice 10 as the `chatvault` CLI's read-only commands run with `--read-nice 10`. The writer's
+//! rate is compared with the writer alone measured just before (the collection grows as the
+//! bench writes, so a baseline from the start would overstate the slowdown).
 
 #[path = "../tests/common/mod.rs"]
 mod common;

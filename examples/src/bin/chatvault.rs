@@ -96,15 +96,15 @@ struct Global {
     /// same workspace (default 0: fail at once with exit code 6). Reading commands never wait.
     #[arg(long, global = true, default_value_t = 0, value_name = "SECONDS")]
     wait: u64,
-    /// CPU priority (nice value) of the commands that only read (search, thread, digest, prs,
-    /// ask, stats, mcp, reconcile --dry-run, dead-letters list), so that readers never slow an
-    /// import or sync that runs beside them; 0 keeps the normal priority. Without contention
-    /// it changes nothing.
+    /// CPU priority (nice value, 1–19) for the commands that only read (search, thread, digest,
+    /// prs, ask, stats, mcp, reconcile --dry-run, dead-letters list): an import or sync running
+    /// beside them then keeps its pace, and the readers take only the CPU it leaves (they can
+    /// wait seconds while it runs flat out). 0, the default, keeps the normal priority.
     #[arg(
         long,
         global = true,
         env = "CHATVAULT_READ_NICE",
-        default_value_t = 10,
+        default_value_t = 0,
         value_parser = clap::value_parser!(u8).range(0..=19),
         value_name = "0-19"
     )]
