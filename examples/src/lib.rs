@@ -489,6 +489,24 @@ pub fn sample_export() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/slack-export-houstondatavis")
 }
 
+/// Lowers the CPU priority of the calling thread, and of the threads it starts afterwards, to
+/// `nice` (a nice value, 1–19) unless it is already lower. The CLI's read-only commands call it
+/// before starting their runtime when `--read-nice` is set: a reader then takes mostly the CPU a
+/// writer beside it leaves idle — the writer keeps its pace, the reader waits (measured by
+/// `cargo bench -p chatvault-storage-vector --bench readers`). Failure (a platform without
+/// priorities) is logged and ignored.
+pub fn lower_cpu_priority(nice: u8) {
+    let wanted = i32::from(nice.min(19));
+    match rustix::process::getpriority_process(None) {
+        Ok(current) if current >= wanted => {}
+        Ok(_) | Err(_) => {
+            if let Err(e) = rustix::process::setpriority_process(None, wanted) {
+                tracing::debug!(error = %e, nice = wanted, "cannot lower the CPU priority");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,23 +525,5 @@ mod tests {
             "slack-export--1-"
         );
         assert_eq!(exit_code(&Error::not_found("x")), 4);
-    }
-}
-
-/// Lowers the CPU priority of the calling thread, and of the threads it starts afterwards, to
-/// `nice` (a nice value, 1–19) unless it is already lower. The CLI's read-only commands call it
-/// before starting their runtime when `--read-nice` is set: a reader then takes mostly the CPU a
-/// writer beside it leaves idle — the writer keeps its pace, the reader waits (measured by
-/// `cargo bench -p chatvault-storage-vector --bench readers`). Failure (a platform without
-/// priorities) is logged and ignored.
-pub fn lower_cpu_priority(nice: u8) {
-    let wanted = i32::from(nice.min(19));
-    match rustix::process::getpriority_process(None) {
-        Ok(current) if current >= wanted => {}
-        Ok(_) | Err(_) => {
-            if let Err(e) = rustix::process::setpriority_process(None, wanted) {
-                tracing::debug!(error = %e, nice = wanted, "cannot lower the CPU priority");
-            }
-        }
     }
 }
