@@ -280,18 +280,37 @@ fn an_ingest_killed_mid_delivery_is_rerun_at_once_with_exact_counts() {
         let (data, src) = (tmp.path().join("data"), tmp.path().join("export"));
         export(&src, n, "first", None);
         let mut ingest = spawn_ingest(&data, &src, &[]);
-        // kill it while it holds leased outbox entries
+        // Kill it while it holds leased outbox entries. A batch with the hashing embedder is
+        // delivered in milliseconds, less than a `stats` process takes: watch the outbox through
+        // a read-only connection of our own, and kill the moment a lease shows.
         wait_for_stats(&data, Duration::from_secs(120), |s| {
-            s["outbox"]["leased"].as_u64().unwrap_or(0) > 0
+            s["outbox"]["pending"].as_u64().unwrap_or(0) > 0
         });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = chatvault_examples::StorageConfig {
+            data_dir: data.clone(),
+            database_url: None,
+            chroma_url: None,
+        };
+        let (meta, _) = rt
+            .block_on(chatvault_examples::open_stores_read_only(&config))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while rt.block_on(meta.outbox_stats(None)).map_or(0, |s| s.leased) == 0 {
+            assert!(Instant::now() < deadline, "no lease seen in 120 s");
+        }
         ingest.kill().unwrap(); // SIGKILL
+        drop(meta);
         ingest.wait().unwrap();
         let stats = json(&data, &["stats"]);
         if stats["outbox"]["leased"].as_u64().unwrap() > 0 {
             break (tmp, data, src);
         }
         assert!(
-            attempt < 5,
+            attempt < 10,
             "no kill landed while entries were leased: {stats}"
         );
     };
@@ -516,7 +535,7 @@ fn nice_of(pid: u32) -> i64 {
 }
 
 #[test]
-fn read_only_commands_yield_the_cpu_and_say_how() {
+fn read_only_commands_yield_the_cpu_when_asked() {
     if !Path::new("/proc/self/stat").exists() {
         assert_ne!(
             std::env::var("CI").as_deref(),
@@ -549,15 +568,15 @@ fn read_only_commands_yield_the_cpu_and_say_how() {
     };
     assert_eq!(
         nice_of_mcp(&[]),
-        ours.max(10),
-        "readers run at nice 10 by default"
+        ours,
+        "readers keep the normal priority by default"
     );
+    assert_eq!(nice_of_mcp(&["--read-nice", "10"]), ours.max(10));
     assert_eq!(
         nice_of_mcp(&["--read-nice", "0"]),
         ours,
         "--read-nice 0 keeps ours"
     );
-    assert_eq!(nice_of_mcp(&["--read-nice", "15"]), ours.max(15));
     let bad = run(&data, &["--read-nice", "20", "stats"]);
     assert_eq!(bad.status.code(), Some(2), "out of range is a usage error");
     let help = ok(&data, &["--help"]);
