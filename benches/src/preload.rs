@@ -1,7 +1,7 @@
 //! A synthetic archive loaded through the real write path, for the benches that run the server
 //! or the query engine over a large archive (`serve_load`, `web_pages`, `ask_latency`): the
 //! embedded default's stores (SQLite metadata, the vector store with its graph) in a directory,
-//! filled by [`message_batch`](crate::message_batch)es, delivered by the relay, graph built.
+//! filled by [`message_batch`]es, delivered by the relay, graph built.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ const APPLY_BATCH: usize = 5_000;
 /// The loaded archive.
 #[derive(Debug)]
 pub struct Preloaded {
-    /// The workspace ([`workspace`](crate::workspace)).
+    /// The workspace ([`workspace`]).
     pub ws: WorkspaceId,
     /// Its metadata store (SQLite under the directory).
     pub meta: Arc<dyn MetadataStore>,

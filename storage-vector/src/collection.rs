@@ -158,6 +158,8 @@ pub(crate) struct Collection {
     indexer: Mutex<Option<JoinHandle<()>>>,
     options: VectorStoreOptions,
     /// `Some` for a reader.
+    /// Per-segment matches of the most recent filters, newest last (see `filtered_vids`).
+    filter_cache: Mutex<Vec<(String, Arc<Vec<Arc<SegmentLive>>>)>>,
     watch: Option<Mutex<ReadWatch>>,
     _lock: Option<Arc<WriterLock>>,
 }
@@ -346,6 +348,7 @@ impl Collection {
             progress: Condvar::new(),
             indexer: Mutex::new(None),
             options: options.clone(),
+            filter_cache: Mutex::new(Vec::new()),
             watch: read_only.then(|| {
                 Mutex::new(ReadWatch {
                     meta: meta_sig,
@@ -886,6 +889,47 @@ impl Collection {
         Ok(self.state.read().live.len() as u64)
     }
 
+    /// The vids of the live documents passing `filter`, from per-segment tables kept for the
+    /// most recent filters (a viewer's channel list repeats on every search). Allow-lists of
+    /// keys are not kept: they differ from search to search. In debug builds the result is
+    /// checked against the filter run over the whole collection.
+    fn filtered_vids(&self, searcher: &Searcher, filter: &ContentFilter) -> Result<VidSet> {
+        const KEPT_FILTERS: usize = 16;
+        let q = filter::filter_query(&self.fields, &self.workspace, filter)?;
+        let cache_key = filter.keys.is_none().then(|| format!("{filter:?}"));
+        let previous = cache_key
+            .as_ref()
+            .and_then(|k| {
+                let cache = self.filter_cache.lock();
+                cache.iter().find(|(f, _)| f == k).map(|(_, l)| Arc::clone(l))
+            })
+            .unwrap_or_default();
+        let lists =
+            filter::segment_matches(searcher, &*q, &previous).map_err(|e| self.err(e))?;
+        let set = filter::alive_vids(searcher, &lists);
+        if cfg!(debug_assertions) {
+            let vids = searcher
+                .search(&*q, &VidCollector)
+                .map_err(|e| self.err(tantivy_err(e)))?;
+            let expected = VidSet::from_vids(&vids);
+            assert_eq!(set.len(), expected.len(), "filtered set size of {}", self.workspace);
+            assert!(
+                vids.iter().all(|&v| set.contains(v)),
+                "filtered set of {}",
+                self.workspace
+            );
+        }
+        if let Some(k) = cache_key {
+            let mut cache = self.filter_cache.lock();
+            cache.retain(|(f, _)| f != &k);
+            if cache.len() >= KEPT_FILTERS {
+                cache.remove(0);
+            }
+            cache.push((k, Arc::new(lists)));
+        }
+        Ok(set)
+    }
+
     /// Keys of graph ids, for the final ranking.
     fn keys_of(&self, snap: &Snapshot, vids: &[u64]) -> Result<Vec<Option<MessageKey>>> {
         vids.iter()
@@ -943,12 +987,7 @@ impl Collection {
         let allowed: Arc<VidSet> = if filter.is_empty() {
             Arc::clone(&snap.live)
         } else {
-            let q = filter::filter_query(&self.fields, &self.workspace, filter)?;
-            let vids = snap
-                .searcher
-                .search(&*q, &VidCollector)
-                .map_err(|e| self.err(tantivy_err(e)))?;
-            Arc::new(VidSet::from_vids(&vids))
+            Arc::new(self.filtered_vids(&snap.searcher, filter)?)
         };
         if allowed.len() == 0 {
             return Ok(Vec::new());

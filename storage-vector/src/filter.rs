@@ -343,6 +343,78 @@ pub(crate) fn segment_lives(
         .collect()
 }
 
+/// As [`segment_lives`], for the documents matching `query` (a filter query: it excludes
+/// tombstones itself). A filtered vector search used to run its filter over the whole
+/// collection on every search; with these tables a search pays for its new segments only.
+pub(crate) fn segment_matches(
+    searcher: &Searcher,
+    query: &dyn tantivy::query::Query,
+    previous: &[std::sync::Arc<SegmentLive>],
+) -> Result<Vec<std::sync::Arc<SegmentLive>>> {
+    let mut weight: Option<Box<dyn tantivy::query::Weight>> = None;
+    searcher
+        .segment_readers()
+        .iter()
+        .map(|seg| {
+            let id = seg.segment_id();
+            if let Some(l) = previous.iter().find(|l| l.segment == id) {
+                return Ok(std::sync::Arc::clone(l));
+            }
+            if weight.is_none() {
+                weight = Some(
+                    query
+                        .weight(tantivy::query::EnableScoring::disabled_from_searcher(
+                            searcher,
+                        ))
+                        .map_err(tantivy_err)?,
+                );
+            }
+            let Some(w) = weight.as_ref() else {
+                unreachable!("the weight was just made")
+            };
+            let column = seg.fast_fields().u64("vid").map_err(tantivy_err)?;
+            let mut entries = Vec::new();
+            w.for_each_no_score(seg, &mut |docs: &[DocId]| {
+                for &doc in docs {
+                    if let Some(vid) = column.first(doc) {
+                        entries.push((vid, doc));
+                    }
+                }
+            })
+            .map_err(tantivy_err)?;
+            Ok(std::sync::Arc::new(SegmentLive {
+                segment: id,
+                entries,
+            }))
+        })
+        .collect()
+}
+
+/// The vids of the alive documents in `lists` (one per segment of `searcher`, in order).
+pub(crate) fn alive_vids(searcher: &Searcher, lists: &[std::sync::Arc<SegmentLive>]) -> VidSet {
+    let size = lists
+        .iter()
+        .filter_map(|l| l.entries.iter().map(|e| e.0).max())
+        .max()
+        .map_or(0, |m| m as usize + 1);
+    let mut words = vec![0u64; size.div_ceil(64)];
+    let mut len = 0;
+    for (seg, l) in searcher.segment_readers().iter().zip(lists) {
+        let alive = seg.alive_bitset();
+        for &(vid, doc) in &l.entries {
+            if alive.is_some_and(|a| !a.is_alive(doc)) {
+                continue;
+            }
+            let (w, b) = ((vid / 64) as usize, vid % 64);
+            if words[w] & (1 << b) == 0 {
+                words[w] |= 1 << b;
+                len += 1;
+            }
+        }
+    }
+    VidSet { words, len }
+}
+
 /// The live set of `searcher` (every alive, non-tombstone document's vid) and each vid's
 /// address (segment << 32 | doc, `u64::MAX` where none), from `lives` (one per segment, in
 /// segment order, as [`segment_lives`] returns them).
