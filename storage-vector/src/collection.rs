@@ -901,18 +901,25 @@ impl Collection {
             .as_ref()
             .and_then(|k| {
                 let cache = self.filter_cache.lock();
-                cache.iter().find(|(f, _)| f == k).map(|(_, l)| Arc::clone(l))
+                cache
+                    .iter()
+                    .find(|(f, _)| f == k)
+                    .map(|(_, l)| Arc::clone(l))
             })
             .unwrap_or_default();
-        let lists =
-            filter::segment_matches(searcher, &*q, &previous).map_err(|e| self.err(e))?;
+        let lists = filter::segment_matches(searcher, &*q, &previous).map_err(|e| self.err(e))?;
         let set = filter::alive_vids(searcher, &lists);
         if cfg!(debug_assertions) {
             let vids = searcher
                 .search(&*q, &VidCollector)
                 .map_err(|e| self.err(tantivy_err(e)))?;
             let expected = VidSet::from_vids(&vids);
-            assert_eq!(set.len(), expected.len(), "filtered set size of {}", self.workspace);
+            assert_eq!(
+                set.len(),
+                expected.len(),
+                "filtered set size of {}",
+                self.workspace
+            );
             assert!(
                 vids.iter().all(|&v| set.contains(v)),
                 "filtered set of {}",
