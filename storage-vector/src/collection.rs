@@ -43,6 +43,9 @@ const INDEX_DIR: &str = "tantivy";
 const GRAPH_DIR: &str = "graph";
 const GRAPH_META: &str = "current.json";
 
+/// One table per segment of a snapshot, in segment order (see [`SegmentLive`]).
+type SegmentTables = Arc<Vec<Arc<SegmentLive>>>;
+
 /// What `collection.json` records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct SpecFile {
@@ -159,7 +162,7 @@ pub(crate) struct Collection {
     options: VectorStoreOptions,
     /// `Some` for a reader.
     /// Per-segment matches of the most recent filters, newest last (see `filtered_vids`).
-    filter_cache: Mutex<Vec<(String, Arc<Vec<Arc<SegmentLive>>>)>>,
+    filter_cache: Mutex<Vec<(String, SegmentTables)>>,
     watch: Option<Mutex<ReadWatch>>,
     _lock: Option<Arc<WriterLock>>,
 }
