@@ -5,11 +5,13 @@
 //! token: the private channel too); malformed requests get JSON-RPC errors and the server keeps
 //! answering.
 
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+mod archive;
 
-use chatvault_collector::{Collector, ImportOptions, Relay, RelayOptions};
-use chatvault_core::{ContentStore, Embedder, HashingEmbedder, MetadataStore, UserId, WorkspaceId};
+use std::path::Path;
+use std::sync::OnceLock;
+
+use archive::{MEMBER, OUTSIDER, SECRET_ID, SECRET_NAME, WS};
+use chatvault_core::{UserId, WorkspaceId};
 use chatvault_query::Scope;
 use chatvault_server::{serve, ApiToken, AppState, AuthConfig, ServerConfig};
 use rmcp::model::{CallToolRequestParams, CallToolResult};
@@ -18,15 +20,6 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt as _;
 use serde_json::{json, Value};
-
-const WS: &str = "hdv";
-/// The private channel's only member (micahstubbs).
-const MEMBER: &str = "U061A1R2R";
-/// A member of the workspace who is not in the private channel (javier).
-const OUTSIDER: &str = "U061A3E0G";
-const SECRET_ID: &str = "G0SECRET1";
-const SECRET_NAME: &str = "secret-plans";
-const SECRET_TEXT: &str = "zanzibar zeppelin budget for the gala is forty thousand dollars";
 
 const MEMBER_TOKEN: &str = "member-token";
 const OUTSIDER_TOKEN: &str = "outsider-token";
@@ -55,72 +48,9 @@ fn server() -> &'static str {
     })
 }
 
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).expect("mkdir");
-    for e in std::fs::read_dir(src).expect("read export") {
-        let e = e.expect("entry");
-        let to = dst.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), to).expect("copy");
-        }
-    }
-}
-
-/// The bundled export plus `secret-plans`, whose only member is `MEMBER`.
-fn export(dir: &Path) -> std::path::PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/slack-export-houstondatavis");
-    let dst = dir.join("export");
-    copy_dir(&src, &dst);
-    let groups = json!([{
-        "id": SECRET_ID, "name": SECRET_NAME, "created": "1433558319", "creator": MEMBER,
-        "is_archived": false, "is_private": true, "members": [MEMBER],
-    }]);
-    std::fs::write(dst.join("groups.json"), groups.to_string()).expect("groups.json");
-    std::fs::create_dir_all(dst.join(SECRET_NAME)).expect("private folder");
-    let messages = json!([
-        {"type": "message", "user": MEMBER, "ts": "1433900000.000100", "text": SECRET_TEXT},
-    ]);
-    std::fs::write(
-        dst.join(SECRET_NAME).join("2015-06-10.json"),
-        messages.to_string(),
-    )
-    .expect("private day");
-    dst
-}
-
 async fn start(dir: &Path) -> String {
-    let meta: Arc<dyn MetadataStore> = Arc::new(
-        chatvault_storage_postgres::SqlMetadataStore::open_sqlite(
-            dir.join("chatvault.sqlite"),
-            chatvault_storage_postgres::ConnectOptions::default(),
-        )
-        .await
-        .expect("SQLite metadata store"),
-    );
-    let content: Arc<dyn ContentStore> = Arc::new(
-        chatvault_storage_vector::VectorStore::open(
-            dir.join("vectors"),
-            chatvault_storage_vector::VectorStoreOptions::default(),
-        )
-        .expect("vector store"),
-    );
-    let embedder: Arc<dyn Embedder> = Arc::new(HashingEmbedder::new(384).expect("embedder"));
+    let stores = archive::import(dir, archive::export_with_private_channel(dir)).await;
     let ws = WorkspaceId::new(WS).expect("id");
-    Collector::new(meta.clone(), ws.clone())
-        .import_export(export(dir), ImportOptions::default())
-        .await
-        .expect("import");
-    Relay::new(
-        meta.clone(),
-        content.clone(),
-        embedder.clone(),
-        RelayOptions::default(),
-    )
-    .drain()
-    .await
-    .expect("relay");
     let user = |id: &str| Scope::User(UserId::new(id).expect("user id"));
     let config = ServerConfig {
         relay: None,
@@ -134,7 +64,7 @@ async fn start(dir: &Path) -> String {
         },
         ..ServerConfig::default()
     };
-    let state = AppState::new(meta, content, embedder, config);
+    let state = AppState::new(stores.meta, stores.content, stores.embedder, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
