@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatvault_core::{Error, ErrorKind, Result, SecretString};
+use chatvault_core::{Backoff, Error, ErrorKind, Jitter, Result, SecretString};
 use chatvault_query::{Answer, Answerer, Retrieval};
-use rand::Rng;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -304,20 +303,9 @@ impl HttpAnswerer {
     }
 
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let cap = self
-            .config
-            .initial_backoff
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.config.max_backoff);
-        let jittered = if cap.is_zero() {
-            cap
-        } else {
-            rand::rng().random_range(Duration::ZERO..=cap)
-        };
-        match retry_after {
-            Some(after) => after.max(jittered).min(self.config.max_backoff),
-            None => jittered,
-        }
+        Backoff::exponential(self.config.initial_backoff, self.config.max_backoff)
+            .with_jitter(Jitter::Full)
+            .delay_honouring(attempt, retry_after)
     }
 
     fn failure(&self, kind: ErrorKind, what: impl std::fmt::Display, retry: bool) -> Failure {

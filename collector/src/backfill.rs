@@ -1261,8 +1261,10 @@ impl Backfill {
     }
 }
 
+/// The wait after `failures` transient failures in a row: 100 ms doubling, at most 30 s.
 fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(100u64 << failures.min(8)).min(Duration::from_secs(30))
+    chatvault_core::Backoff::exponential(Duration::from_millis(100), Duration::from_secs(30))
+        .delay(failures)
 }
 
 fn next_cursor(page: &Value) -> Option<String> {

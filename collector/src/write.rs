@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use chatvault_core::{ApplyReport, MetadataStore, Result, WriteBatch};
+use chatvault_core::{ApplyReport, Backoff, MetadataStore, Result, WriteBatch};
 
 /// Applies `batch`, retrying retryable failures up to `retries` times with doubling delays
-/// (50 ms, 100 ms, … at most 5 s). `apply` is atomic and idempotent, so a retry after an
+/// (100 ms, 200 ms, … at most 5 s). `apply` is atomic and idempotent, so a retry after an
 /// ambiguous failure is safe.
 ///
 /// # Errors
@@ -25,7 +25,8 @@ pub async fn apply_with_retry(
             Err(e) if e.is_retryable() && attempt < retries => {
                 attempt += 1;
                 let delay =
-                    Duration::from_millis(50u64 << attempt.min(7)).min(Duration::from_secs(5));
+                    Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5))
+                        .delay(attempt - 1);
                 warn!(error = %e, attempt, ?delay, "metadata write failed; retrying");
                 tokio::time::sleep(delay).await;
             }

@@ -14,6 +14,7 @@
 //! ```
 
 mod aggregate;
+mod backoff;
 mod batch;
 mod channel;
 mod content_store;
@@ -39,6 +40,7 @@ pub use aggregate::{
     DomainCount, LatestOptions, LinkCount, LinkQuery, ReactedMessage, SharedLink, ThreadActivity,
     UserActivity, WorkspaceStats, ACTIVITY_SUBTYPES,
 };
+pub use backoff::{Backoff, Jitter};
 pub use batch::{ApplyReport, ChannelScope, WriteBatch};
 pub use channel::{Bookmark, Channel, ChannelKind, MembershipChange};
 pub use content_store::{

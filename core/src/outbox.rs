@@ -122,10 +122,12 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The delay before the retry that follows failure number `attempts` (1-based).
     pub fn delay_after(&self, attempts: u32) -> Duration {
-        let exp = attempts.saturating_sub(1).min(30);
-        self.base_delay
-            .saturating_mul(1u32 << exp)
-            .min(self.max_delay)
+        self.backoff().delay(attempts.saturating_sub(1))
+    }
+
+    /// The doubling delays of this policy as a [`Backoff`](crate::Backoff).
+    pub fn backoff(&self) -> crate::Backoff {
+        crate::Backoff::exponential(self.base_delay, self.max_delay)
     }
 }
 

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatvault_core::{Embedder, Error, ErrorKind, Result, SecretString};
-use rand::Rng;
+use chatvault_core::{Backoff, Embedder, Error, ErrorKind, Jitter, Result, SecretString};
 use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -298,20 +297,9 @@ impl HttpEmbedder {
     }
 
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let cap = self
-            .config
-            .initial_backoff
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.config.max_backoff);
-        let jittered = if cap.is_zero() {
-            cap
-        } else {
-            rand::rng().random_range(Duration::ZERO..=cap)
-        };
-        match retry_after {
-            Some(after) => after.max(jittered).min(self.config.max_backoff),
-            None => jittered,
-        }
+        Backoff::exponential(self.config.initial_backoff, self.config.max_backoff)
+            .with_jitter(Jitter::Full)
+            .delay_honouring(attempt, retry_after)
     }
 
     async fn attempt(

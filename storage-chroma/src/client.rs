@@ -125,20 +125,12 @@ fn error_message(body: &str) -> String {
         .unwrap_or_else(|| body.chars().take(500).collect())
 }
 
-/// Doubling backoff with ±25% jitter (no RNG needed: the clock's nanoseconds are noise enough).
+/// Doubling backoff with ±25% jitter.
 fn backoff(retry: &RetrySettings, attempt: u32) -> Duration {
-    let base = retry
-        .base_delay
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(retry.max_delay);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let jitter = f64::from(nanos % 1000) / 1000.0 * 0.5 + 0.75;
-    base.mul_f64(jitter)
+    chatvault_core::Backoff::exponential(retry.base_delay, retry.max_delay)
+        .with_jitter(chatvault_core::Jitter::Proportional(0.25))
+        .delay(attempt)
 }
-
 /// Little-endian f32s, base64: what Chroma accepts in place of JSON float arrays.
 fn base64_f32(v: &[f32]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
