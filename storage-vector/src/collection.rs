@@ -892,26 +892,19 @@ impl Collection {
         Ok(self.state.read().live.len() as u64)
     }
 
-    /// The vids of the live documents passing `filter`, from per-segment tables kept for the
-    /// most recent filters (a viewer's channel list repeats on every search). Allow-lists of
-    /// keys are not kept: they differ from search to search. In debug builds the result is
-    /// checked against the filter run over the whole collection.
+    /// The vids of the live documents passing `filter`. In debug builds the result is checked
+    /// against the filter run over the whole collection.
     fn filtered_vids(&self, searcher: &Searcher, filter: &ContentFilter) -> Result<VidSet> {
-        const KEPT_FILTERS: usize = 16;
         let q = filter::filter_query(&self.fields, &self.workspace, filter)?;
-        let cache_key = filter.keys.is_none().then(|| format!("{filter:?}"));
-        let previous = cache_key
-            .as_ref()
-            .and_then(|k| {
-                let cache = self.filter_cache.lock();
-                cache
-                    .iter()
-                    .find(|(f, _)| f == k)
-                    .map(|(_, l)| Arc::clone(l))
-            })
-            .unwrap_or_default();
-        let lists = filter::segment_matches(searcher, &*q, &previous).map_err(|e| self.err(e))?;
-        let set = filter::alive_vids(searcher, &lists);
+        let set = match self.filter_tables(searcher, filter, &*q)? {
+            Some(lists) => filter::alive_vids(searcher, &lists),
+            None => {
+                let vids = searcher
+                    .search(&*q, &VidCollector)
+                    .map_err(|e| self.err(tantivy_err(e)))?;
+                VidSet::from_vids(&vids)
+            }
+        };
         if cfg!(debug_assertions) {
             let vids = searcher
                 .search(&*q, &VidCollector)
@@ -929,15 +922,41 @@ impl Collection {
                 self.workspace
             );
         }
-        if let Some(k) = cache_key {
-            let mut cache = self.filter_cache.lock();
-            cache.retain(|(f, _)| f != &k);
-            if cache.len() >= KEPT_FILTERS {
-                cache.remove(0);
-            }
-            cache.push((k, Arc::new(lists)));
-        }
         Ok(set)
+    }
+
+    /// The documents passing `filter` (whose query is `q`), one table per segment of
+    /// `searcher`, from tables kept for the most recent filters (a viewer's channel list repeats
+    /// on every search): a search pays for its new segments only. `None` for allow-lists of
+    /// keys, which differ from search to search and are not kept.
+    fn filter_tables(
+        &self,
+        searcher: &Searcher,
+        filter: &ContentFilter,
+        q: &dyn Query,
+    ) -> Result<Option<SegmentTables>> {
+        const KEPT_FILTERS: usize = 16;
+        if filter.keys.is_some() {
+            return Ok(None);
+        }
+        let cache_key = format!("{filter:?}");
+        let previous = {
+            let cache = self.filter_cache.lock();
+            cache
+                .iter()
+                .find(|(f, _)| f == &cache_key)
+                .map(|(_, l)| Arc::clone(l))
+                .unwrap_or_default()
+        };
+        let lists =
+            Arc::new(filter::segment_matches(searcher, q, &previous).map_err(|e| self.err(e))?);
+        let mut cache = self.filter_cache.lock();
+        cache.retain(|(f, _)| f != &cache_key);
+        if cache.len() >= KEPT_FILTERS {
+            cache.remove(0);
+        }
+        cache.push((cache_key, Arc::clone(&lists)));
+        Ok(Some(lists))
     }
 
     /// Keys of graph ids, for the final ranking.
@@ -1109,13 +1128,18 @@ impl Collection {
                 })
                 .collect(),
         );
+        self.refresh()?;
+        let snap = self.state.read().clone();
         let filter_q = filter::filter_query(&self.fields, &self.workspace, filter)?;
+        let filter_q: Box<dyn Query> =
+            match self.filter_tables(&snap.searcher, filter, &*filter_q)? {
+                Some(lists) => Box::new(filter::KnownMatches::new(lists)),
+                None => filter_q,
+            };
         let q = BooleanQuery::new(vec![
             (Occur::Must, Box::new(text_q) as Box<dyn Query>),
             (Occur::Must, Box::new(ConstScoreQuery::new(filter_q, 0.0))),
         ]);
-        self.refresh()?;
-        let snap = self.state.read().clone();
         let limit = k.saturating_mul(2).saturating_add(16);
         let top = snap
             .searcher

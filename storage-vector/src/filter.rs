@@ -525,3 +525,112 @@ pub(crate) fn segment_keys(
         })
         .collect()
 }
+
+/// A filter whose matches are already known per segment (the tables [`segment_matches`] keeps):
+/// as a tantivy query it costs a walk over the table of each segment instead of evaluating the
+/// filter's term sets (a viewer's channel list is a union of dozens of posting lists).
+#[derive(Clone)]
+pub(crate) struct KnownMatches {
+    lists: std::sync::Arc<Vec<std::sync::Arc<SegmentLive>>>,
+}
+
+impl KnownMatches {
+    /// The matches of a filter, one table per segment of the searcher the query will run on.
+    pub(crate) fn new(lists: std::sync::Arc<Vec<std::sync::Arc<SegmentLive>>>) -> Self {
+        KnownMatches { lists }
+    }
+}
+
+impl std::fmt::Debug for KnownMatches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnownMatches")
+            .field("segments", &self.lists.len())
+            .finish()
+    }
+}
+
+impl tantivy::query::Query for KnownMatches {
+    fn weight(
+        &self,
+        _scoring: tantivy::query::EnableScoring<'_>,
+    ) -> tantivy::Result<Box<dyn tantivy::query::Weight>> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl tantivy::query::Weight for KnownMatches {
+    fn scorer(
+        &self,
+        reader: &SegmentReader,
+        boost: Score,
+    ) -> tantivy::Result<Box<dyn tantivy::query::Scorer>> {
+        let id = reader.segment_id();
+        let docs: Vec<DocId> = self
+            .lists
+            .iter()
+            .find(|l| l.segment == id)
+            .map(|l| l.entries.iter().map(|e| e.1).collect())
+            .ok_or_else(|| {
+                tantivy::TantivyError::InternalError(format!(
+                    "no filter table for segment {id:?}: the query ran on another searcher"
+                ))
+            })?;
+        Ok(Box::new(tantivy::query::ConstScorer::new(
+            SortedDocs::new(docs),
+            boost,
+        )))
+    }
+
+    fn explain(
+        &self,
+        reader: &SegmentReader,
+        doc: DocId,
+    ) -> tantivy::Result<tantivy::query::Explanation> {
+        use tantivy::DocSet;
+        let mut scorer = self.scorer(reader, 1.0)?;
+        if scorer.seek(doc) != doc {
+            return Err(tantivy::TantivyError::InvalidArgument(format!(
+                "document {doc} does not pass the filter"
+            )));
+        }
+        Ok(tantivy::query::Explanation::new("passes the filter", 1.0))
+    }
+}
+
+/// Ascending document ids as a [`tantivy::DocSet`] that seeks by binary search.
+struct SortedDocs {
+    docs: Vec<DocId>,
+    cursor: usize,
+}
+
+impl SortedDocs {
+    /// `docs` must ascend (a segment's documents are collected in order).
+    fn new(docs: Vec<DocId>) -> Self {
+        debug_assert!(docs.windows(2).all(|w| w[0] < w[1]));
+        SortedDocs { docs, cursor: 0 }
+    }
+}
+
+impl tantivy::DocSet for SortedDocs {
+    fn advance(&mut self) -> DocId {
+        self.cursor = (self.cursor + 1).min(self.docs.len());
+        self.doc()
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        let rest = &self.docs[self.cursor..];
+        self.cursor += rest.partition_point(|&d| d < target);
+        self.doc()
+    }
+
+    fn doc(&self) -> DocId {
+        self.docs
+            .get(self.cursor)
+            .copied()
+            .unwrap_or(tantivy::TERMINATED)
+    }
+
+    fn size_hint(&self) -> u32 {
+        u32::try_from(self.docs.len() - self.cursor).unwrap_or(u32::MAX)
+    }
+}
