@@ -9,7 +9,6 @@
 
 use std::collections::{BinaryHeap, HashMap};
 use std::fs::{self, File};
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -23,7 +22,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{DocSetCollector, TopDocs};
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
@@ -35,7 +34,7 @@ use crate::graph::{self, Graph, GraphParams, NONE_COVERED};
 use crate::lock::WriterLock;
 use crate::markup;
 use crate::read_only::ReadOnlyDirectory;
-use crate::schema::Fields;
+use crate::schema::{Fields, StoredEmbedding};
 use crate::{SearchTuning, VectorStoreOptions};
 
 const SPEC_FILE: &str = "collection.json";
@@ -364,7 +363,8 @@ impl Collection {
             _lock: lock,
         };
         // catch up: live documents the graph does not cover form the tail
-        let tail = coll.read_tail(&searcher, covered)?;
+        let addrs = Arc::clone(&coll.state.read().addrs);
+        let tail = coll.read_tail(&searcher, &addrs, covered)?;
         coll.state.write().tail = tail;
         if let Some(w) = &coll.watch {
             let max = coll.state.read().tail.iter().map(|c| c.max_vid()).max();
@@ -418,53 +418,53 @@ impl Collection {
         Ok(Some(g))
     }
 
-    /// Live documents with `vid > covered`, with their vectors, in `vid` order.
-    fn read_tail(&self, searcher: &Searcher, covered: u64) -> Result<Vec<Arc<TailChunk>>> {
-        let live_q: Box<dyn Query> = Box::new(TermQuery::new(
-            Term::from_field_bool(self.fields.deleted, false),
-            IndexRecordOption::Basic,
-        ));
-        let q: Box<dyn Query> = if covered == NONE_COVERED {
-            live_q
+    /// Live documents with `vid > covered`, with their vectors, in `vid` order. `addrs` is the
+    /// snapshot's vid → address table of `searcher` (see [`filter::live_set`]), so finding them
+    /// costs nothing; each vector is then read from the document store without the rest of
+    /// its document.
+    fn read_tail(
+        &self,
+        searcher: &Searcher,
+        addrs: &[u64],
+        covered: u64,
+    ) -> Result<Vec<Arc<TailChunk>>> {
+        let from = if covered == NONE_COVERED {
+            0
         } else {
-            let newer = RangeQuery::new(
-                Bound::Excluded(Term::from_field_u64(self.fields.vid, covered)),
-                Bound::Unbounded,
-            );
-            Box::new(BooleanQuery::new(vec![
-                (Occur::Must, live_q),
-                (Occur::Must, Box::new(newer)),
-            ]))
+            usize::try_from(covered).map_or(usize::MAX, |c| c.saturating_add(1))
         };
-        let addrs = searcher
-            .search(&*q, &DocSetCollector)
-            .map_err(|e| self.err(tantivy_err(e)))?;
-        let mut missing: Vec<(u64, DocAddress)> = Vec::new();
-        for addr in addrs {
-            if let Some(vid) = filter::fast_u64(searcher, addr, "vid")? {
-                if covered == NONE_COVERED || vid > covered {
-                    missing.push((vid, addr));
-                }
-            }
-        }
-        missing.sort_unstable_by_key(|(v, _)| *v);
+        let missing: Vec<(u64, DocAddress)> = addrs
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter(|(_, &packed)| packed != u64::MAX)
+            .map(|(i, &packed)| {
+                let vid = (from + i) as u64;
+                (vid, DocAddress::new((packed >> 32) as u32, packed as u32))
+            })
+            .collect();
         let dim = self.spec.dimension;
         let mut chunks = Vec::new();
         for part in missing.chunks(self.options.index_batch.max(1)) {
             let mut vids = Vec::with_capacity(part.len());
             let mut data = Vec::with_capacity(part.len() * dim);
             for (vid, addr) in part {
-                let doc: TantivyDocument =
+                let stored: StoredEmbedding =
                     searcher.doc(*addr).map_err(|e| self.err(tantivy_err(e)))?;
-                let content = self.fields.to_content(&self.workspace, &doc)?;
-                if content.embedding.len() != dim {
+                let embedding = stored.vector().ok_or_else(|| {
+                    self.err(Error::backend_error(format!(
+                        "stored document of vid {vid} has no readable embedding"
+                    )))
+                })?;
+                if embedding.len() != dim {
                     return Err(self.err(Error::backend_error(format!(
                         "stored embedding has {} dimensions, the collection {dim}",
-                        content.embedding.len()
+                        embedding.len()
                     ))));
                 }
                 vids.push(*vid);
-                data.extend(graph::normalize(&content.embedding));
+                data.extend(graph::normalize(&embedding));
             }
             chunks.push(Arc::new(TailChunk { vids, data }));
         }
@@ -615,7 +615,7 @@ impl Collection {
             // the graph covers less than the tail assumed (it was rebuilt): read the tail anew
             w.floor = graph_upto;
             w.read_vid = None;
-            self.read_tail(&searcher, covered)?
+            self.read_tail(&searcher, &addrs, covered)?
         } else {
             let mut tail: Vec<Arc<TailChunk>> = snap
                 .tail
@@ -625,7 +625,7 @@ impl Collection {
                 .collect();
             w.floor = graph_upto;
             let from = w.read_vid.max(w.floor).unwrap_or(NONE_COVERED);
-            tail.extend(self.read_tail(&searcher, from)?);
+            tail.extend(self.read_tail(&searcher, &addrs, from)?);
             tail
         };
         if let Some(max) = tail.iter().map(|c| c.max_vid()).max() {
@@ -866,25 +866,46 @@ impl Collection {
 
     // ---------------------------------------------------------------- reads
 
+    /// The live documents of `keys`, in the order of `keys`. One term-set query finds them all
+    /// (instead of a dictionary lookup per key and segment), and they are read in address
+    /// order, so documents stored together are decompressed together.
     pub(crate) fn get(&self, keys: &[MessageKey]) -> Result<Vec<ContentDocument>> {
         for k in keys {
             k.ensure_workspace(&self.workspace)?;
         }
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         self.refresh()?;
         let searcher = self.state.read().searcher.clone();
-        let mut out = Vec::new();
-        for k in keys {
-            let term = Term::from_field_text(self.fields.key, &k.content_id());
-            let Some(addr) = filter::find_doc(&searcher, &term)? else {
-                continue;
-            };
-            if filter::fast_bool(&searcher, addr, "deleted")? == Some(true) {
-                continue;
-            }
+        let q = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_bool(self.fields.deleted, false),
+                    IndexRecordOption::Basic,
+                )) as Box<dyn Query>,
+            ),
+            (
+                Occur::Must,
+                Box::new(tantivy::query::TermSetQuery::new(keys.iter().map(|k| {
+                    Term::from_field_text(self.fields.key, &k.content_id())
+                }))),
+            ),
+        ]);
+        let mut addrs: Vec<DocAddress> = searcher
+            .search(&q, &DocSetCollector)
+            .map_err(|e| self.err(tantivy_err(e)))?
+            .into_iter()
+            .collect();
+        addrs.sort_unstable();
+        let mut found: HashMap<MessageKey, ContentDocument> = HashMap::with_capacity(addrs.len());
+        for addr in addrs {
             let doc: TantivyDocument = searcher.doc(addr).map_err(|e| self.err(tantivy_err(e)))?;
-            out.push(self.fields.to_content(&self.workspace, &doc)?);
+            let d = self.fields.to_content(&self.workspace, &doc)?;
+            found.insert(d.key().clone(), d);
         }
-        Ok(out)
+        Ok(keys.iter().filter_map(|k| found.get(k).cloned()).collect())
     }
 
     pub(crate) fn documents(&self) -> Result<u64> {

@@ -272,17 +272,6 @@ pub(crate) fn fast_u64(searcher: &Searcher, addr: DocAddress, field: &str) -> Re
     Ok(col.first(addr.doc_id))
 }
 
-/// Reads a bool fast field of one document.
-pub(crate) fn fast_bool(
-    searcher: &Searcher,
-    addr: DocAddress,
-    field: &str,
-) -> Result<Option<bool>> {
-    let seg = searcher.segment_reader(addr.segment_ord);
-    let col = seg.fast_fields().bool(field).map_err(tantivy_err)?;
-    Ok(col.first(addr.doc_id))
-}
-
 /// `(vid, doc)` of every document of one segment that is not a tombstone, alive or not. A
 /// segment's documents never change (only its alive bitset does, as newer versions replace
 /// them), so this is read once per segment and a snapshot's live set is rebuilt from these

@@ -226,3 +226,80 @@ pub(crate) fn embedding_from_bytes(b: &[u8]) -> Option<Vec<f32>> {
             .collect(),
     )
 }
+
+/// Only the embedding of a stored document: what a reader's tail needs, read without building
+/// the rest of the document. The embedding is the schema's only bytes field.
+pub(crate) struct StoredEmbedding(Option<Vec<u8>>);
+
+impl StoredEmbedding {
+    /// The stored vector (`None`: the document has no readable embedding).
+    pub(crate) fn vector(&self) -> Option<Vec<f32>> {
+        self.0.as_deref().and_then(embedding_from_bytes)
+    }
+}
+
+impl tantivy::schema::document::DocumentDeserialize for StoredEmbedding {
+    fn deserialize<'de, D>(
+        mut fields: D,
+    ) -> Result<Self, tantivy::schema::document::DeserializeError>
+    where
+        D: tantivy::schema::document::DocumentDeserializer<'de>,
+    {
+        let mut found = None;
+        while let Some((_, value)) = fields.next_field::<BytesOnly>()? {
+            if value.0.is_some() {
+                found = value.0;
+            }
+        }
+        Ok(StoredEmbedding(found))
+    }
+}
+
+/// A stored value kept only when it is bytes.
+struct BytesOnly(Option<Vec<u8>>);
+
+impl tantivy::schema::document::ValueDeserialize for BytesOnly {
+    fn deserialize<'de, D>(value: D) -> Result<Self, tantivy::schema::document::DeserializeError>
+    where
+        D: tantivy::schema::document::ValueDeserializer<'de>,
+    {
+        value.deserialize_any(BytesOnlyVisitor)
+    }
+}
+
+struct BytesOnlyVisitor;
+
+impl tantivy::schema::document::ValueVisitor for BytesOnlyVisitor {
+    type Value = BytesOnly;
+
+    fn visit_null(&self) -> Result<BytesOnly, tantivy::schema::document::DeserializeError> {
+        Ok(BytesOnly(None))
+    }
+    fn visit_string(
+        &self,
+        _: String,
+    ) -> Result<BytesOnly, tantivy::schema::document::DeserializeError> {
+        Ok(BytesOnly(None))
+    }
+    fn visit_u64(&self, _: u64) -> Result<BytesOnly, tantivy::schema::document::DeserializeError> {
+        Ok(BytesOnly(None))
+    }
+    fn visit_i64(&self, _: i64) -> Result<BytesOnly, tantivy::schema::document::DeserializeError> {
+        Ok(BytesOnly(None))
+    }
+    fn visit_f64(&self, _: f64) -> Result<BytesOnly, tantivy::schema::document::DeserializeError> {
+        Ok(BytesOnly(None))
+    }
+    fn visit_bool(
+        &self,
+        _: bool,
+    ) -> Result<BytesOnly, tantivy::schema::document::DeserializeError> {
+        Ok(BytesOnly(None))
+    }
+    fn visit_bytes(
+        &self,
+        b: Vec<u8>,
+    ) -> Result<BytesOnly, tantivy::schema::document::DeserializeError> {
+        Ok(BytesOnly(Some(b)))
+    }
+}
