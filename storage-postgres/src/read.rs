@@ -246,7 +246,7 @@ pub(crate) async fn get_messages<C: ConnectionTrait>(
         .map(|m| ((m.key.channel.clone(), m.key.ts.clone()), m))
         .collect();
     let present: Vec<Key> = uniq.into_iter().filter(|k| metas.contains_key(k)).collect();
-    let mut reactions = load_reactions(conn, be, ws, &present).await?;
+    let reactions = load_reactions(conn, be, ws, &present).await?;
     let mut links: HashMap<Key, Vec<Link>> = HashMap::new();
     let mut files: HashMap<Key, Vec<FileRef>> = HashMap::new();
     for chunk in present.chunks(key_chunk(backend, 1)) {
@@ -290,11 +290,8 @@ pub(crate) async fn get_messages<C: ConnectionTrait>(
     for k in keys {
         let kk = (k.channel.clone(), k.ts.clone());
         if let Some(meta) = metas.get(&kk) {
-            let mut rs = if out.iter().any(|d: &MessageDetails| &d.meta.key == k) {
-                reactions.get(&kk).cloned().unwrap_or_default()
-            } else {
-                reactions.remove(&kk).unwrap_or_default()
-            };
+            // a key asked for twice gets the same details twice
+            let mut rs = reactions.get(&kk).cloned().unwrap_or_default();
             rs.sort_by(|a, b| a.name.cmp(&b.name));
             out.push(MessageDetails {
                 meta: meta.clone(),
