@@ -191,6 +191,7 @@ async fn main() -> chatvault_core::Result<()> {
                 ChannelKind::Public
             };
             let mc = MessageContent {
+                context: Default::default(),
                 key: key.clone(),
                 text,
                 attributes: ContentAttributes::from_meta(&m, kind),

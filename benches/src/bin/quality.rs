@@ -12,7 +12,8 @@
 //! then runs every labelled query in each mode and prints nDCG@10, MRR@10 and recall@10 (the
 //! labelled-set format is documented in `chatvault_benches::quality`). `--fusion rrf` measures
 //! hybrid with reciprocal rank fusion instead of the default (`--fusion '{...}'`: any
-//! `FusionConfig` as JSON); `--per-query` prints each query's
+//! `FusionConfig` as JSON); `--index-text none|author|author,channel` chooses the context in
+//! each message's index text (default: the relay's, the author's name); `--per-query` prints each query's
 //! scores; `--json` prints one JSON object per set and mode; `--dump FILE` writes each query's
 //! lexical and semantic rankings (top 50, with scores) as JSON lines, to study fusion offline.
 
@@ -22,7 +23,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chatvault_benches::quality::{evaluate, read_set, Archive};
-use chatvault_collector::{Collector, ImportOptions, Relay, RelayOptions};
+use chatvault_collector::{Collector, ImportOptions, IndexTextOptions, Relay, RelayOptions};
 use chatvault_core::{ContentStore, Embedder, HashingEmbedder, MetadataStore, WorkspaceId};
 use chatvault_query::{FusionConfig, QueryEngine, Scope, SearchMode, SearchRequest};
 use chatvault_storage_postgres::{ConnectOptions, SqlMetadataStore};
@@ -36,9 +37,29 @@ struct Args {
     per_query: bool,
     json: bool,
     dump: Option<PathBuf>,
+    index_text: IndexTextOptions,
 }
 
-const USAGE: &str = "usage: quality --export DIR [--hashing] [--fusion rrf|default] [--per-query] [--json] [--dump FILE] SET.jsonl...";
+fn parse_index_text(s: &str) -> Result<IndexTextOptions, String> {
+    let mut o = IndexTextOptions::none();
+    if s == "none" {
+        return Ok(o);
+    }
+    for part in s.split(',') {
+        match part.trim() {
+            "author" => o.author = true,
+            "channel" => o.channel = true,
+            other => {
+                return Err(format!(
+                    "--index-text: unknown part {other:?} (none, or a list of author, channel)"
+                ))
+            }
+        }
+    }
+    Ok(o)
+}
+
+const USAGE: &str = "usage: quality --export DIR [--hashing] [--fusion rrf|default] [--index-text none|author[,channel]] [--per-query] [--json] [--dump FILE] SET.jsonl...";
 
 fn parse_args() -> Result<Args, String> {
     let mut export = None;
@@ -48,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
     let mut per_query = false;
     let mut json = false;
     let mut dump = None;
+    let mut index_text = IndexTextOptions::default();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -57,6 +79,9 @@ fn parse_args() -> Result<Args, String> {
             "--per-query" => per_query = true,
             "--json" => json = true,
             "--dump" => dump = Some(PathBuf::from(it.next().ok_or("--dump needs a path")?)),
+            "--index-text" => {
+                index_text = parse_index_text(&it.next().ok_or("--index-text needs a value")?)?
+            }
             "-h" | "--help" => return Err(USAGE.to_string()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
             s => sets.push(PathBuf::from(s)),
@@ -74,6 +99,7 @@ fn parse_args() -> Result<Args, String> {
         per_query,
         json,
         dump,
+        index_text,
     })
 }
 
@@ -129,6 +155,7 @@ async fn run(args: Args) -> chatvault_core::Result<()> {
         embedder.clone(),
         RelayOptions {
             workspace: Some(ws.clone()),
+            index_text: args.index_text,
             ..RelayOptions::default()
         },
     );
