@@ -144,7 +144,10 @@ async fn the_author_is_indexed_the_text_stays_and_renames_follow() {
     // their context.)
     let silent: Vec<MessageKey> = {
         let named = said(&s, &mine, "doubledeez").await;
-        mine.iter().filter(|k| !named.contains(k)).cloned().collect()
+        mine.iter()
+            .filter(|k| !named.contains(k))
+            .cloned()
+            .collect()
     };
     assert!(!silent.is_empty());
     let engine = QueryEngine::new(s.meta.clone(), s.content.clone(), embedder.clone());
@@ -165,12 +168,24 @@ async fn the_author_is_indexed_the_text_stays_and_renames_follow() {
             .find(|h| &h.message.key == k)
             .unwrap_or_else(|| panic!("{k} is a search hit for its author's name"));
         let stored = docs.iter().find(|d| d.key() == k).expect("stored");
-        assert_eq!(hit.message.text.as_deref(), Some(stored.content.text.as_str()));
-        assert!(!hit.message.text.as_deref().unwrap_or("").contains("doubledeez"));
+        assert_eq!(
+            hit.message.text.as_deref(),
+            Some(stored.content.text.as_str())
+        );
+        assert!(!hit
+            .message
+            .text
+            .as_deref()
+            .unwrap_or("")
+            .contains("doubledeez"));
     }
 
     // She changes her display name: exactly her messages are re-indexed and re-embedded.
-    let users = s.meta.get_users(&s.ws, &[hermione.clone()]).await.unwrap();
+    let users = s
+        .meta
+        .get_users(&s.ws, std::slice::from_ref(&hermione))
+        .await
+        .unwrap();
     let mut renamed: User = users[0].clone();
     renamed.display_name = Some("Hermione Zanzibar".into());
     let mut b = WriteBatch::new(s.ws.clone());
@@ -187,7 +202,10 @@ async fn the_author_is_indexed_the_text_stays_and_renames_follow() {
     // The old name finds only the messages that say it themselves.
     let old_name = lexical(&s, "doubledeez").await;
     for k in &silent {
-        assert!(!old_name.contains(k), "{k} is no longer found by the old name");
+        assert!(
+            !old_name.contains(k),
+            "{k} is no longer found by the old name"
+        );
     }
     let after = s.content.get(&s.ws, &mine).await.unwrap();
     for (old, new) in docs.iter().zip(&after) {
@@ -254,7 +272,10 @@ async fn an_old_collection_is_reindexed_once_with_progress() {
     );
     let after = lexical(&s, "doubledeez").await;
     for k in &mine {
-        assert!(after.contains(k), "{k} is found by its author's name once migrated");
+        assert!(
+            after.contains(k),
+            "{k} is found by its author's name once migrated"
+        );
     }
     let progress: Vec<ProgressUpdate> = updates
         .lock()
