@@ -1072,6 +1072,11 @@ pub async fn renames_reindex_messages_with_content(store: Store) {
         stored.meta.content_hash.is_some(),
         "a reindex keeps the content hash"
     );
+    assert_eq!(
+        stored.meta.content_id,
+        Some(k1.content_id()),
+        "acking a reindex keeps the content id"
+    );
 
     let mut b = WriteBatch::new(ws.clone());
     b.users = vec![ann("Annie", "Ann Other")];
