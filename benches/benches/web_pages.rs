@@ -87,6 +87,7 @@ fn day_batch(ws: &WorkspaceId, vocab: &Vocabulary) -> WriteBatch {
             links: Vec::new(),
             files: Vec::new(),
             content: Some(MessageContent {
+                context: Default::default(),
                 key,
                 attributes: ContentAttributes::from_meta(&meta, ChannelKind::Public),
                 text,

@@ -169,6 +169,7 @@ pub fn message_batch(ws: &WorkspaceId, vocab: &Vocabulary, from: usize, n: usize
         }
         meta.link_count = links.len() as u32;
         let content = MessageContent {
+            context: Default::default(),
             key,
             attributes: ContentAttributes::from_meta(&meta, channel_kind(c)),
             text,

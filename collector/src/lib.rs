@@ -32,6 +32,6 @@ pub use progress::{ChannelProgress, FnProgress, NoProgress, Progress, ProgressUp
 pub use reconcile::{
     reconcile, reconcile_with, ReconcileOptions, ReconcileReport, RESEND_CONTENT_JOB,
 };
-pub use relay::{Relay, RelayHandle, RelayOptions, RelayReport};
+pub use relay::{IndexTextOptions, Relay, RelayHandle, RelayOptions, RelayReport};
 pub use subtype::SubtypeHandling;
 pub use write::apply_with_retry;

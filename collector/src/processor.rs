@@ -478,6 +478,7 @@ pub fn process_message(
             None
         } else {
             Some(MessageContent {
+                context: Default::default(),
                 key: key.clone(),
                 text: full.to_string(),
                 attributes: ContentAttributes::from_meta(&meta, ctx.kind),

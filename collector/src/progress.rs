@@ -22,6 +22,9 @@ pub enum Stage {
     ApiPages,
     /// Messages compared by reconcile.
     Reconcile,
+    /// Messages queued for re-indexing when a collection is migrated to a new index-text
+    /// version (`total` is known).
+    Reindex,
 }
 
 /// One progress report: `done` units of `stage` so far (of `total` when known), after `elapsed`.

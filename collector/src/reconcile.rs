@@ -436,6 +436,10 @@ async fn repair_collection(
     match &options.collection_spec {
         Some(spec) => {
             content.create_collection(workspace, spec).await?;
+            // Its documents come back through the outbox with today's index text.
+            content
+                .set_index_version(workspace, chatvault_core::INDEX_TEXT_VERSION)
+                .await?;
             report.collection_created = true;
             info!(dimension = spec.dimension, model_id = %spec.model_id, "re-created the collection");
         }

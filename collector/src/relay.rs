@@ -8,9 +8,10 @@ use tokio::sync::{watch, Mutex};
 use tracing::{debug, info_span, warn, Instrument};
 
 use chatvault_core::{
-    ClaimRequest, CollectionSpec, ContentDelete, ContentDocument, ContentStore, Embedder, Error,
-    ErrorKind, FailOutcome, LeaseOwner, MessageKey, MetadataStore, OutboxEntry, OutboxFailure,
-    OutboxId, OutboxOp, Result, RetryPolicy, WorkspaceId,
+    ChannelId, ClaimRequest, CollectionSpec, ContentDelete, ContentDocument, ContentStore,
+    Embedder, Error, ErrorKind, FailOutcome, IndexContext, LeaseOwner, MessageContent, MessageKey,
+    MetadataStore, OutboxEntry, OutboxFailure, OutboxId, OutboxOp, PageRequest, Result,
+    RetryPolicy, UserId, WorkspaceId, INDEX_TEXT_VERSION,
 };
 
 use crate::progress::{NoProgress, Progress, ProgressUpdate, Stage};
@@ -32,6 +33,39 @@ pub struct RelayOptions {
     pub owner: String,
     /// How long an idle relay waits before claiming again (default 200 ms).
     pub poll_interval: Duration,
+    /// What context goes into each message's index text (default: the author's name).
+    pub index_text: IndexTextOptions,
+}
+
+/// What context the relay puts in front of a message's text in what is indexed
+/// ([`MessageContent::index_text`]). The default is the format of [`INDEX_TEXT_VERSION`]; other
+/// settings are for measuring (the quality bench) — a collection records only the version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexTextOptions {
+    /// The author's name ([`User::best_name`](chatvault_core::User::best_name)). Default on.
+    pub author: bool,
+    /// The channel's name. Default off: not measured to help yet (the quality bench's
+    /// `--index-text author,channel` measures it).
+    pub channel: bool,
+}
+
+impl Default for IndexTextOptions {
+    fn default() -> Self {
+        IndexTextOptions {
+            author: true,
+            channel: false,
+        }
+    }
+}
+
+impl IndexTextOptions {
+    /// No context: the index text is the text (as before index texts carried context).
+    pub fn none() -> Self {
+        IndexTextOptions {
+            author: false,
+            channel: false,
+        }
+    }
 }
 
 impl Default for RelayOptions {
@@ -43,6 +77,7 @@ impl Default for RelayOptions {
             retry: RetryPolicy::default(),
             owner: LeaseOwner::current().to_string(),
             poll_interval: Duration::from_millis(200),
+            index_text: IndexTextOptions::default(),
         }
     }
 }
@@ -62,6 +97,8 @@ pub struct RelayReport {
     pub upserted: u64,
     /// Attribute-only updates among them.
     pub attributes_updated: u64,
+    /// Index texts rebuilt (`Reindex` entries applied; re-embedded only when the text changed).
+    pub reindexed: u64,
     /// Deletes applied.
     pub deleted: u64,
     /// Writes the content store ignored as older than what it holds (redelivery).
@@ -82,6 +119,7 @@ impl RelayReport {
         self.embeddings_reused += o.embeddings_reused;
         self.upserted += o.upserted;
         self.attributes_updated += o.attributes_updated;
+        self.reindexed += o.reindexed;
         self.deleted += o.deleted;
         self.stale += o.stale;
         self.acked += o.acked;
@@ -176,6 +214,7 @@ impl Relay {
     /// (another process holds its writer lock, or the collection was built by another model):
     /// the batch is released untouched, nothing is counted as a failed delivery.
     pub async fn drain(&self) -> Result<RelayReport> {
+        self.upgrade_index_text().await?;
         let start = Instant::now();
         let mut total = RelayReport::default();
         let mut said_wait = false;
@@ -225,6 +264,9 @@ impl Relay {
         let relay = self;
         let task = tokio::spawn(
             async move {
+                if let Err(e) = relay.upgrade_index_text().await {
+                    warn!(error = %e, "re-indexing collections of an older index-text version failed; retried at the next start");
+                }
                 let start = Instant::now();
                 let mut total = RelayReport::default();
                 let mut pause = relay.options.poll_interval;
@@ -370,6 +412,99 @@ impl Relay {
         }
     }
 
+    /// Migrates collections indexed with an older index-text format ([`INDEX_TEXT_VERSION`]):
+    /// for each collection of this relay's workspace (or every collection) whose recorded
+    /// version is older, enqueues a `Reindex` outbox entry for every message that has content
+    /// (pages of 1,000, progress as [`Stage::Reindex`]: `done` of `total` messages), then
+    /// records the new version. The outbox then re-indexes them like any change (durable,
+    /// resumable; [`drain`](Self::drain) and [`spawn`](Self::spawn) deliver them), re-embedding
+    /// only texts whose index text changed. Interrupted before the version is recorded, it
+    /// starts over next time (the repeated entries cost no embedding). Called by `drain` and
+    /// `spawn` before they deliver. Returns how many entries it enqueued.
+    ///
+    /// # Errors
+    /// The stores' errors (listing collections, paging the metadata store, enqueueing,
+    /// recording the version).
+    pub async fn upgrade_index_text(&self) -> Result<u64> {
+        let mut enqueued = 0;
+        for info in self.content.list_collections().await? {
+            if info.index_version >= INDEX_TEXT_VERSION
+                || self
+                    .options
+                    .workspace
+                    .as_ref()
+                    .is_some_and(|w| w != &info.workspace)
+            {
+                continue;
+            }
+            let ws = &info.workspace;
+            let start = Instant::now();
+            let mut done = 0u64;
+            let mut page = PageRequest {
+                after: None,
+                limit: 1000,
+            };
+            loop {
+                let entries = self.meta.content_index(ws, &page).await?;
+                let Some(last) = entries.last() else {
+                    break;
+                };
+                page.after = Some(last.key.clone());
+                let keys: Vec<MessageKey> = entries.into_iter().map(|e| e.key).collect();
+                enqueued += self.meta.reindex_content(ws, &keys).await?;
+                done += keys.len() as u64;
+                self.progress.update(&ProgressUpdate {
+                    stage: Stage::Reindex,
+                    done,
+                    total: Some(info.documents.max(done)),
+                    elapsed: start.elapsed(),
+                    detail: Some(format!(
+                        "workspace {ws}: index text version {} -> {INDEX_TEXT_VERSION}",
+                        info.index_version
+                    )),
+                });
+            }
+            self.content
+                .set_index_version(ws, INDEX_TEXT_VERSION)
+                .await?;
+            tracing::info!(workspace = %ws, messages = done, from = info.index_version, to = INDEX_TEXT_VERSION, "re-indexing the collection through the outbox");
+        }
+        Ok(enqueued)
+    }
+
+    /// The names the index texts of these documents need: authors' and channels' current
+    /// names from the metadata store.
+    async fn names(&self, ws: &WorkspaceId, contents: &[&MessageContent]) -> Result<Names> {
+        let mut names = Names {
+            options: self.options.index_text,
+            ..Names::default()
+        };
+        if self.options.index_text.author {
+            let mut ids: Vec<UserId> = contents
+                .iter()
+                .filter_map(|c| c.attributes.user.clone())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            if !ids.is_empty() {
+                for u in self.meta.get_users(ws, &ids).await? {
+                    names.users.insert(u.id.clone(), u.best_name().to_string());
+                }
+            }
+        }
+        if self.options.index_text.channel {
+            let mut ids: Vec<&ChannelId> = contents.iter().map(|c| c.channel()).collect();
+            ids.sort();
+            ids.dedup();
+            for id in ids {
+                if let Some(c) = self.meta.get_channel(ws, id).await? {
+                    names.channels.insert(c.id, c.name);
+                }
+            }
+        }
+        Ok(names)
+    }
+
     async fn ensure_collection(&self, ws: &WorkspaceId) -> Result<()> {
         let mut ready = self.ready.lock().await;
         if ready.contains(ws) {
@@ -387,7 +522,12 @@ impl Relay {
                 )));
             }
             Some(_) => {}
-            None => self.content.create_collection(ws, &spec).await?,
+            None => {
+                self.content.create_collection(ws, &spec).await?;
+                self.content
+                    .set_index_version(ws, INDEX_TEXT_VERSION)
+                    .await?;
+            }
         }
         ready.insert(ws.clone());
         Ok(())
@@ -439,13 +579,32 @@ impl Relay {
                 }
             }
         };
+        let names = {
+            let contents: Vec<&MessageContent> = entries
+                .iter()
+                .filter_map(|en| match &en.op {
+                    OutboxOp::Upsert { content } => Some(content),
+                    OutboxOp::Reindex => stored.get(&en.key).map(|d| &d.content),
+                    _ => None,
+                })
+                .collect();
+            match self.names(ws, &contents).await {
+                Ok(n) => n,
+                Err(e) => {
+                    warn!(error = %e, "reading names for index texts failed");
+                    fail_all(&entries, &e, failures);
+                    return Ok(());
+                }
+            }
+        };
         let dim = self.embedder.dimension();
         let mut docs: Vec<(OutboxId, ContentDocument, bool)> = Vec::new();
         let mut deletes: Vec<(OutboxId, ContentDelete)> = Vec::new();
         for en in entries {
             let version = en.version();
             match en.op {
-                OutboxOp::Upsert { content } => {
+                OutboxOp::Upsert { mut content } => {
+                    content.context = names.context(&content);
                     let reuse = stored.get(&en.key).filter(|s| {
                         s.embedding.len() == dim && s.content.text_hash() == content.text_hash()
                     });
@@ -484,6 +643,30 @@ impl Relay {
                     // Absent (deleted or never delivered) or newer: nothing to update.
                     _ => acks.push(en.id),
                 },
+                OutboxOp::Reindex => match stored.get(&en.key) {
+                    Some(s) if s.version < version => {
+                        let context = names.context(&s.content);
+                        report.reindexed += 1;
+                        if context == s.content.context && s.embedding.len() == dim {
+                            // The same index text: nothing to write. The stored version stays
+                            // lower, which is harmless: every later change has a higher one.
+                            report.embeddings_reused += 1;
+                            acks.push(en.id);
+                            continue;
+                        }
+                        let mut d = s.clone();
+                        d.content.context = context;
+                        d.version = version;
+                        let embed = s.embedding.len() != dim
+                            || s.content.text_hash() != d.content.text_hash();
+                        if !embed {
+                            report.embeddings_reused += 1;
+                        }
+                        docs.push((en.id, d, embed));
+                    }
+                    // Absent (deleted or never delivered) or newer: nothing to rebuild.
+                    _ => acks.push(en.id),
+                },
                 OutboxOp::Delete => deletes.push((
                     en.id,
                     ContentDelete {
@@ -500,7 +683,7 @@ impl Relay {
         for chunk in need.chunks(self.embedder.max_batch().max(1)) {
             let texts: Vec<String> = chunk
                 .iter()
-                .map(|i| docs[*i].1.content.text.clone())
+                .map(|i| docs[*i].1.content.index_text().into_owned())
                 .collect();
             match self.embedder.embed(&texts).await {
                 Ok(vectors) if vectors.len() == texts.len() => {
@@ -584,6 +767,33 @@ impl Relay {
             }
         }
         Ok(())
+    }
+}
+
+/// Current names for building index texts.
+#[derive(Debug, Default)]
+struct Names {
+    options: IndexTextOptions,
+    users: HashMap<UserId, String>,
+    channels: HashMap<ChannelId, String>,
+}
+
+impl Names {
+    fn context(&self, content: &MessageContent) -> IndexContext {
+        IndexContext {
+            author: content
+                .attributes
+                .user
+                .as_ref()
+                .filter(|_| self.options.author)
+                .and_then(|u| self.users.get(u))
+                .cloned(),
+            channel: self
+                .options
+                .channel
+                .then(|| self.channels.get(content.channel()).cloned())
+                .flatten(),
+        }
     }
 }
 

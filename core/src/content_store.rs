@@ -89,6 +89,11 @@ pub struct CollectionInfo {
     pub spec: CollectionSpec,
     /// Live documents (tombstones not counted).
     pub documents: u64,
+    /// The [index-text version](crate::INDEX_TEXT_VERSION) its documents were indexed with, as
+    /// last recorded by [`ContentStore::set_index_version`] (0: never recorded, a collection
+    /// from before index texts carried context).
+    #[serde(default)]
+    pub index_version: u32,
 }
 
 /// What a backend can do; the query layer plans around it and says what it skipped.
@@ -222,13 +227,24 @@ pub trait ContentStore: Send + Sync + std::fmt::Debug + 'static {
     /// `Unavailable`/`Backend` when the store fails.
     async fn list_collections(&self) -> Result<Vec<CollectionInfo>>;
 
+    /// Records the [index-text version](crate::INDEX_TEXT_VERSION) the collection's documents
+    /// are (or, once the outbox has delivered a migration, will be) indexed with; returned as
+    /// [`CollectionInfo::index_version`] from then on, by this and every later handle. Durable
+    /// when the call returns.
+    ///
+    /// # Errors
+    /// `NotFound` (no collection); `Unavailable`/`Backend` when the store fails.
+    async fn set_index_version(&self, workspace: &WorkspaceId, version: u32) -> Result<()>;
+
     /// Drops the workspace's collection and frees its space. Dropping a missing one succeeds.
     ///
     /// # Errors
     /// `Unavailable`/`Backend` when the store fails.
     async fn drop_collection(&self, workspace: &WorkspaceId) -> Result<()>;
 
-    /// Writes documents (versioned, see the trait doc). Atomic: on error nothing of the batch is
+    /// Writes documents (versioned, see the trait doc). Lexical search indexes each document's
+    /// [index text](crate::MessageContent::index_text) (its context and text); `get` returns the
+    /// text and the context as written. Atomic: on error nothing of the batch is
     /// written. The same key twice in one batch: the higher version wins.
     ///
     /// # Errors

@@ -53,8 +53,9 @@ pub use filter::{ContentFilter, MessageFilter, PageRequest, ThreadFilter, TimeRa
 pub use ids::{ChannelId, MessageKey, TeamId, Ts, UserId, WorkspaceId, MAX_ID_LEN};
 pub use lease::LeaseOwner;
 pub use message::{
-    ContentAttributes, FileRef, Link, LinkSource, MessageContent, MessageDetails, MessageMeta,
-    MessageRecord, Reaction, ReactionChange, ThreadParticipant, MAX_TEXT_BYTES,
+    ContentAttributes, FileRef, IndexContext, Link, LinkSource, MessageContent, MessageDetails,
+    MessageMeta, MessageRecord, Reaction, ReactionChange, ThreadParticipant, INDEX_TEXT_VERSION,
+    MAX_TEXT_BYTES,
 };
 pub use metadata_store::MetadataStore;
 pub use outbox::{

@@ -206,16 +206,50 @@ impl ContentAttributes {
     }
 }
 
+/// The version of the index-text format ([`MessageContent::index_text`]). A content collection
+/// records the version its documents were indexed with; the relay re-indexes a collection of an
+/// older version once (through the outbox) when it starts.
+///
+/// 1: the author's name before the text (`"Dana Lee: text"`).
+pub const INDEX_TEXT_VERSION: u32 = 1;
+
+/// A message's context: what is indexed with its text (for BM25 and the embedding) but never
+/// shown as what was said. In chat a line means little without who said it.
+///
+/// The relay fills it at delivery from the metadata store's current names, so a rename reaches
+/// the index through the outbox ([`OutboxOp::Reindex`](crate::OutboxOp::Reindex)).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexContext {
+    /// The author's name as people know it ([`User::best_name`](crate::User::best_name)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// The channel's name, without `#`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+impl IndexContext {
+    /// Whether it adds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.author.is_none() && self.channel.is_none()
+    }
+}
+
 /// A message's content: its searchable text and filter attributes. Only the content store keeps
 /// it; in the metadata store it exists only as a transient outbox payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageContent {
     /// Whose content.
     pub key: MessageKey,
-    /// The text to index: the message text with attachment and block text appended.
+    /// The text as said, shown in results: the message text with attachment and block text
+    /// appended.
     pub text: String,
     /// What searches filter on.
     pub attributes: ContentAttributes,
+    /// What is indexed with the text ([`index_text`](Self::index_text)); content stores keep it
+    /// beside the text and return it from `get`.
+    #[serde(default, skip_serializing_if = "IndexContext::is_empty")]
+    pub context: IndexContext,
 }
 
 impl MessageContent {
@@ -224,13 +258,48 @@ impl MessageContent {
         &self.key.channel
     }
 
-    /// A hash of the text alone: equal hashes mean the stored embedding can be reused.
-    pub fn text_hash(&self) -> String {
-        blake3::hash(self.text.as_bytes()).to_hex().to_string()
+    /// A message's content with no context.
+    pub fn new(key: MessageKey, text: impl Into<String>, attributes: ContentAttributes) -> Self {
+        MessageContent {
+            key,
+            text: text.into(),
+            attributes,
+            context: IndexContext::default(),
+        }
     }
 
-    /// A hash of the text and the attributes: the metadata store enqueues a content change only
-    /// when it differs from the one it recorded last.
+    /// What is indexed, for BM25 and the embedding alike: the text with its context in front
+    /// (`"#general Dana Lee: text"`). Without context it is the text itself.
+    pub fn index_text(&self) -> std::borrow::Cow<'_, str> {
+        let c = &self.context;
+        if c.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.text);
+        }
+        let mut s = String::with_capacity(self.text.len() + 48);
+        if let Some(ch) = &c.channel {
+            s.push('#');
+            s.push_str(ch);
+            s.push(' ');
+        }
+        if let Some(a) = &c.author {
+            s.push_str(a);
+            s.push_str(": ");
+        }
+        s.push_str(&self.text);
+        std::borrow::Cow::Owned(s)
+    }
+
+    /// A hash of the [index text](Self::index_text): equal hashes mean the stored embedding can
+    /// be reused.
+    pub fn text_hash(&self) -> String {
+        blake3::hash(self.index_text().as_bytes())
+            .to_hex()
+            .to_string()
+    }
+
+    /// A hash of the text and the attributes (not the context, which the relay adds): the
+    /// metadata store enqueues a content change only when it differs from the one it recorded
+    /// last, and reconcile compares it with the content store's.
     pub fn content_hash(&self) -> String {
         let mut h = blake3::Hasher::new();
         h.update(self.text.as_bytes());

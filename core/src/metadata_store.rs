@@ -99,6 +99,11 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
     ///   attributes ([`ContentAttributes::from_meta`](crate::ContentAttributes::from_meta) with the
     ///   channel's kind, `Public` if the channel is unknown) differ after the batch from before it —
     ///   so re-applying a batch enqueues nothing.
+    /// - **Renames.** A user written with a [`best_name`](crate::User::best_name) other than the
+    ///   stored one (or a user not stored before), and a channel written with a name other than
+    ///   the stored one, enqueue one `Reindex` entry for each of their stored messages that has
+    ///   content (a content hash recorded), so the names in the index follow. A write with the
+    ///   same name enqueues nothing.
     ///   Outbox ids only grow, and are the versions of the changes.
     /// - Message text is stored only in outbox rows.
     ///
@@ -113,6 +118,16 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug + 'static {
     /// # Errors
     /// `InvalidInput` if a key names another workspace.
     async fn forget_content(&self, workspace: &WorkspaceId, keys: &[MessageKey]) -> Result<u64>;
+
+    /// Enqueues a `Reindex` outbox entry for each of these messages that has content (a
+    /// content hash recorded), in one transaction, so the relay rebuilds their index text;
+    /// migrating a collection to a new [index-text version](crate::INDEX_TEXT_VERSION) uses it.
+    /// Unknown keys and messages without content are skipped. Returns how many were enqueued.
+    ///
+    /// # Errors
+    /// `InvalidInput` if a key names another workspace; `Unsupported` on a read-only store;
+    /// `Unavailable`/`Backend` when the store fails.
+    async fn reindex_content(&self, workspace: &WorkspaceId, keys: &[MessageKey]) -> Result<u64>;
 
     // ----- reads -----
 

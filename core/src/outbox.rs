@@ -30,15 +30,21 @@ pub enum OutboxOp {
     },
     /// Remove the message's content, leaving a tombstone at this version.
     Delete,
+    /// Rebuild the stored document's [index text](crate::MessageContent::index_text) from the
+    /// current names (its author or channel was renamed, or the collection is being migrated to
+    /// a new [index-text version](crate::INDEX_TEXT_VERSION)), re-embedding it only if that
+    /// text changed. If the document is absent there is nothing to rebuild.
+    Reindex,
 }
 
 impl OutboxOp {
-    /// `"upsert"`, `"attributes"` or `"delete"`.
+    /// `"upsert"`, `"attributes"`, `"delete"` or `"reindex"`.
     pub fn name(&self) -> &'static str {
         match self {
             OutboxOp::Upsert { .. } => "upsert",
             OutboxOp::Attributes { .. } => "attributes",
             OutboxOp::Delete => "delete",
+            OutboxOp::Reindex => "reindex",
         }
     }
 }

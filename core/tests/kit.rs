@@ -56,6 +56,7 @@ async fn failing_content_store_fails_watched_calls_without_side_effects() {
     let key = MessageKey::parse("T1", "C1", "1.0").unwrap();
     let doc = ContentDocument {
         content: MessageContent {
+            context: Default::default(),
             key: key.clone(),
             text: "hi".into(),
             attributes: ContentAttributes::from_meta(

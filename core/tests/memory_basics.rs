@@ -14,6 +14,7 @@ async fn metadata_apply_enqueues_once_and_ack_sets_content_id() {
     let mut batch = WriteBatch::new(ws.clone());
     let meta = MessageMeta::new(key("1.0"));
     let content = MessageContent {
+        context: Default::default(),
         key: key("1.0"),
         text: "hello".into(),
         attributes: ContentAttributes::from_meta(&meta, ChannelKind::Public),
@@ -48,6 +49,7 @@ async fn content_versions_and_search() {
     store.create_collection(&ws, &spec).await.unwrap();
     let doc = |ts: &str, text: &str, v: u64, e: [f32; 2]| ContentDocument {
         content: MessageContent {
+            context: Default::default(),
             key: key(ts),
             text: text.into(),
             attributes: ContentAttributes::from_meta(

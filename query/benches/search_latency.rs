@@ -191,6 +191,7 @@ async fn main() -> chatvault_core::Result<()> {
                 ChannelKind::Public
             };
             let mc = MessageContent {
+                context: Default::default(),
                 key: key.clone(),
                 text,
                 attributes: ContentAttributes::from_meta(&m, kind),
@@ -213,7 +214,17 @@ async fn main() -> chatvault_core::Result<()> {
             });
         }
         meta.apply(batch).await?;
-        let texts: Vec<String> = contents.iter().map(|c| c.text.clone()).collect();
+        // Indexed as the relay indexes it: the author's name with the text.
+        for c in &mut contents {
+            c.context.author = c.attributes.user.as_ref().map(|u| {
+                let n: usize = u.as_str()[1..].parse().expect("a bench user id");
+                format!("user{n}")
+            });
+        }
+        let texts: Vec<String> = contents
+            .iter()
+            .map(|c| c.index_text().into_owned())
+            .collect();
         let vectors = embedder.embed(&texts).await?;
         let docs: Vec<ContentDocument> = contents
             .into_iter()

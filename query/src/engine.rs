@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chatvault_core::{
-    ChannelId, ContentFilter, ContentStore, Embedder, Error, MessageFilter, MessageKey,
+    Channel, ChannelId, ContentFilter, ContentStore, Embedder, Error, MessageFilter, MessageKey,
     MetadataStore, PageRequest, Result, ScoredKey, SearchOptions, ThreadFilter, TimeRange, Ts,
     Workspace, WorkspaceId,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::fusion::{boost_named, fuse, single, FusionConfig};
-use crate::mentions::find_mentions;
+use crate::fusion::{boost_in_time, boost_named, fuse, single, FusionConfig};
+use crate::mentions::{find_channel_mentions, find_mentions};
 use crate::modifiers::{parse_query, ParsedQuery};
 use crate::names::resolve_user;
 use crate::scope::{Allowed, Scope};
@@ -21,6 +21,7 @@ use crate::search::{
     SearchTimings, ThreadPart,
 };
 use crate::snippet::{query_terms, snippet};
+use crate::time_hints::find_time_hint;
 use crate::view::{load_views, MessageView};
 
 /// The most hits one page may ask for.
@@ -470,34 +471,58 @@ impl QueryEngine {
             k = (k * 4).min(POST_FILTER_MAX_K);
         };
 
-        // People named plainly in a hybrid question: their best messages join both rankings
-        // and are boosted (two more searches, only when someone is named).
+        // People and channels named plainly in a hybrid question: their best messages join both
+        // rankings and are boosted (two more searches for each, only when one is named).
         let simple_path = post_filter.is_none() && candidates.is_none() && lagging_filter.is_none();
         let mut named = HashSet::new();
+        let mut named_in = HashSet::new();
         let (mut lexical, mut semantic) = (lexical, semantic);
-        if mode == SearchMode::Hybrid
-            && simple_path
-            && request.filter.users.is_none()
-            && self.fusion.named_boost > 0.0
-        {
+        if mode == SearchMode::Hybrid && simple_path && self.fusion.named_boost > 0.0 {
             let t = Instant::now();
-            let users = self.meta.list_users(workspace).await?;
-            let mentions = find_mentions(&request.query, &users);
+            // (filter, words to match, whether it names channels rather than people)
+            let mut searches: Vec<(ContentFilter, String, bool)> = Vec::new();
+            if request.filter.users.is_none() {
+                let users = self.meta.list_users(workspace).await?;
+                let mentions = find_mentions(&request.query, &users);
+                if !mentions.users.is_empty() {
+                    searches.push((
+                        ContentFilter {
+                            users: Some(mentions.users),
+                            ..content_filter.clone()
+                        },
+                        mentions.rest,
+                        false,
+                    ));
+                }
+            }
+            if request.filter.channels.is_none() {
+                // Only channels the caller may read can be named.
+                let visible: Vec<&Channel> = allowed
+                    .channels
+                    .values()
+                    .filter(|c| allowed.allows(&c.id))
+                    .collect();
+                let named_channels = find_channel_mentions(&request.query, &visible);
+                if !named_channels.channels.is_empty() {
+                    searches.push((
+                        ContentFilter {
+                            channels: Some(named_channels.channels),
+                            ..content_filter.clone()
+                        },
+                        named_channels.rest,
+                        true,
+                    ));
+                }
+            }
             timings.metadata_us += micros(t);
-            if !mentions.users.is_empty() {
-                let options = SearchOptions {
-                    k: depth,
-                    filter: ContentFilter {
-                        users: Some(mentions.users.clone()),
-                        ..content_filter.clone()
-                    },
-                };
+            for (filter, rest, channels) in searches {
+                let options = SearchOptions { k: depth, filter };
                 let t = Instant::now();
-                let lex_more = if mentions.rest.trim().is_empty() {
+                let lex_more = if rest.trim().is_empty() {
                     Vec::new()
                 } else {
                     self.content
-                        .search_lexical(workspace, &mentions.rest, &options)
+                        .search_lexical(workspace, &rest, &options)
                         .await?
                 };
                 timings.lexical_us += micros(t);
@@ -509,7 +534,8 @@ impl QueryEngine {
                 timings.semantic_us += micros(t);
                 let lex_more: Vec<ScoredKey> = lex_more.into_iter().filter(|h| keep(h)).collect();
                 let sem_more: Vec<ScoredKey> = sem_more.into_iter().filter(|h| keep(h)).collect();
-                named.extend(lex_more.iter().chain(&sem_more).map(|h| h.key.clone()));
+                let set = if channels { &mut named_in } else { &mut named };
+                set.extend(lex_more.iter().chain(&sem_more).map(|h| h.key.clone()));
                 let (nl, ns) = (
                     lexical.len() + lex_more.len(),
                     semantic.len() + sem_more.len(),
@@ -524,7 +550,20 @@ impl QueryEngine {
             SearchMode::Semantic => single(&semantic, false, &self.fusion),
         };
         if !named.is_empty() {
-            boost_named(&mut ranked, &named, &self.fusion);
+            boost_named(&mut ranked, &named, &self.fusion, false);
+        }
+        if !named_in.is_empty() {
+            boost_named(&mut ranked, &named_in, &self.fusion, true);
+        }
+        // A relative date written plainly (`last week`) lifts what was said then; `during:` and
+        // the request's own time filter are hard filters and take precedence.
+        if mode == SearchMode::Hybrid
+            && self.fusion.time_boost > 0.0
+            && request.filter.time == TimeRange::default()
+        {
+            if let Some(range) = find_time_hint(&request.query, chrono::Utc::now().date_naive()) {
+                boost_in_time(&mut ranked, &range, &self.fusion);
+            }
         }
         if let Some(parsed) = &text_conditions {
             // Phrases and excluded words are checked on the ranked texts: work in proportion to

@@ -41,6 +41,10 @@ pub struct FusionConfig {
     /// adaptive fusion's 0..=1 scale, or, for RRF, in first places of a ranking (1.0 = one
     /// `weight / (k + 1)`). 0 turns the boost (and the searches it needs) off.
     pub named_boost: f64,
+    /// How much a message inside a relative date the query names (`yesterday`, `last week`,
+    /// `in May`) gains, on the same scale as `named_boost`: a soft time hint, never a filter.
+    /// 0 turns it off.
+    pub time_boost: f64,
     /// How deep each ranking is read, at least (more than the page when the page is small), so
     /// that a document ranked moderately by both can still win.
     pub min_depth: usize,
@@ -56,6 +60,7 @@ impl Default for FusionConfig {
             semantic_share: 0.6,
             confidence_gain: 1.0,
             named_boost: 0.25,
+            time_boost: 0.1,
             min_depth: 50,
         }
     }
@@ -68,6 +73,7 @@ impl FusionConfig {
             method: FusionMethod::Rrf,
             k,
             named_boost: 0.0,
+            time_boost: 0.0,
             ..FusionConfig::default()
         }
     }
@@ -90,6 +96,7 @@ impl FusionConfig {
                 lexical_weight: 1.0,
                 semantic_weight: 0.05,
                 named_boost: 0.0,
+                time_boost: 0.0,
                 ..FusionConfig::default()
             }
         } else {
@@ -118,6 +125,7 @@ impl FusionConfig {
             || !ok(self.semantic_weight)
             || !ok(self.confidence_gain)
             || !ok(self.named_boost)
+            || !ok(self.time_boost)
         {
             return Err("fusion k, weights, gain and boost must be finite and not negative".into());
         }
@@ -154,6 +162,12 @@ pub struct MatchExplanation {
     /// Its author is named in the query (`what did Dana say …`): it was boosted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub named_author: bool,
+    /// It falls inside a relative date the query names (`last week`): it was boosted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_time_hint: bool,
+    /// Its channel is named in the query (`#tools`, `the tools channel`): it was boosted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub named_channel: bool,
 }
 
 /// Fuses the two rankings; the result is ordered by fused score, ties by key.
@@ -179,6 +193,8 @@ fn explain_both(
         fused_score: 0.0,
         semantic_share: None,
         named_author: false,
+        in_time_hint: false,
+        named_channel: false,
     };
     for (i, hit) in lexical.iter().enumerate() {
         let e = by_key.entry(hit.key.clone()).or_insert(empty);
@@ -295,12 +311,13 @@ fn adaptive(
     sorted(by_key)
 }
 
-/// Boosts the messages of people the query names (`named`) by
-/// [`FusionConfig::named_boost`], then orders again.
+/// Boosts the messages of people the query names (`named`; with `channels`, the messages in
+/// channels it names) by [`FusionConfig::named_boost`], then orders again.
 pub(crate) fn boost_named(
     ranked: &mut [(MessageKey, MatchExplanation)],
     named: &HashSet<MessageKey>,
     config: &FusionConfig,
+    channels: bool,
 ) {
     let boost = match config.method {
         FusionMethod::Adaptive => config.named_boost,
@@ -312,7 +329,11 @@ pub(crate) fn boost_named(
     for (k, e) in ranked.iter_mut() {
         if named.contains(k) {
             e.fused_score += boost;
-            e.named_author = true;
+            if channels {
+                e.named_channel = true;
+            } else {
+                e.named_author = true;
+            }
         }
     }
     ranked.sort_by(|a, b| {
@@ -320,6 +341,36 @@ pub(crate) fn boost_named(
             .total_cmp(&a.1.fused_score)
             .then_with(|| a.0.cmp(&b.0))
     });
+}
+
+/// Boosts the messages posted inside `range` (a relative date the query names) by
+/// [`FusionConfig::time_boost`], then orders again.
+pub(crate) fn boost_in_time(
+    ranked: &mut [(MessageKey, MatchExplanation)],
+    range: &chatvault_core::TimeRange,
+    config: &FusionConfig,
+) {
+    let boost = match config.method {
+        FusionMethod::Adaptive => config.time_boost,
+        FusionMethod::Rrf => {
+            config.time_boost * config.lexical_weight.max(config.semantic_weight) / (config.k + 1.0)
+        }
+    };
+    let mut any = false;
+    for (k, e) in ranked.iter_mut() {
+        if range.contains(&k.ts) {
+            e.fused_score += boost;
+            e.in_time_hint = true;
+            any = true;
+        }
+    }
+    if any {
+        ranked.sort_by(|a, b| {
+            b.1.fused_score
+                .total_cmp(&a.1.fused_score)
+                .then_with(|| a.0.cmp(&b.0))
+        });
+    }
 }
 
 /// One ranking alone, explained the same way (for the single modes).
@@ -343,6 +394,8 @@ pub(crate) fn single(
                     fused_score,
                     semantic_share: None,
                     named_author: false,
+                    in_time_hint: false,
+                    named_channel: false,
                 }
             } else {
                 MatchExplanation {
@@ -351,6 +404,8 @@ pub(crate) fn single(
                     fused_score,
                     semantic_share: None,
                     named_author: false,
+                    in_time_hint: false,
+                    named_channel: false,
                 }
             };
             (h.key.clone(), e)

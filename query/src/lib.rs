@@ -12,6 +12,7 @@ mod qa;
 mod scope;
 mod search;
 mod snippet;
+mod time_hints;
 mod view;
 
 pub use browse::{MAX_BROWSE, MAX_THREADS};

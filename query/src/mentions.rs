@@ -2,7 +2,7 @@
 //! searched too and boosted in the fused ranking, because in chat who said something is often
 //! what the question is about, and a message's text rarely names its own author.
 
-use chatvault_core::{User, UserId};
+use chatvault_core::{Channel, ChannelId, User, UserId};
 
 /// Words too common to be taken as a name, even when someone is called that.
 const NOT_NAMES: &[&str] = &[
@@ -82,6 +82,66 @@ pub(crate) fn find_mentions(query: &str, users: &[User]) -> Mentions {
     Mentions { users: found, rest }
 }
 
+/// The channels a query names, and the query without their names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ChannelMentions {
+    /// The channels named, in the order given, each once.
+    pub(crate) channels: Vec<ChannelId>,
+    /// The query with the naming words taken out.
+    pub(crate) rest: String,
+}
+
+/// Finds the channels `query` names among `channels` (the ones the caller may read): `#name`,
+/// or the name's words followed by `channel` (`the design thinking channel`, `in the tools
+/// channel`). A bare word that happens to be a channel's name (`tools`, `general`) is a topic,
+/// not a channel.
+pub(crate) fn find_channel_mentions(query: &str, channels: &[&Channel]) -> ChannelMentions {
+    let hashed: Vec<String> = query
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix('#'))
+        .map(|w| {
+            w.trim_end_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    let q = words(query);
+    let mut used = vec![false; q.len()];
+    let mut found = Vec::new();
+    for c in channels {
+        let name = c.name.to_lowercase();
+        let mut hit = hashed.contains(&name);
+        let parts = words(&name.replace(['-', '_'], " "));
+        if !parts.is_empty() {
+            for start in 0..q.len().saturating_sub(parts.len() - 1) {
+                let end = start + parts.len();
+                let whole = q[start..end] == parts[..];
+                let joined = q[start] == name;
+                if joined && hashed.contains(&name) {
+                    used[start] = true;
+                } else if whole && q.get(end).is_some_and(|w| w == "channel") {
+                    used[start..=end].iter_mut().for_each(|x| *x = true);
+                    hit = true;
+                }
+            }
+        }
+        if hit && !found.contains(&c.id) {
+            found.push(c.id.clone());
+        }
+    }
+    let rest = q
+        .iter()
+        .zip(&used)
+        .filter(|(_, u)| !**u)
+        .map(|(w, _)| w.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    ChannelMentions {
+        channels: found,
+        rest,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +185,37 @@ mod tests {
         assert!(find_mentions("neerajbot alerts", &people())
             .users
             .is_empty());
+    }
+
+    fn channels() -> Vec<Channel> {
+        use chatvault_core::ChannelKind;
+        let c = |id: &str, name: &str| {
+            Channel::new(ChannelId::new(id).expect("id"), name, ChannelKind::Public)
+        };
+        vec![
+            c("C1", "tools"),
+            c("C2", "design-thinking"),
+            c("C3", "general"),
+        ]
+    }
+
+    #[test]
+    fn a_channel_is_named_with_a_hash_or_the_word_channel() {
+        let all = channels();
+        let refs: Vec<&Channel> = all.iter().collect();
+        let m = find_channel_mentions("what is new in #tools?", &refs);
+        assert_eq!(m.channels, vec![ChannelId::new("C1").expect("id")]);
+        assert_eq!(m.rest, "what is new in");
+        let m = find_channel_mentions("slides in the design thinking channel", &refs);
+        assert_eq!(m.channels, vec![ChannelId::new("C2").expect("id")]);
+        assert_eq!(m.rest, "slides in the");
+        // A channel's name as a plain word is a topic.
+        let m = find_channel_mentions("open source tools for maps", &refs);
+        assert!(m.channels.is_empty(), "{m:?}");
+        assert_eq!(m.rest, "open source tools for maps");
+        // Only the channels given (the ones the caller may read) can be named.
+        let m = find_channel_mentions("#general and #secret-plans", &refs[..2]);
+        assert!(m.channels.is_empty(), "{m:?}");
     }
 
     #[test]

@@ -68,11 +68,11 @@ fn contains_word(lower: &str, word: &str) -> bool {
         .any(|t| t == w)
 }
 
-fn midnight(d: NaiveDate) -> DateTime<Utc> {
+pub(crate) fn midnight(d: NaiveDate) -> DateTime<Utc> {
     Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists"))
 }
 
-const MONTHS: [&str; 12] = [
+pub(crate) const MONTHS: [&str; 12] = [
     "january",
     "february",
     "march",
@@ -87,7 +87,7 @@ const MONTHS: [&str; 12] = [
     "december",
 ];
 
-fn month_number(s: &str) -> Option<u32> {
+pub(crate) fn month_number(s: &str) -> Option<u32> {
     let s = s.to_lowercase();
     if s.len() < 3 {
         return None;
@@ -100,7 +100,7 @@ fn month_number(s: &str) -> Option<u32> {
 
 /// `[start, end)` of a `during:` value: `2016`, `2016-05`, `may` (this year's, or last year's if
 /// it has not begun yet), `2016-05-03`.
-fn period(value: &str, today: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
+pub(crate) fn period(value: &str, today: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
     let month = |y: i32, m: u32| {
         let start = NaiveDate::from_ymd_opt(y, m, 1)?;
         let end = if m == 12 {

@@ -134,6 +134,7 @@ async fn build(specs: &[WsSpec]) -> QueryEngine {
             m.has_reactions = *reactions > 0;
             let text: Vec<&str> = words.iter().map(|w| WORDS[*w]).collect();
             let content_row = MessageContent {
+                context: Default::default(),
                 key: key.clone(),
                 text: text.join(" "),
                 attributes: ContentAttributes::from_meta(&m, spec.channels[*c].kind),

@@ -229,6 +229,7 @@ async fn fixture_on(
                 .map(|c| c.kind)
                 .expect("channel");
             let c = MessageContent {
+                context: Default::default(),
                 key: key.clone(),
                 text: msg.text.to_string(),
                 attributes: ContentAttributes::from_meta(&meta_row, kind),
@@ -821,6 +822,9 @@ impl ContentStore for NoLexical {
     }
     async fn drop_collection(&self, w: &WorkspaceId) -> Result<()> {
         self.0.drop_collection(w).await
+    }
+    async fn set_index_version(&self, w: &WorkspaceId, v: u32) -> Result<()> {
+        self.0.set_index_version(w, v).await
     }
     async fn upsert(&self, w: &WorkspaceId, d: &[ContentDocument]) -> Result<WriteOutcome> {
         self.0.upsert(w, d).await

@@ -259,6 +259,7 @@ async fn main() -> Result<(), BoxError> {
             .map(|i| {
                 Ok(ContentDocument {
                     content: MessageContent {
+                        context: Default::default(),
                         key: key_of(&ws, i, ds.channel[i])?,
                         text: ds.texts[i].clone(),
                         attributes: ContentAttributes {

@@ -434,6 +434,24 @@ impl Client {
         }
     }
 
+    /// Replaces a collection's metadata (`PUT …/collections/{id}` with `new_metadata`).
+    pub(crate) async fn modify_collection_metadata(
+        &self,
+        id: &str,
+        metadata: Map<String, Value>,
+    ) -> Result<()> {
+        let body = serde_json::json!({ "new_metadata": metadata });
+        self.call::<Value>(
+            Method::PUT,
+            &format!("{}collections/{id}", self.db),
+            Some(&body),
+            "modify collection",
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.with_context("collection", id))
+    }
+
     /// Deletes a collection by name; a missing one is fine.
     pub(crate) async fn delete_collection(&self, name: &str) -> Result<()> {
         match self

@@ -2,8 +2,8 @@
 //! filters become Chroma `where` clauses.
 
 use chatvault_core::{
-    ChannelKind, ContentAttributes, ContentDocument, ContentFilter, Error, MessageContent,
-    MessageKey, Result, Ts, UserId, WorkspaceId,
+    ChannelKind, ContentAttributes, ContentDocument, ContentFilter, Error, IndexContext,
+    MessageContent, MessageKey, Result, Ts, UserId, WorkspaceId,
 };
 use serde_json::{json, Map, Value};
 
@@ -23,6 +23,8 @@ const HAS_FILES: &str = "has_files";
 const HAS_LINKS: &str = "has_links";
 const REACTIONS: &str = "reactions";
 const VISIBILITY: &str = "visibility";
+/// The index context as JSON (`null` when it has none).
+const CONTEXT: &str = "cv_context";
 
 /// Versions are stored as Chroma integers (i64).
 pub(crate) fn version_value(version: u64, key: &MessageKey) -> Result<i64> {
@@ -60,6 +62,16 @@ pub(crate) fn metadata(doc: &ContentDocument) -> Result<Map<String, Value>> {
     m.insert(HAS_LINKS.into(), a.has_links.into());
     m.insert(REACTIONS.into(), i64::from(a.reaction_count).into());
     m.insert(VISIBILITY.into(), a.visibility.as_str().into());
+    m.insert(
+        CONTEXT.into(),
+        if c.context.is_empty() {
+            Value::Null
+        } else {
+            serde_json::to_string(&c.context)
+                .expect("a context always serializes")
+                .into()
+        },
+    );
     Ok(m)
 }
 
@@ -140,8 +152,15 @@ pub(crate) fn document(
     let vis = str_field(m, id, VISIBILITY)?;
     let visibility =
         ChannelKind::parse(vis).ok_or_else(|| corrupt(id, VISIBILITY, "unknown channel kind"))?;
+    let context = match opt_str_field(m, id, CONTEXT)? {
+        Some(json) => {
+            serde_json::from_str(json).map_err(|_| corrupt(id, CONTEXT, "not a context"))?
+        }
+        None => IndexContext::default(),
+    };
     Ok(ContentDocument {
         content: MessageContent {
+            context,
             key,
             text: text.unwrap_or_default(),
             attributes: ContentAttributes {

@@ -27,6 +27,8 @@ const DIMENSION: &str = "chatvault_dimension";
 const MODEL_ID: &str = "chatvault_model_id";
 const FORMAT: &str = "chatvault_format";
 const FORMAT_VERSION: i64 = 1;
+/// The index-text version the documents are indexed with (`ContentStore::set_index_version`).
+const INDEX_VERSION: &str = "chatvault_index_version";
 
 /// Extra neighbours asked for beyond `k`, so that ties at the cut are broken by key, not by the
 /// server's order.
@@ -87,6 +89,13 @@ fn meta_str<'a>(c: &'a Collection, key: &str) -> Option<&'a str> {
 
 fn meta_i64(c: &Collection, key: &str) -> Option<i64> {
     c.metadata.as_ref()?.get(key)?.as_i64()
+}
+
+/// The index-text version recorded on a content collection (0: never recorded).
+fn index_version_of(c: &Collection) -> u32 {
+    meta_i64(c, INDEX_VERSION)
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(0)
 }
 
 /// The spec a content collection was created with, read from its metadata.
@@ -732,11 +741,24 @@ impl ContentStore for ChromaContentStore {
             };
             match self.client.count(&h.content).await {
                 Ok(documents) => {
+                    let index_version = match self
+                        .client
+                        .get_collection(&naming::content_collection(ws))
+                        .await?
+                    {
+                        Some(c) => index_version_of(&c),
+                        None if attempt == 0 => {
+                            self.forget(ws);
+                            continue;
+                        }
+                        None => return Ok(None),
+                    };
                     return Ok(Some(CollectionInfo {
                         workspace: ws.clone(),
                         spec: h.spec.clone(),
                         documents,
-                    }))
+                        index_version,
+                    }));
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound && attempt == 0 => self.forget(ws),
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -764,6 +786,7 @@ impl ContentStore for ChromaContentStore {
                     workspace: ws,
                     spec,
                     documents,
+                    index_version: index_version_of(&c),
                 }),
                 // Dropped meanwhile.
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -772,6 +795,23 @@ impl ContentStore for ChromaContentStore {
         }
         out.sort_by(|a, b| a.workspace.cmp(&b.workspace));
         Ok(out)
+    }
+
+    async fn set_index_version(&self, ws: &WorkspaceId, version: u32) -> Result<()> {
+        let lock = self.write_lock(ws)?;
+        let _guard = lock.lock().await;
+        let name = naming::content_collection(ws);
+        let c = self.client.get_collection(&name).await?.ok_or_else(|| {
+            Error::not_found(format!("no collection for workspace {ws}"))
+                .with_context("workspace", ws)
+                .with_backend(BACKEND)
+        })?;
+        let mut meta = c.metadata.clone().unwrap_or_default();
+        meta.insert(INDEX_VERSION.into(), i64::from(version).into());
+        self.client
+            .modify_collection_metadata(&c.id, meta)
+            .await
+            .map_err(|e| e.with_context("workspace", ws))
     }
 
     async fn drop_collection(&self, ws: &WorkspaceId) -> Result<()> {

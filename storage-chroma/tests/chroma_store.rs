@@ -54,6 +54,7 @@ fn doc(w: &str, i: usize, version: u64) -> ContentDocument {
     ContentDocument {
         embedding: e.embed_one(&text),
         content: MessageContent {
+            context: Default::default(),
             key: key(w, channel, &ts),
             text,
             attributes: ContentAttributes {

@@ -29,6 +29,8 @@ fn every_case_is_run() {
         "filter_every_field",
         "filter_selectivities",
         "list_versions_pages_by_key",
+        "context_is_kept_and_searched",
+        "index_version_is_recorded",
         "drop_collection",
     ];
     assert_eq!(suite::CASES, ours);
@@ -65,5 +67,7 @@ case!(
     filter_every_field,
     filter_selectivities,
     list_versions_pages_by_key,
+    context_is_kept_and_searched,
+    index_version_is_recorded,
     drop_collection,
 );

@@ -80,6 +80,7 @@ fn make_batch(ws: &WorkspaceId, n: usize) -> WriteBatch {
             .unwrap(),
         ];
         r.content = Some(MessageContent {
+            context: Default::default(),
             key,
             text: format!(
                 "message {i}: the deploy of build {} failed on stage {}, see the PR",

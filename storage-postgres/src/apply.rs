@@ -154,8 +154,16 @@ pub(crate) async fn apply(store: &SqlMetadataStore, mut batch: WriteBatch) -> Re
         }
     }
 
+    // Renames first: their `Reindex` entries precede this batch's own changes of those messages.
+    let mut outbox: Vec<Enqueued> = crate::reindex::renamed_message_keys(&txn, be, &ws, &batch)
+        .await?
+        .into_iter()
+        .map(|key| Enqueued {
+            key,
+            op: OutboxOp::Reindex,
+        })
+        .collect();
     tm.mark("load");
-    let mut outbox: Vec<Enqueued> = Vec::new();
     for rec in std::mem::take(&mut batch.messages) {
         let k = (rec.meta.key.channel.clone(), rec.meta.key.ts.clone());
         let slot = slots.entry(k.clone()).or_default();

@@ -6,6 +6,7 @@ mod error;
 mod migration;
 mod outbox;
 mod read;
+mod reindex;
 mod sql;
 mod store;
 #[cfg(feature = "testing")]

@@ -209,7 +209,8 @@ pub(crate) async fn ack(store: &SqlMetadataStore, ids: &[OutboxId]) -> Result<()
             let ch: String = c.next().db(be, "acking outbox entries")?;
             let ts: String = c.next().db(be, "acking outbox entries")?;
             let op: String = c.next().db(be, "acking outbox entries")?;
-            if op == "attributes" {
+            // Neither changes whether the message has content.
+            if op == "attributes" || op == "reindex" {
                 continue;
             }
             let e = last.entry((ws, ch, ts)).or_insert((id, op.clone()));

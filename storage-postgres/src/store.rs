@@ -844,6 +844,10 @@ impl MetadataStore for SqlMetadataStore {
         Ok(n)
     }
 
+    async fn reindex_content(&self, workspace: &WorkspaceId, keys: &[MessageKey]) -> Result<u64> {
+        crate::reindex::reindex_content(self, workspace, keys).await
+    }
+
     async fn get_messages(
         &self,
         workspace: &WorkspaceId,

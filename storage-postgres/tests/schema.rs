@@ -223,6 +223,7 @@ async fn no_column_holds_message_text(db: &Db) {
     let mut rec = MessageRecord::new(meta.clone());
     let marker = "zebra-marker-7f3a the secret plan";
     rec.content = Some(MessageContent {
+        context: Default::default(),
         key: key.clone(),
         text: marker.into(),
         attributes: ContentAttributes::from_meta(&meta, ChannelKind::Public),

@@ -34,6 +34,7 @@ fn record(ch: &str, ts: &str, user: &str, text: Option<&str>) -> MessageRecord {
     meta.user = Some(uid(user));
     let mut r = MessageRecord::new(meta);
     r.content = text.map(|t| MessageContent {
+        context: Default::default(),
         key: key(ch, ts),
         text: t.to_string(),
         attributes: ContentAttributes::from_meta(&r.meta, ChannelKind::Public),

@@ -51,6 +51,9 @@ pub(crate) struct SpecFile {
     pub(crate) workspace: String,
     pub(crate) dimension: usize,
     pub(crate) model_id: String,
+    /// The index-text version its documents are indexed with (0: from before it was recorded).
+    #[serde(default)]
+    pub(crate) index_version: u32,
 }
 
 /// The tantivy commit payload.
@@ -235,6 +238,7 @@ impl Collection {
             workspace: workspace.to_string(),
             dimension: spec.dimension,
             model_id: spec.model_id.clone(),
+            index_version: 0,
         };
         let bytes = serde_json::to_vec_pretty(&spec_file)
             .map_err(|e| Error::backend_error(format!("spec: {e}")))?;
@@ -906,6 +910,31 @@ impl Collection {
             found.insert(d.key().clone(), d);
         }
         Ok(keys.iter().filter_map(|k| found.get(k).cloned()).collect())
+    }
+
+    /// The index-text version recorded in the spec file.
+    pub(crate) fn index_version(&self) -> Result<u32> {
+        Ok(Self::read_spec(&self.dir)?.map_or(0, |s| s.index_version))
+    }
+
+    /// Records the index-text version in the spec file (atomically replaced). Writers only.
+    pub(crate) fn set_index_version(&self, version: u32) -> Result<()> {
+        if self.writer.is_none() {
+            return Err(Error::unsupported(
+                "the content store is opened read-only: it cannot record an index version",
+            )
+            .with_context("workspace", &self.workspace)
+            .with_backend(BACKEND));
+        }
+        let mut spec = Self::read_spec(&self.dir)?.ok_or_else(|| {
+            Error::not_found("the collection's spec file is gone")
+                .with_context("workspace", &self.workspace)
+                .with_backend(BACKEND)
+        })?;
+        spec.index_version = version;
+        let bytes = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| Error::backend_error(format!("spec: {e}")))?;
+        write_atomic(&self.dir.join(SPEC_FILE), &bytes)
     }
 
     pub(crate) fn documents(&self) -> Result<u64> {

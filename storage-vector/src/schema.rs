@@ -5,8 +5,8 @@
 //! write of a key gets a fresh `vid`, so a graph node is never reused for different content.
 
 use chatvault_core::{
-    ChannelKind, ContentAttributes, ContentDocument, Error, MessageContent, MessageKey, Result, Ts,
-    UserId, WorkspaceId,
+    ChannelKind, ContentAttributes, ContentDocument, Error, IndexContext, MessageContent,
+    MessageKey, Result, Ts, UserId, WorkspaceId,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED,
@@ -34,9 +34,9 @@ pub(crate) struct Fields {
     pub(crate) has_links: Field,
     pub(crate) reactions: Field,
     pub(crate) visibility: Field,
-    /// The text as written (stored only).
+    /// The text as written (stored only), then its context as JSON when it has one.
     pub(crate) text: Field,
-    /// The normalised text (indexed for BM25, not stored).
+    /// The normalised index text, context and text (indexed for BM25, not stored).
     pub(crate) body: Field,
     pub(crate) embedding: Field,
     pub(crate) version: Field,
@@ -115,7 +115,13 @@ impl Fields {
         doc.add_u64(self.reactions, u64::from(a.reaction_count));
         doc.add_text(self.visibility, a.visibility.as_str());
         doc.add_text(self.text, &c.text);
-        doc.add_text(self.body, markup::normalize(&c.text));
+        if !c.context.is_empty() {
+            // The context rides as the stored field's second value: collections made before it
+            // existed keep their schema.
+            let ctx = serde_json::to_string(&c.context).expect("a context always serializes");
+            doc.add_text(self.text, ctx);
+        }
+        doc.add_text(self.body, markup::normalize(&c.index_text()));
         doc.add_bytes(self.embedding, &embedding_bytes(&d.embedding));
         doc.add_u64(self.version, d.version);
         doc.add_text(self.content_hash, c.content_hash());
@@ -170,9 +176,16 @@ impl Fields {
             .and_then(|v| v.as_bytes())
             .and_then(embedding_from_bytes)
             .ok_or_else(|| bad("embedding"))?;
+        let mut texts = doc.get_all(self.text).filter_map(|v| v.as_str());
+        let text = texts.next().ok_or_else(|| bad("text"))?.to_string();
+        let context = match texts.next() {
+            Some(json) => serde_json::from_str(json).map_err(|_| bad("a readable context"))?,
+            None => IndexContext::default(),
+        };
         Ok(ContentDocument {
             content: MessageContent {
-                text: str_of(self.text).ok_or_else(|| bad("text"))?.to_string(),
+                context,
+                text,
                 attributes: ContentAttributes {
                     user,
                     thread_ts,

@@ -403,6 +403,7 @@ impl VectorStore {
                 workspace: workspace.clone(),
                 spec: c.spec.clone(),
                 documents: c.documents()?,
+                index_version: c.index_version()?,
             })),
             Err(e) if e.kind() == chatvault_core::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -459,6 +460,16 @@ impl ContentStore for VectorStore {
             )?;
             this.inner.open.lock().insert(workspace, c);
             Ok(())
+        })
+        .await
+    }
+
+    async fn set_index_version(&self, workspace: &WorkspaceId, version: u32) -> Result<()> {
+        let (this, workspace) = (self.clone(), workspace.clone());
+        blocking(move || {
+            let c = this.collection(&workspace)?;
+            let _admin = this.inner.admin.lock();
+            c.set_index_version(version)
         })
         .await
     }

@@ -12,9 +12,12 @@
 //! then runs every labelled query in each mode and prints nDCG@10, MRR@10 and recall@10 (the
 //! labelled-set format is documented in `chatvault_benches::quality`). `--fusion rrf` measures
 //! hybrid with reciprocal rank fusion instead of the default (`--fusion '{...}'`: any
-//! `FusionConfig` as JSON); `--per-query` prints each query's
+//! `FusionConfig` as JSON); `--index-text none|author|author,channel` chooses the context in
+//! each message's index text (default: the relay's, the author's name); `--per-query` prints each query's
 //! scores; `--json` prints one JSON object per set and mode; `--dump FILE` writes each query's
 //! lexical and semantic rankings (top 50, with scores) as JSON lines, to study fusion offline.
+//! `--sweep FILE` embeds once and runs hybrid search under each `FusionConfig` of FILE (one JSON
+//! object per line), one JSON line per configuration and set: for tuning on the tuning sets.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,7 +25,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chatvault_benches::quality::{evaluate, read_set, Archive};
-use chatvault_collector::{Collector, ImportOptions, Relay, RelayOptions};
+use chatvault_collector::{Collector, ImportOptions, IndexTextOptions, Relay, RelayOptions};
 use chatvault_core::{ContentStore, Embedder, HashingEmbedder, MetadataStore, WorkspaceId};
 use chatvault_query::{FusionConfig, QueryEngine, Scope, SearchMode, SearchRequest};
 use chatvault_storage_postgres::{ConnectOptions, SqlMetadataStore};
@@ -36,9 +39,30 @@ struct Args {
     per_query: bool,
     json: bool,
     dump: Option<PathBuf>,
+    index_text: IndexTextOptions,
+    sweep: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: quality --export DIR [--hashing] [--fusion rrf|default] [--per-query] [--json] [--dump FILE] SET.jsonl...";
+fn parse_index_text(s: &str) -> Result<IndexTextOptions, String> {
+    let mut o = IndexTextOptions::none();
+    if s == "none" {
+        return Ok(o);
+    }
+    for part in s.split(',') {
+        match part.trim() {
+            "author" => o.author = true,
+            "channel" => o.channel = true,
+            other => {
+                return Err(format!(
+                    "--index-text: unknown part {other:?} (none, or a list of author, channel)"
+                ))
+            }
+        }
+    }
+    Ok(o)
+}
+
+const USAGE: &str = "usage: quality --export DIR [--hashing] [--fusion rrf|default] [--index-text none|author[,channel]] [--per-query] [--json] [--dump FILE] [--sweep FILE] SET.jsonl...";
 
 fn parse_args() -> Result<Args, String> {
     let mut export = None;
@@ -48,6 +72,8 @@ fn parse_args() -> Result<Args, String> {
     let mut per_query = false;
     let mut json = false;
     let mut dump = None;
+    let mut index_text = IndexTextOptions::default();
+    let mut sweep = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -57,6 +83,10 @@ fn parse_args() -> Result<Args, String> {
             "--per-query" => per_query = true,
             "--json" => json = true,
             "--dump" => dump = Some(PathBuf::from(it.next().ok_or("--dump needs a path")?)),
+            "--sweep" => sweep = Some(PathBuf::from(it.next().ok_or("--sweep needs a path")?)),
+            "--index-text" => {
+                index_text = parse_index_text(&it.next().ok_or("--index-text needs a value")?)?
+            }
             "-h" | "--help" => return Err(USAGE.to_string()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
             s => sets.push(PathBuf::from(s)),
@@ -74,6 +104,8 @@ fn parse_args() -> Result<Args, String> {
         per_query,
         json,
         dump,
+        index_text,
+        sweep,
     })
 }
 
@@ -129,6 +161,7 @@ async fn run(args: Args) -> chatvault_core::Result<()> {
         embedder.clone(),
         RelayOptions {
             workspace: Some(ws.clone()),
+            index_text: args.index_text,
             ..RelayOptions::default()
         },
     );
@@ -160,6 +193,9 @@ async fn run(args: Args) -> chatvault_core::Result<()> {
         }
     }
     let archive = Archive::load(meta.as_ref(), content.as_ref(), &ws).await?;
+    if let Some(path) = &args.sweep {
+        return sweep(&archive, &sets, path, &meta, &content, &embedder, &ws).await;
+    }
     let mut dump = match &args.dump {
         Some(p) => Some(std::fs::File::create(p).map_err(|e| {
             chatvault_core::Error::invalid_input(format!("cannot create {}: {e}", p.display()))
@@ -209,6 +245,41 @@ async fn run(args: Args) -> chatvault_core::Result<()> {
                     );
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Hybrid search under each fusion configuration of `path` (one `FusionConfig` as JSON per
+/// line), on every set, from the one archive embedded once: one JSON line per configuration
+/// and set.
+async fn sweep(
+    archive: &Archive,
+    sets: &[(String, Vec<chatvault_benches::quality::LabelledLine>)],
+    path: &std::path::Path,
+    meta: &Arc<dyn MetadataStore>,
+    content: &Arc<dyn ContentStore>,
+    embedder: &Arc<dyn Embedder>,
+    ws: &WorkspaceId,
+) -> chatvault_core::Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        chatvault_core::Error::invalid_input(format!("cannot read {}: {e}", path.display()))
+    })?;
+    for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
+        let cfg: FusionConfig = serde_json::from_str(line)
+            .map_err(|e| chatvault_core::Error::invalid_input(format!("--sweep {line}: {e}")))?;
+        let engine =
+            QueryEngine::new(meta.clone(), content.clone(), embedder.clone()).with_fusion(cfg)?;
+        for (name, lines) in sets {
+            let queries = archive.resolve(name, lines)?;
+            let (s, _) = evaluate(&engine, ws, &queries, SearchMode::Hybrid).await?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "set": name, "fusion": cfg, "queries": s.queries,
+                    "ndcg_at_10": s.ndcg, "mrr_at_10": s.mrr, "recall_at_10": s.recall,
+                })
+            );
         }
     }
     Ok(())

@@ -327,6 +327,9 @@ impl ContentStore for FlakyContent {
     async fn drop_collection(&self, ws: &WorkspaceId) -> Result<()> {
         self.inner.drop_collection(ws).await
     }
+    async fn set_index_version(&self, ws: &WorkspaceId, version: u32) -> Result<()> {
+        self.inner.set_index_version(ws, version).await
+    }
     async fn upsert(&self, ws: &WorkspaceId, docs: &[ContentDocument]) -> Result<WriteOutcome> {
         self.maybe_fail()?;
         self.inner.upsert(ws, docs).await

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use super::fixtures::{at, key, ts, unicode_texts, user, ws};
 use crate::{
     cosine, ChannelId, ChannelKind, CollectionSpec, ContentAttributes, ContentDelete,
-    ContentDocument, ContentFilter, ContentStore, ErrorKind, MessageContent, MessageKey,
-    PageRequest, Result, ScoredKey, SearchOptions, TimeRange, WorkspaceId,
+    ContentDocument, ContentFilter, ContentStore, ErrorKind, IndexContext, MessageContent,
+    MessageKey, PageRequest, Result, ScoredKey, SearchOptions, TimeRange, WorkspaceId,
 };
 
 type Store = Arc<dyn ContentStore>;
@@ -55,6 +55,8 @@ pub const CASES: &[&str] = &[
     "filter_every_field",
     "filter_selectivities",
     "list_versions_pages_by_key",
+    "context_is_kept_and_searched",
+    "index_version_is_recorded",
     "drop_collection",
 ];
 
@@ -94,6 +96,8 @@ where
         filter_every_field,
         filter_selectivities,
         list_versions_pages_by_key,
+        context_is_kept_and_searched,
+        index_version_is_recorded,
         drop_collection,
     );
 }
@@ -145,6 +149,7 @@ fn attrs(author: Option<&str>) -> ContentAttributes {
 fn doc(k: &MessageKey, text: &str, embedding: Vec<f32>, version: u64) -> ContentDocument {
     ContentDocument {
         content: MessageContent {
+            context: Default::default(),
             key: k.clone(),
             text: text.into(),
             attributes: attrs(Some("U1")),
@@ -189,6 +194,107 @@ fn check_sorted(hits: &[ScoredKey], what: &str) {
             "{what}: hits not ordered by score desc, then key: {hits:?}"
         );
     }
+}
+
+/// A document's context is stored beside its text: `get` returns both as written (the text
+/// without the context), lexical search finds the document by a word that only its context
+/// holds, and the content hash (reconcile's) ignores the context. A later write without context
+/// drops it.
+pub async fn context_is_kept_and_searched(store: Store) {
+    let w = collection(&store, "T1").await;
+    let k1 = key("T1", "C1", "1.0");
+    let k2 = key("T1", "C1", "2.0");
+    let mut d1 = doc(&k1, "the deploy failed again", unit(0), 1);
+    d1.content.context = IndexContext {
+        author: Some("Zebulon Quartermaine".into()),
+        channel: Some("ops-alerts".into()),
+    };
+    let d2 = doc(&k2, "deploy worked for me", unit(1), 1);
+    ok(store.upsert(&w, &[d1.clone(), d2.clone()]).await, "upsert");
+    let got = ok(store.get(&w, &[k1.clone(), k2.clone()]).await, "get");
+    assert_eq!(got, [d1.clone(), d2.clone()], "text and context round-trip");
+    assert_eq!(got[0].content.text, "the deploy failed again");
+    if store.capabilities().lexical_search {
+        let hits = ok(
+            store
+                .search_lexical(&w, "quartermaine", &SearchOptions::top(10))
+                .await,
+            "search_lexical(author)",
+        );
+        assert_eq!(
+            keys_of(&hits),
+            [k1.clone()],
+            "the author's name is searchable"
+        );
+        let hits = ok(
+            store
+                .search_lexical(&w, "deploy", &SearchOptions::top(10))
+                .await,
+            "search_lexical(deploy)",
+        );
+        assert_eq!(hits.len(), 2, "the text stays searchable: {hits:?}");
+    }
+    let versions = ok(
+        store.list_versions(&w, &PageRequest::default()).await,
+        "list_versions",
+    );
+    assert_eq!(versions[0].content_hash, d1.content.content_hash());
+    let mut plain = d1.clone();
+    plain.content.context = IndexContext::default();
+    assert_eq!(
+        d1.content.content_hash(),
+        plain.content.content_hash(),
+        "the content hash does not cover the context"
+    );
+    plain.version = 2;
+    ok(
+        store.upsert(&w, &[plain.clone()]).await,
+        "upsert without context",
+    );
+    let got = ok(store.get(&w, &[k1.clone()]).await, "get");
+    assert_eq!(got, [plain], "a write without context drops it");
+    if store.capabilities().lexical_search {
+        let hits = ok(
+            store
+                .search_lexical(&w, "quartermaine", &SearchOptions::top(10))
+                .await,
+            "search_lexical(author) after",
+        );
+        assert!(
+            hits.is_empty(),
+            "the old context is not searchable: {hits:?}"
+        );
+    }
+}
+
+/// A new collection reports index version 0; `set_index_version` records a version that
+/// `collection_info` and `list_collections` then report; a missing collection is `NotFound`.
+pub async fn index_version_is_recorded(store: Store) {
+    let w = collection(&store, "T1").await;
+    let info = ok(store.collection_info(&w).await, "collection_info").expect("collection");
+    assert_eq!(info.index_version, 0, "a new collection has version 0");
+    ok(store.set_index_version(&w, 3).await, "set_index_version");
+    let info = ok(store.collection_info(&w).await, "collection_info").expect("collection");
+    assert_eq!(info.index_version, 3);
+    let all = ok(store.list_collections().await, "list_collections");
+    assert_eq!(all.iter().map(|c| c.index_version).collect::<Vec<_>>(), [3]);
+    ok(
+        store
+            .upsert(&w, &[doc(&key("T1", "C1", "1.0"), "hello", unit(0), 1)])
+            .await,
+        "upsert",
+    );
+    let info = ok(store.collection_info(&w).await, "collection_info").expect("collection");
+    assert_eq!(
+        (info.index_version, info.documents),
+        (3, 1),
+        "writes keep the version"
+    );
+    expect_err(
+        store.set_index_version(&ws("T9"), 1).await,
+        ErrorKind::NotFound,
+        "set_index_version on a missing collection",
+    );
 }
 
 /// Brute-force reference: the top `k` by cosine among `docs` passing `filter`, ties by key.
@@ -1270,6 +1376,7 @@ fn filter_set() -> FilterSet {
         };
         ContentDocument {
             content: MessageContent {
+                context: Default::default(),
                 key: k,
                 text: format!("alpha document {i}"),
                 attributes,

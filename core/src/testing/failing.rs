@@ -177,6 +177,11 @@ impl<S: ContentStore + ?Sized> ContentStore for FailingContentStore<S> {
         self.inner.list_collections().await
     }
 
+    async fn set_index_version(&self, workspace: &WorkspaceId, version: u32) -> Result<()> {
+        self.injector.check("set_index_version")?;
+        self.inner.set_index_version(workspace, version).await
+    }
+
     async fn drop_collection(&self, workspace: &WorkspaceId) -> Result<()> {
         self.injector.check("drop_collection")?;
         self.inner.drop_collection(workspace).await

@@ -45,6 +45,7 @@ pub fn meta(key: &MessageKey, author: Option<&str>) -> MessageMeta {
 /// The content of a message with this metadata, in a channel of this kind.
 pub fn content(meta: &MessageMeta, text: &str, kind: ChannelKind) -> MessageContent {
     MessageContent {
+        context: Default::default(),
         key: meta.key.clone(),
         text: text.to_string(),
         attributes: ContentAttributes::from_meta(meta, kind),

@@ -55,6 +55,7 @@ struct Collection {
     spec: CollectionSpec,
     /// Ordered by key, i.e. (channel, ts).
     entries: BTreeMap<MessageKey, Entry>,
+    index_version: u32,
 }
 
 enum Entry {
@@ -71,7 +72,7 @@ struct Live {
 
 impl Live {
     fn new(doc: ContentDocument) -> Self {
-        let tokens = tokenize(&doc.content.text);
+        let tokens = tokenize(&doc.content.index_text());
         let len = tokens.len();
         let mut term_freqs: HashMap<String, u32> = HashMap::new();
         for t in tokens {
@@ -188,6 +189,7 @@ impl ContentStore for MemoryContentStore {
                     Collection {
                         spec: spec.clone(),
                         entries: BTreeMap::new(),
+                        index_version: 0,
                     },
                 );
                 Ok(())
@@ -200,6 +202,7 @@ impl ContentStore for MemoryContentStore {
             workspace: workspace.clone(),
             spec: c.spec.clone(),
             documents: c.live().count() as u64,
+            index_version: c.index_version,
         }))
     }
 
@@ -211,8 +214,23 @@ impl ContentStore for MemoryContentStore {
                 workspace: ws.clone(),
                 spec: c.spec.clone(),
                 documents: c.live().count() as u64,
+                index_version: c.index_version,
             })
             .collect())
+    }
+
+    async fn set_index_version(&self, workspace: &WorkspaceId, version: u32) -> Result<()> {
+        match self.write().get_mut(workspace) {
+            Some(c) => {
+                c.index_version = version;
+                Ok(())
+            }
+            None => Err(
+                Error::not_found(format!("no collection for workspace {workspace}"))
+                    .with_context("workspace", workspace)
+                    .with_backend(BACKEND),
+            ),
+        }
     }
 
     async fn drop_collection(&self, workspace: &WorkspaceId) -> Result<()> {

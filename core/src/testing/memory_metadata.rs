@@ -360,16 +360,40 @@ impl MetadataStore for MemoryMetadataStore {
         for t in batch.teams {
             ws.teams.insert(t.id.clone(), t);
         }
+        let mut renamed_users: HashSet<UserId> = HashSet::new();
         for mut u in batch.users {
             // A user seen without an email (a `user_change` read without the email scope)
             // keeps the one already stored.
             if u.email.is_none() {
                 u.email = ws.users.get(&u.id).and_then(|old| old.email.clone());
             }
+            if ws.users.get(&u.id).map(User::best_name) != Some(u.best_name()) {
+                renamed_users.insert(u.id.clone());
+            }
             ws.users.insert(u.id.clone(), u);
         }
+        let mut renamed_channels: HashSet<ChannelId> = HashSet::new();
         for c in batch.channels {
+            if ws.channels.get(&c.id).map(|o| o.name.as_str()) != Some(c.name.as_str()) {
+                renamed_channels.insert(c.id.clone());
+            }
             ws.channels.insert(c.id.clone(), c);
+        }
+        // The names in the index follow a rename: one `Reindex` per stored message with content.
+        if !renamed_users.is_empty() || !renamed_channels.is_empty() {
+            for (key, m) in &ws.messages {
+                let by_renamed = m
+                    .meta
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| renamed_users.contains(u));
+                if m.meta.content_hash.is_some()
+                    && (by_renamed || renamed_channels.contains(&key.channel))
+                {
+                    enqueue(outbox, last_outbox_id, key.clone(), OutboxOp::Reindex, now);
+                    report.outbox_enqueued += 1;
+                }
+            }
         }
         for m in batch.memberships {
             match m {
@@ -510,6 +534,31 @@ impl MetadataStore for MemoryMetadataStore {
             if let Some(m) = d.messages.get_mut(k) {
                 m.meta.content_hash = None;
                 m.meta.content_id = None;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn reindex_content(&self, workspace: &WorkspaceId, keys: &[MessageKey]) -> Result<u64> {
+        check_keys(workspace, keys)?;
+        let now = Utc::now();
+        let mut guard = self.state();
+        let State {
+            workspaces,
+            outbox,
+            last_outbox_id,
+        } = &mut *guard;
+        let Some(d) = workspaces.get(workspace) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for k in keys {
+            if d.messages
+                .get(k)
+                .is_some_and(|m| m.meta.content_hash.is_some())
+            {
+                enqueue(outbox, last_outbox_id, k.clone(), OutboxOp::Reindex, now);
                 n += 1;
             }
         }
@@ -1042,7 +1091,7 @@ impl MetadataStore for MemoryMetadataStore {
             match row.entry.op {
                 OutboxOp::Upsert { .. } => m.meta.content_id = Some(key.content_id()),
                 OutboxOp::Delete => m.meta.content_id = None,
-                OutboxOp::Attributes { .. } => {}
+                OutboxOp::Attributes { .. } | OutboxOp::Reindex => {}
             }
         }
         Ok(())

@@ -50,6 +50,8 @@ pub const CASES: &[&str] = &[
     "unicode_and_long_texts_round_trip",
     "user_email_is_kept",
     "outbox_enqueues_only_on_content_change",
+    "renames_reindex_messages_with_content",
+    "reindex_content_enqueues_for_messages_with_content",
     "edited_revision_rule",
     "delete_tombstone_beats_later_write",
     "delete_of_missing_key",
@@ -102,6 +104,8 @@ where
         unicode_and_long_texts_round_trip,
         user_email_is_kept,
         outbox_enqueues_only_on_content_change,
+        renames_reindex_messages_with_content,
+        reindex_content_enqueues_for_messages_with_content,
         edited_revision_rule,
         delete_tombstone_beats_later_write,
         delete_of_missing_key,
@@ -1008,6 +1012,138 @@ pub async fn unicode_and_long_texts_round_trip(store: Store) {
             other => panic!("expected an upsert for {}, got {other:?}", e.key),
         }
     }
+}
+
+/// Claims and acks everything due, returning (key, op name) in claim order.
+async fn drain_ops(store: &Store, ws: &WorkspaceId) -> Vec<(MessageKey, &'static str)> {
+    let mut out = Vec::new();
+    loop {
+        let got = claim(store, ws, 100, Duration::from_secs(60)).await;
+        if got.is_empty() {
+            return out;
+        }
+        let ids: Vec<_> = got.iter().map(|e| e.id).collect();
+        out.extend(got.iter().map(|e| (e.key.clone(), e.op.name())));
+        ok(store.ack_outbox(&ids).await, "ack_outbox");
+    }
+}
+
+/// A user written with another [`best_name`](crate::User::best_name), or a channel with another
+/// name, enqueues one `Reindex` per stored message of theirs that has content — and nothing when
+/// the name is unchanged, for messages without content, or for a new user with no messages.
+pub async fn renames_reindex_messages_with_content(store: Store) {
+    let ws = create_workspace(store.as_ref(), "T1").await;
+    let ann = |display: &str, real: &str| {
+        let mut u = User::new(user("U1"), "ann");
+        u.display_name = Some(display.into());
+        u.real_name = Some(real.into());
+        u
+    };
+    let k1 = key("T1", "C1", "1.0");
+    let k2 = key("T1", "C1", "2.0");
+    let k3 = key("T1", "C2", "3.0");
+    let k4 = key("T1", "C2", "4.0");
+    let mut b = WriteBatch::new(ws.clone());
+    b.users = vec![ann("Ann", "Ann Example"), User::new(user("U2"), "bob")];
+    b.channels = vec![
+        Channel::new(chan("C1"), "general", ChannelKind::Public),
+        Channel::new(chan("C2"), "random", ChannelKind::Public),
+    ];
+    b.messages = vec![
+        record(meta(&k1, Some("U1")), Some("one"), ChannelKind::Public),
+        record(meta(&k2, Some("U2")), Some("two"), ChannelKind::Public),
+        record(meta(&k3, Some("U1")), None, ChannelKind::Public),
+        record(meta(&k4, Some("U2")), Some("four"), ChannelKind::Public),
+    ];
+    let first = b.clone();
+    apply(&store, b, "first write").await;
+    assert_eq!(drain_ops(&store, &ws).await.len(), 3, "three upserts");
+
+    let r = apply(&store, first.clone(), "same names again").await;
+    assert_eq!(r.outbox_enqueued, 0, "unchanged names enqueue nothing");
+
+    let mut b = WriteBatch::new(ws.clone());
+    b.users = vec![ann("Annie", "Ann Example")];
+    let r = apply(&store, b, "user renamed").await;
+    assert_eq!(r.outbox_enqueued, 1, "only U1's message with content");
+    assert_eq!(drain_ops(&store, &ws).await, [(k1.clone(), "reindex")]);
+    let stored = get_one(&store, &k1).await.expect("k1");
+    assert!(
+        stored.meta.content_hash.is_some(),
+        "a reindex keeps the content hash"
+    );
+    assert_eq!(
+        stored.meta.content_id,
+        Some(k1.content_id()),
+        "acking a reindex keeps the content id"
+    );
+
+    let mut b = WriteBatch::new(ws.clone());
+    b.users = vec![ann("Annie", "Ann Other")];
+    let r = apply(&store, b, "real name changed, display name kept").await;
+    assert_eq!(r.outbox_enqueued, 0, "the name people see did not change");
+
+    let mut b = WriteBatch::new(ws.clone());
+    b.channels = vec![Channel::new(chan("C2"), "random-talk", ChannelKind::Public)];
+    let r = apply(&store, b, "channel renamed").await;
+    assert_eq!(r.outbox_enqueued, 1, "only C2's message with content");
+    assert_eq!(drain_ops(&store, &ws).await, [(k4.clone(), "reindex")]);
+
+    let mut b = WriteBatch::new(ws.clone());
+    b.users = vec![User::new(user("U3"), "cy")];
+    let r = apply(&store, b, "new user without messages").await;
+    assert_eq!(r.outbox_enqueued, 0);
+
+    // A rename and a new text of the same message in one batch: the reindex comes first.
+    let mut b = WriteBatch::new(ws.clone());
+    b.users = vec![User::new(user("U2"), "robert")];
+    b.messages = vec![record(
+        meta(&k2, Some("U2")),
+        Some("two, edited"),
+        ChannelKind::Public,
+    )];
+    let r = apply(&store, b, "rename and edit").await;
+    assert_eq!(r.outbox_enqueued, 3, "reindex k2 and k4, upsert k2");
+    assert_eq!(
+        drain_ops(&store, &ws).await,
+        [
+            (k2.clone(), "reindex"),
+            (k4.clone(), "reindex"),
+            (k2.clone(), "upsert"),
+        ]
+    );
+}
+
+/// `reindex_content` enqueues one `Reindex` per listed message that has content, skips the
+/// others, and refuses a key of another workspace.
+pub async fn reindex_content_enqueues_for_messages_with_content(store: Store) {
+    let ws = create_workspace(store.as_ref(), "T1").await;
+    create_workspace(store.as_ref(), "T2").await;
+    let k1 = key("T1", "C1", "1.0");
+    let k2 = key("T1", "C1", "2.0");
+    let mut b = WriteBatch::new(ws.clone());
+    b.messages = vec![
+        record(meta(&k1, Some("U1")), Some("one"), ChannelKind::Public),
+        record(meta(&k2, Some("U1")), None, ChannelKind::Public),
+    ];
+    apply(&store, b, "write").await;
+    drain_ops(&store, &ws).await;
+    let n = ok(
+        store
+            .reindex_content(&ws, &[k1.clone(), k2.clone(), key("T1", "C9", "9.0")])
+            .await,
+        "reindex_content",
+    );
+    assert_eq!(n, 1, "only the message with content");
+    assert_eq!(drain_ops(&store, &ws).await, [(k1.clone(), "reindex")]);
+    assert_eq!(ok(store.reindex_content(&ws, &[]).await, "empty"), 0);
+    expect_err(
+        store.reindex_content(&ws, &[key("T2", "C1", "1.0")]).await,
+        ErrorKind::InvalidInput,
+        "reindex_content with a key of another workspace",
+    );
+    let stats = ok(store.outbox_stats(Some(ws.clone())).await, "outbox_stats");
+    assert_eq!(stats.pending + stats.leased, 0);
 }
 
 /// Content is enqueued only when its hash changes; content becoming `None` enqueues a delete.

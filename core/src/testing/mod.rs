@@ -59,6 +59,8 @@ macro_rules! metadata_suite_tests {
             unicode_and_long_texts_round_trip,
             user_email_is_kept,
             outbox_enqueues_only_on_content_change,
+            renames_reindex_messages_with_content,
+            reindex_content_enqueues_for_messages_with_content,
             edited_revision_rule,
             delete_tombstone_beats_later_write,
             delete_of_missing_key,
@@ -113,6 +115,8 @@ macro_rules! content_store_suite_tests {
             filter_every_field,
             filter_selectivities,
             list_versions_pages_by_key,
+            context_is_kept_and_searched,
+            index_version_is_recorded,
             drop_collection
         );
     };

@@ -325,6 +325,7 @@ pub async fn load_export(
                 meta_row.link_count = links.len() as u32;
                 let attrs = ContentAttributes::from_meta(&meta_row, kinds[name]);
                 let content_row = (!text.trim().is_empty()).then(|| MessageContent {
+                    context: Default::default(),
                     key: key.clone(),
                     text: text.clone(),
                     attributes: attrs,

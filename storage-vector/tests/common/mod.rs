@@ -35,6 +35,7 @@ pub fn attrs() -> ContentAttributes {
 pub fn doc(key: MessageKey, text: &str, embedding: Vec<f32>, version: u64) -> ContentDocument {
     ContentDocument {
         content: MessageContent {
+            context: Default::default(),
             key,
             text: text.to_string(),
             attributes: attrs(),

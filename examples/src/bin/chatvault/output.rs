@@ -55,6 +55,7 @@ fn stage_key(s: Stage) -> (StageKey, &'static str) {
         Stage::Embedded => (StageKey(5), "embedded"),
         Stage::ApiPages => (StageKey(6), "API pages"),
         Stage::Reconcile => (StageKey(7), "compared"),
+        Stage::Reindex => (StageKey(8), "queued for re-indexing"),
     }
 }
 
