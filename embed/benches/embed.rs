@@ -32,25 +32,25 @@ fn export_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The `text` of every message with text in the export, in file order.
+/// The `text` of every message with text in the export, in file order: every day file
+/// (`YYYY-MM-DD.json`) under it, so an Enterprise Grid export's `teams/*/` channels count too.
 fn messages(export: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    let Ok(channels) = std::fs::read_dir(export) else {
-        return Vec::new();
-    };
-    for channel in channels.flatten() {
-        if channel.path().is_dir() {
-            for day in std::fs::read_dir(channel.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                if day.path().extension().is_some_and(|e| e == "json") {
-                    files.push(day.path());
-                }
+    fn day_files(dir: &Path, files: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                day_files(&path, files);
+            } else if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.len() == 15
+                    && n.ends_with(".json")
+                    && n[..10].bytes().all(|b| b.is_ascii_digit() || b == b'-')
+            }) {
+                files.push(path);
             }
         }
     }
+    let mut files = Vec::new();
+    day_files(export, &mut files);
     files.sort();
     let mut out = Vec::new();
     for file in files {
@@ -234,9 +234,20 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 /// Per-text cosine of int8 vectors to f32 vectors over every message of the bundled exports.
 fn fidelity(f32_model: &MiniLmEmbedder, int8_model: &MiniLmEmbedder) {
     println!("\n== int8 fidelity: cosine of each text's int8 vector to its f32 vector ==");
+    let summary = |name: &str, cosines: &[f64]| {
+        let min = cosines.iter().copied().fold(f64::INFINITY, f64::min);
+        let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
+        let below = cosines.iter().filter(|&&c| c < 0.99).count();
+        println!(
+            "{name}: {} texts, cosine min {min:.4}, mean {mean:.4}, {below} below 0.99",
+            cosines.len()
+        );
+    };
+    let mut all = Vec::new();
     for name in [
         "slack-export-houstondatavis",
         "slack-export-viewer-testarchive",
+        "slack-export-grid",
     ] {
         let texts = messages(&export_dir(name));
         if texts.is_empty() {
@@ -251,13 +262,11 @@ fn fidelity(f32_model: &MiniLmEmbedder, int8_model: &MiniLmEmbedder) {
             return;
         };
         let cosines: Vec<f64> = a.iter().zip(&b).map(|(x, y)| cosine(x, y)).collect();
-        let min = cosines.iter().copied().fold(f64::INFINITY, f64::min);
-        let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
-        let below = cosines.iter().filter(|&&c| c < 0.99).count();
-        println!(
-            "{name}: {} texts, cosine min {min:.4}, mean {mean:.4}, {below} below 0.99",
-            texts.len()
-        );
+        summary(name, &cosines);
+        all.extend(cosines);
+    }
+    if !all.is_empty() {
+        summary("all bundled exports", &all);
     }
 }
 

@@ -37,7 +37,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p.mul_add(r, 8.333_452e-3);
     p = p.mul_add(r, 4.166_579_6e-2);
     p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 5.000_000_1e-1);
+    p = p.mul_add(r, 0.5);
     let y = (p * r).mul_add(r, r) + 1.0;
     // The integer in `shifted`'s low bits, moved into an exponent field: 2^n.
     let bits = shifted.to_bits().wrapping_sub(MAGIC.to_bits());
