@@ -45,25 +45,42 @@ pub(crate) fn exp(x: f32) -> f32 {
     y * scale
 }
 
-/// `erf(x)`, Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7).
+/// `erf(x)` as a rational function of `x` on [−4, 4] (±1 beyond, where `f32` cannot tell erf
+/// from 1): the approximation Eigen and XLA use for `f32`, absolute error 6.5e-8 in exact
+/// arithmetic. Unlike `1 − poly·exp(−x²)` forms (Abramowitz & Stegun 7.1.26) it does not cancel
+/// near 0: evaluated in `f32` it is within 3e-7 of erf across the range (a few units in the last
+/// place near ±1; the test measures it).
 #[inline(always)]
+// The coefficients are quoted as published; `f32` rounds them.
+#[allow(clippy::excessive_precision)]
 pub(crate) fn erf(x: f32) -> f32 {
-    const P: f32 = 0.327_591_1;
-    const A1: f32 = 0.254_829_6;
-    const A2: f32 = -0.284_496_74;
-    const A3: f32 = 1.421_413_7;
-    const A4: f32 = -1.453_152_1;
-    const A5: f32 = 1.061_405_4;
-    let a = x.abs();
-    let t = 1.0 / P.mul_add(a, 1.0);
-    let poly = A5
-        .mul_add(t, A4)
-        .mul_add(t, A3)
-        .mul_add(t, A2)
-        .mul_add(t, A1)
-        * t;
-    let y = 1.0 - poly * exp(-a * a);
-    y.copysign(x)
+    const ALPHA: [f32; 7] = [
+        -2.726_142_258_013_06e-10,
+        2.770_681_424_959_02e-8,
+        -2.101_024_020_825_08e-6,
+        -5.692_506_394_623_46e-5,
+        -7.349_906_303_268_55e-4,
+        -2.954_599_808_540_25e-3,
+        -1.609_603_332_624_15e-2,
+    ];
+    const BETA: [f32; 5] = [
+        -1.456_607_184_649_96e-5,
+        -2.133_740_552_789_05e-4,
+        -1.682_826_974_382_03e-3,
+        -7.373_329_167_204_68e-3,
+        -1.426_473_905_141_89e-2,
+    ];
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = ALPHA[0];
+    for a in &ALPHA[1..] {
+        p = p.mul_add(x2, *a);
+    }
+    let mut q = BETA[0];
+    for b in &BETA[1..] {
+        q = q.mul_add(x2, *b);
+    }
+    x * p / q
 }
 
 /// The activation of the feed-forward layer, as named in `config.json`'s `hidden_act`.
@@ -264,7 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn erf_matches_the_series_within_2e_7() {
+    fn erf_matches_the_series_within_3e_7() {
         // erf by its Taylor series in f64 (converges well for |x| ≤ 3).
         fn erf64(x: f64) -> f64 {
             let mut term = x;
@@ -275,12 +292,15 @@ mod tests {
             }
             total * 2.0 / std::f64::consts::PI.sqrt()
         }
+        let mut worst = 0f64;
         let mut x = -3.0f32;
         while x <= 3.0 {
             let d = (erf(x) as f64 - erf64(x as f64)).abs();
-            assert!(d < 2e-7, "erf({x}) off by {d}");
-            x += 0.01;
+            assert!(d < 3e-7, "erf({x}) off by {d}");
+            worst = worst.max(d);
+            x += 0.001;
         }
+        eprintln!("erf: largest absolute error {worst:.2e}");
         assert!((erf(6.0) - 1.0).abs() < 1e-7 && (erf(-6.0) + 1.0).abs() < 1e-7);
     }
 
