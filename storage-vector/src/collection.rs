@@ -1181,11 +1181,15 @@ impl Collection {
         self.refresh()?;
         let snap = self.state.read().clone();
         let filter_q = filter::filter_query(&self.fields, &self.workspace, filter)?;
-        let filter_q: Box<dyn Query> =
+        // Without a filter the tombstone term alone is cheaper than walking a table.
+        let filter_q: Box<dyn Query> = if filter.is_empty() {
+            filter_q
+        } else {
             match self.filter_tables(&snap.searcher, filter, &*filter_q)? {
                 Some(lists) => Box::new(filter::KnownMatches::new(lists)),
                 None => filter_q,
-            };
+            }
+        };
         let q = BooleanQuery::new(vec![
             (Occur::Must, Box::new(text_q) as Box<dyn Query>),
             (Occur::Must, Box::new(ConstScoreQuery::new(filter_q, 0.0))),

@@ -554,18 +554,18 @@ impl tantivy::query::Weight for KnownMatches {
         boost: Score,
     ) -> tantivy::Result<Box<dyn tantivy::query::Scorer>> {
         let id = reader.segment_id();
-        let docs: Vec<DocId> = self
+        let list = self
             .lists
             .iter()
             .find(|l| l.segment == id)
-            .map(|l| l.entries.iter().map(|e| e.1).collect())
+            .cloned()
             .ok_or_else(|| {
                 tantivy::TantivyError::InternalError(format!(
                     "no filter table for segment {id:?}: the query ran on another searcher"
                 ))
             })?;
         Ok(Box::new(tantivy::query::ConstScorer::new(
-            SortedDocs::new(docs),
+            SortedDocs::new(list),
             boost,
         )))
     }
@@ -586,40 +586,40 @@ impl tantivy::query::Weight for KnownMatches {
     }
 }
 
-/// Ascending document ids as a [`tantivy::DocSet`] that seeks by binary search.
+/// A segment's table as a [`tantivy::DocSet`] (its documents ascend) that seeks by binary
+/// search, reading the shared table in place.
 struct SortedDocs {
-    docs: Vec<DocId>,
+    list: std::sync::Arc<SegmentLive>,
     cursor: usize,
 }
 
 impl SortedDocs {
-    /// `docs` must ascend (a segment's documents are collected in order).
-    fn new(docs: Vec<DocId>) -> Self {
-        debug_assert!(docs.windows(2).all(|w| w[0] < w[1]));
-        SortedDocs { docs, cursor: 0 }
+    fn new(list: std::sync::Arc<SegmentLive>) -> Self {
+        debug_assert!(list.entries.windows(2).all(|w| w[0].1 < w[1].1));
+        SortedDocs { list, cursor: 0 }
     }
 }
 
 impl tantivy::DocSet for SortedDocs {
     fn advance(&mut self) -> DocId {
-        self.cursor = (self.cursor + 1).min(self.docs.len());
+        self.cursor = (self.cursor + 1).min(self.list.entries.len());
         self.doc()
     }
 
     fn seek(&mut self, target: DocId) -> DocId {
-        let rest = &self.docs[self.cursor..];
-        self.cursor += rest.partition_point(|&d| d < target);
+        let rest = &self.list.entries[self.cursor..];
+        self.cursor += rest.partition_point(|e| e.1 < target);
         self.doc()
     }
 
     fn doc(&self) -> DocId {
-        self.docs
+        self.list
+            .entries
             .get(self.cursor)
-            .copied()
-            .unwrap_or(tantivy::TERMINATED)
+            .map_or(tantivy::TERMINATED, |e| e.1)
     }
 
     fn size_hint(&self) -> u32 {
-        u32::try_from(self.docs.len() - self.cursor).unwrap_or(u32::MAX)
+        u32::try_from(self.list.entries.len() - self.cursor).unwrap_or(u32::MAX)
     }
 }
