@@ -72,13 +72,7 @@ pub(crate) fn find_mentions(query: &str, users: &[User]) -> Mentions {
             found.push(u.id.clone());
         }
     }
-    let rest = q
-        .iter()
-        .zip(&used)
-        .filter(|(_, u)| !**u)
-        .map(|(w, _)| w.as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let rest = unused_words(&q, &used);
     Mentions { users: found, rest }
 }
 
@@ -129,17 +123,22 @@ pub(crate) fn find_channel_mentions(query: &str, channels: &[&Channel]) -> Chann
             found.push(c.id.clone());
         }
     }
-    let rest = q
-        .iter()
-        .zip(&used)
-        .filter(|(_, u)| !**u)
-        .map(|(w, _)| w.as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let rest = unused_words(&q, &used);
     ChannelMentions {
         channels: found,
         rest,
     }
+}
+
+/// The query's words not taken by a name, in order, joined by spaces.
+fn unused_words(words: &[String], used: &[bool]) -> String {
+    words
+        .iter()
+        .zip(used)
+        .filter(|(_, u)| !**u)
+        .map(|(w, _)| w.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

@@ -107,16 +107,28 @@ pub(crate) struct VidSet {
 impl VidSet {
     pub(crate) fn from_vids(vids: &[u64]) -> Self {
         let max = vids.iter().copied().max().map_or(0, |m| m as usize + 1);
-        let mut words = vec![0u64; max.div_ceil(64)];
-        let mut len = 0;
+        let mut set = VidSet::with_capacity(max);
         for &v in vids {
-            let (w, b) = ((v / 64) as usize, v % 64);
-            if words[w] & (1 << b) == 0 {
-                words[w] |= 1 << b;
-                len += 1;
-            }
+            set.insert(v);
         }
-        VidSet { words, len }
+        set
+    }
+
+    /// An empty set for vids below `size`.
+    fn with_capacity(size: usize) -> Self {
+        VidSet {
+            words: vec![0u64; size.div_ceil(64)],
+            len: 0,
+        }
+    }
+
+    /// Adds `vid` (below the capacity it was made with).
+    fn insert(&mut self, vid: u64) {
+        let (w, b) = ((vid / 64) as usize, vid % 64);
+        if self.words[w] & (1 << b) == 0 {
+            self.words[w] |= 1 << b;
+            self.len += 1;
+        }
     }
 
     #[inline]
@@ -386,22 +398,11 @@ pub(crate) fn alive_vids(searcher: &Searcher, lists: &[std::sync::Arc<SegmentLiv
         .filter_map(|l| l.entries.iter().map(|e| e.0).max())
         .max()
         .map_or(0, |m| m as usize + 1);
-    let mut words = vec![0u64; size.div_ceil(64)];
-    let mut len = 0;
-    for (seg, l) in searcher.segment_readers().iter().zip(lists) {
-        let alive = seg.alive_bitset();
-        for &(vid, doc) in &l.entries {
-            if alive.is_some_and(|a| !a.is_alive(doc)) {
-                continue;
-            }
-            let (w, b) = ((vid / 64) as usize, vid % 64);
-            if words[w] & (1 << b) == 0 {
-                words[w] |= 1 << b;
-                len += 1;
-            }
-        }
-    }
-    VidSet { words, len }
+    let mut set = VidSet::with_capacity(size);
+    for_each_alive(searcher, lists, |_, vid, _| {
+        set.insert(vid);
+    });
+    set
 }
 
 /// The live set of `searcher` (every alive, non-tombstone document's vid) and each vid's
@@ -418,25 +419,31 @@ pub(crate) fn live_set(
         max = max.max(l.entries.iter().map(|e| e.0).max());
     }
     let size = max.map_or(0, |m| m as usize + 1);
-    let mut words = vec![0u64; size.div_ceil(64)];
+    let mut set = VidSet::with_capacity(size);
     let mut addrs = vec![u64::MAX; size];
-    let mut len = 0;
-    for (ord, (seg, l)) in searcher.segment_readers().iter().zip(lives).enumerate() {
+    for_each_alive(searcher, lives, |ord, vid, doc| {
+        set.insert(vid);
+        addrs[vid as usize] = (u64::from(ord) << 32) | u64::from(doc);
+    });
+    debug_assert!(set.len <= n);
+    (set, addrs)
+}
+
+/// Calls `f(segment ordinal, vid, doc)` for every entry of `lists` (one per segment of
+/// `searcher`, in order) whose document is alive in `searcher`.
+fn for_each_alive(
+    searcher: &Searcher,
+    lists: &[std::sync::Arc<SegmentLive>],
+    mut f: impl FnMut(u32, u64, DocId),
+) {
+    for (ord, (seg, l)) in searcher.segment_readers().iter().zip(lists).enumerate() {
         let alive = seg.alive_bitset();
         for &(vid, doc) in &l.entries {
-            if alive.is_some_and(|a| !a.is_alive(doc)) {
-                continue;
+            if alive.is_none_or(|a| a.is_alive(doc)) {
+                f(ord as u32, vid, doc);
             }
-            let (w, b) = ((vid / 64) as usize, vid % 64);
-            if words[w] & (1 << b) == 0 {
-                words[w] |= 1 << b;
-                len += 1;
-            }
-            addrs[vid as usize] = ((ord as u64) << 32) | u64::from(doc);
         }
     }
-    debug_assert!(len <= n);
-    (VidSet { words, len }, addrs)
 }
 
 /// One segment's message keys, read once from its `key` column's dictionary (a segment never
